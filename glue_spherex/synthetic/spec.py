@@ -1,0 +1,106 @@
+"""What identifies one synthetic SPHEREx Level-2 exposure, and IRSA's names for it.
+
+A :class:`FrameSpec` is a few numbers (observation id, detector, pointing, roll, time).
+Everything else -- headers, pixels, the file's URL path in the archive -- is derived from it
+deterministically, so the local archive can describe thousands of 70 MB frames while storing
+none of them.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+from astropy.time import Time
+
+__all__ = ["FrameSpec", "XPOSURE", "TELAPSE", "DURATION_S", "bandpass_name"]
+
+#: Exposure keywords copied from a real QR2 header (§10.2: MJD-END - MJD-BEG is neither).
+XPOSURE = 113.5826
+TELAPSE = 118.1873
+DURATION_S = 115.12
+
+
+def bandpass_name(detector):
+    """IRSA's bandpass name, e.g. ``'SPHEREx-D2'`` for detector 2."""
+    return f"SPHEREx-D{int(detector)}"
+
+
+@dataclass(frozen=True)
+class FrameSpec:
+    """One exposure of one detector.
+
+    Parameters
+    ----------
+    obsid : str
+        Observation id, ``'<planning period>_<4-digit slew>_<small slew 1-4>'``,
+        e.g. ``'2025W21_1A_0001_1'``.
+    detector : int
+        1-6.
+    ra, dec : float
+        Sky position (deg, ICRS) of the reference pixel CRPIX = (1020.5, 1020.5).
+    pa : float
+        Roll of the detector on the sky (deg); 0 reproduces the real header's PC matrix.
+    mjd_beg : float
+        Exposure start (MJD, UTC).
+    collection : str
+        ``'spherex_qr2'`` (wide survey) or ``'spherex_qr2_deep'``.
+    """
+
+    obsid: str
+    detector: int
+    ra: float
+    dec: float
+    pa: float
+    mjd_beg: float
+    collection: str = "spherex_qr2"
+
+    @property
+    def planning_period(self):
+        return "_".join(self.obsid.split("_")[:2])
+
+    @property
+    def bandpass(self):
+        return bandpass_name(self.detector)
+
+    @property
+    def mjd_end(self):
+        return self.mjd_beg + DURATION_S / 86400.0
+
+    @property
+    def mjd_avg(self):
+        return 0.5 * (self.mjd_beg + self.mjd_end)
+
+    @property
+    def version_tag(self):
+        """Processing tag ``l2b-v20-YYYY-DDD``: processed a week after the exposure."""
+        t = Time(self.mjd_beg + 7.0, format="mjd", scale="utc").datetime
+        return f"l2b-v20-{t.year}-{t.timetuple().tm_yday:03d}"
+
+    @property
+    def file_name(self):
+        return f"level2_{self.obsid}D{self.detector}_spx_{self.version_tag}.fits"
+
+    @property
+    def key(self):
+        """Path below ``/ibe/data/spherex/`` (also the S3 key in ``nasa-irsa-spherex``)."""
+        return f"qr2/level2/{self.planning_period}/{self.version_tag}/{self.detector}/{self.file_name}"
+
+    @property
+    def uri(self):
+        """``spherex.artifact.uri``: relative, no leading slash."""
+        return f"ibe/data/spherex/{self.key}"
+
+    @property
+    def obs_publisher_did(self):
+        return f"ivo://irsa.ipac/{self.collection}?{self.obsid}/D{self.detector}"
+
+    @property
+    def expidn(self):
+        """Integer exposure id in the style of the real ``EXPIDN`` keyword."""
+        return zlib.crc32(self.obsid.encode()) % 10**15
+
+    @property
+    def seed(self):
+        """Stable 32-bit seed for this frame's noise and flags."""
+        return zlib.crc32(f"{self.obsid}/D{self.detector}".encode())
