@@ -1,0 +1,147 @@
+"""Cheap structural check of a downloaded SPHEREx product, without parsing it with astropy.
+
+A download is accepted only if its bytes are a complete FITS file holding every HDU of a
+Level-2 spectral image. :func:`scan_spectral_image` walks the headers (a few hundred cards),
+computes each HDU's data size from BITPIX/NAXISn/PCOUNT/GCOUNT and checks that the byte string
+is long enough to hold them all: it catches HTML error pages, truncated bodies and files missing
+an extension for well under a millisecond, where a full ``fits.open`` takes tens.
+:func:`unwrap` undoes a gzip body (IRSA's cutout service may gzip cutouts).
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from dataclasses import dataclass
+
+from .errors import SpherexFormatError
+
+__all__ = ["HDUSpan", "REQUIRED_EXTENSIONS", "scan_hdus", "scan_spectral_image", "unwrap",
+           "is_gzip"]
+
+BLOCK = 2880
+CARD = 80
+REQUIRED_EXTENSIONS = ("IMAGE", "FLAGS", "VARIANCE", "ZODI", "PSF", "WCS-WAVE")
+_GZIP_MAGIC = b"\x1f\x8b"
+_FITS_MAGIC = b"SIMPLE  =                    T"
+
+
+@dataclass(frozen=True)
+class HDUSpan:
+    """Where one HDU sits in the byte string (offsets in bytes; ``end`` includes the padding)."""
+
+    index: int
+    extname: str
+    header_start: int
+    data_start: int
+    data_size: int
+    end: int
+
+
+def is_gzip(data):
+    return bytes(data[:2]) == _GZIP_MAGIC
+
+
+def unwrap(data, label="body"):
+    """``data`` itself if it is plain, else its gunzipped content (one or more gzip members)."""
+    if not is_gzip(data):
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise SpherexFormatError(f"{label}: truncated or corrupt gzip data ({exc})") from None
+
+
+def _describe_start(data):
+    head = bytes(data[:40])
+    text = head.decode("latin-1")
+    if text.lstrip().lower().startswith(("<!doctype", "<html", "<?xml", "<votable")):
+        return f"an HTML/XML page ({text.strip()[:30]!r}...)"
+    return f"bytes {head[:16]!r}"
+
+
+def scan_hdus(data, label="body"):
+    """The :class:`HDUSpan` of every HDU in ``data``; raises SpherexFormatError if incomplete."""
+    n = len(data)
+    if bytes(data[:len(_FITS_MAGIC)]) != _FITS_MAGIC:
+        raise SpherexFormatError(f"{label} is not FITS: it starts with {_describe_start(data)}")
+    spans = []
+    offset = 0
+    view = memoryview(data)
+    while offset < n:
+        if spans and not bytes(view[offset:offset + BLOCK]).strip(b"\0 "):
+            break  # trailing padding after the last HDU
+        header_start = offset
+        cards = {}
+        ended = False
+        while not ended:
+            if offset + BLOCK > n:
+                raise SpherexFormatError(
+                    f"{label} is truncated: header of HDU {len(spans)} ends after byte {n}")
+            block = bytes(view[offset:offset + BLOCK]).decode("latin-1")
+            offset += BLOCK
+            for i in range(0, BLOCK, CARD):
+                key = block[i:i + 8].rstrip()
+                if key == "END":
+                    ended = True
+                    break
+                if block[i + 8:i + 10] == "= " and key not in cards:
+                    cards[key] = block[i + 10:i + CARD]
+        if "XTENSION" not in cards and spans:
+            raise SpherexFormatError(f"{label}: HDU {len(spans)} has no XTENSION card")
+        size = _data_size(cards, label, len(spans))
+        data_start = offset
+        offset += -(-size // BLOCK) * BLOCK
+        if offset > n:  # the standard pads every HDU to 2880 bytes
+            raise SpherexFormatError(
+                f"{label} is truncated: HDU {len(spans)} needs {offset} bytes, got {n}")
+        extname = _string(cards.get("EXTNAME", "'PRIMARY'" if not spans else "''"))
+        spans.append(HDUSpan(len(spans), extname.upper(), header_start, data_start, size,
+                             offset))
+    return spans
+
+
+def scan_spectral_image(data, label="body"):
+    """:func:`scan_hdus`, then check that every Level-2 extension is present."""
+    spans = scan_hdus(data, label)
+    names = {s.extname for s in spans}
+    missing = [name for name in REQUIRED_EXTENSIONS if name not in names]
+    if missing:
+        raise SpherexFormatError(
+            f"{label} is not a SPHEREx spectral image: no {', '.join(missing)} extension")
+    return spans
+
+
+def _int(cards, key, label, index, default=None):
+    raw = cards.get(key)
+    if raw is None:
+        if default is None:
+            raise SpherexFormatError(f"{label}: HDU {index} has no {key} card")
+        return default
+    try:
+        return int(raw.split("/")[0])
+    except ValueError:
+        raise SpherexFormatError(f"{label}: HDU {index} has a malformed {key} card") from None
+
+
+def _data_size(cards, label, index):
+    naxis = _int(cards, "NAXIS", label, index)
+    if naxis == 0:
+        return 0
+    bitpix = _int(cards, "BITPIX", label, index)
+    count = 1
+    for k in range(1, naxis + 1):
+        count *= _int(cards, f"NAXIS{k}", label, index)
+    pcount = _int(cards, "PCOUNT", label, index, 0)
+    gcount = _int(cards, "GCOUNT", label, index, 1)
+    return abs(bitpix) // 8 * gcount * (pcount + count)
+
+
+def _string(raw):
+    text = raw.strip()
+    if text.startswith("'"):
+        end = text.find("'", 1)
+        while end != -1 and text[end + 1:end + 2] == "'":
+            end = text.find("'", end + 2)
+        text = text[1:end if end != -1 else None].replace("''", "'")
+    return text.strip()
