@@ -1,0 +1,135 @@
+"""The Qt half of the glue-spherex plugin: menu entries, dialogs and the wavelength grid.
+
+glue calls :func:`setup` through the ``glue_spherex_qt`` entry point (switch it off in
+Plugins ▸ Plugin Manager). It registers:
+
+* File ▸ Import data ▸ **SPHEREx cutouts…** — opens :class:`SpherexImportDialog`, which is
+  non-modal and adds cutouts to the session itself as they download; the importer therefore
+  returns an empty list to glue.
+* Plugins ▸ **Export SPHEREx cutouts as MEF…** — every cutout in the session, one file.
+* Plugins ▸ **Compare SPHEREx cutouts across wavelengths** — a grid of linked image viewers.
+* Right-click in the data collection (and the Data Manager menu): **Export selected SPHEREx
+  cutouts as MEF…** and **Compare selected SPHEREx cutouts across wavelengths**.
+"""
+
+from __future__ import annotations
+
+__all__ = ["setup", "IMPORT_LABEL", "EXPORT_LABEL", "EXPORT_SELECTED_LABEL", "COMPARE_LABEL",
+           "COMPARE_SELECTED_LABEL", "import_cutouts", "export_session_cutouts",
+           "export_selected_cutouts", "compare_session_cutouts", "compare_selected_cutouts"]
+
+IMPORT_LABEL = "SPHEREx cutouts…"
+EXPORT_LABEL = "Export SPHEREx cutouts as MEF…"
+EXPORT_SELECTED_LABEL = "Export selected SPHEREx cutouts as MEF…"
+COMPARE_LABEL = "Compare SPHEREx cutouts across wavelengths"
+COMPARE_SELECTED_LABEL = "Compare selected SPHEREx cutouts across wavelengths"
+
+_registered = False
+
+
+def setup():
+    """Register the importer, menu entries and layer actions (once per process)."""
+    global _registered
+    if _registered:
+        return
+    from glue.config import importer
+    from glue_qt.config import layer_action, menubar_plugin
+
+    importer.add(IMPORT_LABEL, import_cutouts)
+    menubar_plugin.add(EXPORT_LABEL, export_session_cutouts)
+    menubar_plugin.add(COMPARE_LABEL, compare_session_cutouts)
+    layer_action.add(layer_action.item(
+        EXPORT_SELECTED_LABEL, "Write the selected SPHEREx cutouts to one FITS file",
+        export_selected_cutouts, None, False, False, False, False))
+    layer_action.add(layer_action.item(
+        COMPARE_SELECTED_LABEL, "Show the selected SPHEREx cutouts side by side, sky-linked",
+        compare_selected_cutouts, None, False, False, False, False))
+    _registered = True
+
+
+def import_cutouts():
+    """glue importer: open the import dialog on the running application; returns ``[]``.
+
+    Cutouts reach the session while they download (the dialog adds and links them in
+    batches), so there is nothing left for glue to add when this returns.
+    """
+    from .import_dialog import SpherexImportDialog
+    from .session import find_application
+
+    app = find_application()
+    dialog = SpherexImportDialog(app.data_collection, parent=app)  # deletes itself on close
+    dialog.show()
+    dialog.raise_()
+    app._spherex_import_dialog = dialog  # lets scripts and tests find it
+    return []
+
+
+def export_session_cutouts(session, data_collection):
+    """Plugins menu: export every SPHEREx cutout in the session."""
+    from .session import cutouts_in
+
+    _open_export(cutouts_in(data_collection), session.application)
+
+
+def export_selected_cutouts(layers, data_collection):
+    """Data-collection menu: export the selected SPHEREx cutouts."""
+    from .session import cutouts_in, find_application
+
+    _open_export(cutouts_in(layers), find_application(data_collection))
+
+
+def compare_session_cutouts(session, data_collection):
+    """Plugins menu: wavelength grid of cutouts chosen evenly across the range."""
+    _compare(session.application, None)
+
+
+def compare_selected_cutouts(layers, data_collection):
+    """Data-collection menu: wavelength grid of the selected cutouts."""
+    from .session import cutouts_in, find_application
+
+    _compare(find_application(data_collection), cutouts_in(layers))
+
+
+def _open_export(datasets, app):
+    from ..errors import SpherexError
+    from .export_action import ExportDialog
+
+    try:
+        dialog = ExportDialog(datasets, parent=app)
+    except SpherexError as exc:
+        _notice(app, str(exc))
+        return None
+    dialog.setAttribute(_delete_on_close())
+    dialog.show()
+    app._spherex_export_dialog = dialog
+    return dialog
+
+
+def _compare(app, datasets):
+    from ..errors import SpherexError
+    from .compare import open_wavelength_grid
+
+    try:
+        return open_wavelength_grid(app, datasets)
+    except SpherexError as exc:
+        _notice(app, str(exc))
+        return None
+
+
+def _notice(parent, text):
+    """A non-blocking message box (never a traceback)."""
+    from qtpy import QtWidgets
+
+    box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Information, "SPHEREx", text,
+                                QtWidgets.QMessageBox.Ok, parent)
+    box.setAttribute(_delete_on_close())
+    box.open()
+    if parent is not None:
+        parent._spherex_notice = box
+    return box
+
+
+def _delete_on_close():
+    from qtpy import QtCore
+
+    return QtCore.Qt.WA_DeleteOnClose
