@@ -1,0 +1,119 @@
+"""The SPHEREx FLAGS bitmap: bit names, masks built from names, and decoding of values.
+
+Each FLAGS pixel is an int32 whose bit ``b`` (value ``1 << b``) marks one condition. The
+FLAGS header lists the bits as ``MP_<NAME> = <bit>`` keywords (HIERARCH for long names,
+plain 8-character keywords such as ``MP_HOT``); QR3 is reported to use ``MSKNnnnn = 'NAME'``
+instead. :func:`flag_bits` reads either; :data:`FLAG_TABLE` is the QR2 ``l2b-v21`` table, used
+when a header carries no bit definitions.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from .errors import SpherexInputError
+
+__all__ = [
+    "FLAG_TABLE",
+    "DEFAULT_BITS",
+    "DEFAULT_BAD_FLAGS",
+    "flag_bits",
+    "mask_from_names",
+    "describe",
+]
+
+#: (bit, name, description) as in the real QR2 FLAGS header (``MP_*`` keywords and comments).
+FLAG_TABLE = (
+    (0, "TRANSIENT", "Transient detected during SUR"),
+    (1, "OVERFLOW", "Overflow detected during SUR"),
+    (2, "SUR_ERROR", "Error in onboard processing"),
+    (4, "PHANTOM", "Phantom pixel"),
+    (5, "REFERENCE", "Reference pixel"),
+    (6, "NONFUNC", "Permanently unusable"),
+    (7, "DICHROIC", "Low efficiency due to dichroic"),
+    (9, "MISSING_DATA", "Onboard data lost"),
+    (10, "HOT", "Hot pixel"),
+    (11, "COLD", "Anomalously low signal"),
+    (12, "FULLSAMPLE", "Pixel full sample history is available"),
+    (14, "PHANMISS", "Phantom correction was not applied"),
+    (15, "NONLINEAR", "Nonlinearity correction cannot be applied reliably"),
+    (17, "PERSIST", "Persistent charge above threshold"),
+    (19, "OUTLIER", "Pixel flagged by Detect Outliers"),
+    (21, "SOURCE", "Pixel mapped to a known source"),
+    (22, "GHOST", "Affected by a bright source inside the exposure"),
+    (23, "GHOST_FPA", "Affected by a bright source on another detector"),
+    (24, "GHOST_EXT", "Pixel affected by a bright source outside FOV"),
+    (26, "BLOOM", "Pixel part of a bloom artifact"),
+    (27, "SNOWBALL", "Pixel part of a snowball artifact"),
+    (28, "HALO", "Pixel part of a transient halo"),
+)
+
+#: name -> bit number of :data:`FLAG_TABLE`.
+DEFAULT_BITS = {name: bit for bit, name, _ in FLAG_TABLE}
+
+#: Flags whose pixels carry no trustworthy surface brightness: readout or onboard-processing
+#: failures (TRANSIENT, OVERFLOW, SUR_ERROR, MISSING_DATA), dead or abnormal pixels (NONFUNC,
+#: HOT, COLD) and pixels whose nonlinearity or persistence could not be corrected
+#: (NONLINEAR, PERSIST). Left out on purpose: SOURCE (40-70 % of pixels, it marks sky, not
+#: defects), FULLSAMPLE (information only), OUTLIER (bright real sources trip it), DICHROIC
+#: (low but calibrated throughput) and the ghost/artifact bits, which depend on the science.
+DEFAULT_BAD_FLAGS = (
+    "TRANSIENT", "OVERFLOW", "SUR_ERROR", "NONFUNC", "MISSING_DATA",
+    "HOT", "COLD", "NONLINEAR", "PERSIST",
+)
+
+_MSKN = re.compile(r"^MSKN(\d{4})$")
+
+
+def flag_bits(header):
+    """``{name: bit}`` from the ``MP_*`` (or ``MSKNnnnn``) keywords of a FLAGS header.
+
+    Falls back to :data:`DEFAULT_BITS` when the header defines no bits at all.
+    """
+    bits = {}
+    for key, value in header.items():
+        key = key.upper()
+        if key.startswith("HIERARCH "):
+            key = key[len("HIERARCH "):]
+        if key.startswith("MP_") and isinstance(value, int) and not isinstance(value, bool):
+            bits[key[3:]] = value
+        elif (m := _MSKN.match(key)) and isinstance(value, str) and value.strip():
+            bits[value.strip().upper()] = int(m.group(1))
+    return bits or dict(DEFAULT_BITS)
+
+
+def _bit_of(name, bits):
+    key = str(name).strip().upper()
+    if key.startswith("MP_"):
+        key = key[3:]
+    if key not in bits:
+        known = ", ".join(sorted(bits, key=bits.get))
+        raise SpherexInputError(f"unknown flag name {name!r}; known flags: {known}")
+    return bits[key]
+
+
+def mask_from_names(flags_array, names=DEFAULT_BAD_FLAGS, bits=None):
+    """Boolean array, True where any of the named flags is set in ``flags_array``.
+
+    ``names`` are flag names (case-insensitive, ``MP_`` prefix optional); ``bits`` maps
+    names to bit numbers (default :data:`DEFAULT_BITS`, or ``SpectralImage.flag_bits``).
+    """
+    bits = DEFAULT_BITS if bits is None else bits
+    if isinstance(names, str):
+        names = [names]
+    value = 0
+    for name in names:
+        value |= 1 << _bit_of(name, bits)
+    return (np.asarray(flags_array).astype(np.int64) & value) != 0
+
+
+def describe(value, bits=None):
+    """Names of the flags set in one FLAGS value, lowest bit first (unknown bits as ``BITn``)."""
+    bits = DEFAULT_BITS if bits is None else bits
+    names_by_bit = {}
+    for name, bit in bits.items():
+        names_by_bit.setdefault(bit, name)
+    value = int(value) & 0xFFFFFFFF  # int32 pixels: bit 31 makes the value negative
+    return [names_by_bit.get(b, f"BIT{b}") for b in range(32) if value >> b & 1]

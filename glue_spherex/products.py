@@ -1,0 +1,572 @@
+"""Open SPHEREx Level-2 spectral images: full frames, IRSA cutouts and combined cutout files.
+
+A product is recognised by content, not by file name: an ``IMAGE`` extension with
+``DETECTOR`` and the ``W`` (``WAVE-TAB``) spectral WCS, plus ``FLAGS``, ``VARIANCE``,
+``ZODI``, ``PSF`` and the ``WCS-WAVE`` lookup table. A combined file (see
+:mod:`glue_spherex.combined`) holds the same six extensions per cutout, named ``IMAGEn`` ...
+``WCS-WAVEn`` with ``n`` the cutout index; files written by IRSA's cutouts tutorial, whose
+``PS1_0W`` still says ``'WCS-WAVE'``, are read too.
+
+Files opened from a path are memory-mapped, and no pixel data (in particular not the 4.9 MB
+PSF cube) is read until an attribute asks for it. Everything a user can get wrong raises
+:class:`~glue_spherex.errors.SpherexFormatError` naming the problem and the source.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import math
+import os
+import re
+import threading
+import zlib
+from functools import cached_property
+
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS, NoConvergence
+from astropy.wcs.utils import wcs_to_celestial_frame
+
+from .errors import SpherexError, SpherexFormatError, SpherexInputError
+from .flags import flag_bits
+from .wavelength import SpectralWCS
+
+__all__ = ["SpectralImage", "open_products", "is_spherex_product", "KINDS"]
+
+#: The extensions of one spectral image, in file order (PRIMARY excluded).
+KINDS = ("IMAGE", "FLAGS", "VARIANCE", "ZODI", "PSF", "WCS-WAVE")
+_IMAGE_KINDS = ("IMAGE", "FLAGS", "VARIANCE", "ZODI")
+_INDEXED = re.compile(r"^IMAGE(\d+)$")
+_GZIP_MAGIC = b"\x1f\x8b"
+_FITS_MAGIC = b"SIMPLE  ="
+_NEAR_DEG = 10.0
+
+
+# --------------------------------------------------------------------------------------
+# The open file behind one or more SpectralImages
+# --------------------------------------------------------------------------------------
+
+class _Backing:
+    """An open HDUList, shared by every SpectralImage read from it, closed with the last one."""
+
+    def __init__(self, hdul, label, owned):
+        self.hdul = hdul
+        self.label = label
+        self.owned = owned
+        self.index = {}
+        for i, hdu in enumerate(hdul):  # reads every header once (lazy_load_hdus)
+            self.index.setdefault(hdu.name.upper(), i)
+        self._users = 0
+        self._lock = threading.Lock()
+
+    def __contains__(self, name):
+        return name.upper() in self.index
+
+    def hdu(self, name):
+        return self.hdul[self.index[name.upper()]]
+
+    def acquire(self):
+        with self._lock:
+            self._users += 1
+
+    def release(self):
+        with self._lock:
+            self._users -= 1
+            if self._users == 0 and self.owned:
+                self.hdul.close()
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def _open_backing(source):
+    """Open ``source`` (path, bytes, file object or HDUList) as a :class:`_Backing`."""
+    if isinstance(source, fits.HDUList):
+        info = source.fileinfo(0) if len(source) else None
+        return _Backing(source, (info or {}).get("filename") or "<HDUList>", owned=False)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _from_bytes(bytes(source), f"<{len(source)} bytes>")
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        try:
+            with open(path, "rb") as f:
+                head = f.read(len(_FITS_MAGIC))
+                if head.startswith(_GZIP_MAGIC):
+                    f.seek(0)
+                    return _from_bytes(f.read(), path)
+        except FileNotFoundError:
+            raise SpherexInputError(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise SpherexInputError(f"{path}: is a directory, expected a FITS file") from None
+        _check_magic(head, path)
+        try:
+            hdul = fits.open(path, memmap=True, lazy_load_hdus=True)
+        except (OSError, ValueError, TypeError) as exc:
+            raise SpherexFormatError(f"{path}: not a readable FITS file ({exc})") from None
+        return _checked(hdul, path, os.path.getsize(path), lambda off, n: _peek(path, off, n))
+    if hasattr(source, "read"):
+        data = source.read()
+        if not isinstance(data, (bytes, bytearray)):
+            raise SpherexInputError("file objects must be opened in binary mode ('rb')")
+        return _from_bytes(bytes(data), str(getattr(source, "name", "<file object>")))
+    raise SpherexInputError(
+        f"cannot open a {type(source).__name__}; expected a path, bytes, a binary file object "
+        "or an astropy HDUList"
+    )
+
+
+def _from_bytes(data, label):
+    if data.startswith(_GZIP_MAGIC):
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise SpherexFormatError(f"{label}: truncated or corrupt gzip data ({exc})") from None
+    _check_magic(data[: len(_FITS_MAGIC)], label)
+    try:
+        hdul = fits.open(io.BytesIO(data), lazy_load_hdus=True)
+    except (OSError, ValueError, TypeError) as exc:
+        raise SpherexFormatError(f"{label}: not a readable FITS file ({exc})") from None
+    return _checked(hdul, label, len(data), lambda off, n: data[off:off + n])
+
+
+def _check_magic(head, label):
+    if not head.startswith(_FITS_MAGIC):
+        raise SpherexFormatError(f"{label}: not a FITS file (it does not start with 'SIMPLE  =')")
+
+
+def _peek(path, offset, n):
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(n)
+
+
+def _checked(hdul, label, size, peek):
+    """A backing for ``hdul`` after making sure no HDU extends past the end of the data."""
+    try:
+        backing = _Backing(hdul, label, owned=True)
+        end = 0
+        for i, hdu in enumerate(hdul):
+            info = hdul.fileinfo(i)
+            end = info["datLoc"] + info["datSpan"]
+            if end > size:
+                raise SpherexFormatError(
+                    f"{label}: truncated file: extension {i} ({hdu.name}) needs {end} bytes "
+                    f"but there are only {size}"
+                )
+        # astropy silently drops an extension whose header is cut short
+        if size > end and peek(end, 8) == b"XTENSION":
+            raise SpherexFormatError(
+                f"{label}: truncated file: the header of extension {len(hdul)} is incomplete"
+            )
+    except SpherexFormatError:
+        hdul.close()
+        raise
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        hdul.close()
+        raise SpherexFormatError(f"{label}: not a readable FITS file ({exc})") from None
+    return backing
+
+
+# --------------------------------------------------------------------------------------
+# Recognising products and cutouts
+# --------------------------------------------------------------------------------------
+
+def _cutout_indices(backing):
+    """``None`` for a single product, else the cutout indices present (IMAGEn) in file order."""
+    if "IMAGE" in backing:
+        return None
+    found = [int(m.group(1)) for name in backing.index if (m := _INDEXED.match(name))]
+    if not found:
+        raise SpherexFormatError(
+            f"{backing.label}: not a SPHEREx spectral image (no IMAGE extension; "
+            f"extensions are {', '.join(backing.index) or 'none'})"
+        )
+    return found
+
+
+def _resolve(backing, suffix):
+    """``{kind: EXTNAME}`` of one image, after checking it looks like a SPHEREx product."""
+    where = backing.label + (f" cutout {suffix}" if suffix else "")
+    names = {kind: f"{kind}{suffix}" for kind in KINDS}
+    header = backing.hdu(names["IMAGE"]).header
+    if "DETECTOR" not in header or str(header.get("CTYPE1W", "")).strip() != "WAVE-TAB":
+        raise SpherexFormatError(
+            f"{where}: not a SPHEREx spectral image (IMAGE{suffix} has no DETECTOR keyword "
+            "or no WAVE-TAB spectral WCS 'W')"
+        )
+    # The tutorial's combined files rename the table but leave PS1_0W = 'WCS-WAVE'.
+    table = str(header.get("PS1_0W", "WCS-WAVE")).strip()
+    names["WCS-WAVE"] = table if table in backing else names["WCS-WAVE"]
+    for kind, name in names.items():
+        if name not in backing:
+            what = "wavelength table" if kind == "WCS-WAVE" else "extension"
+            raise SpherexFormatError(f"{where}: missing {what} {name}")
+    return names
+
+
+def _cutout_info(backing):
+    """``{cutout_index: row dict}`` from CUTOUT_INFO (empty if the file has none)."""
+    if "CUTOUT_INFO" not in backing:
+        return {}
+    try:
+        data = backing.hdu("CUTOUT_INFO").data
+        columns = [c.lower() for c in data.columns.names]
+        rows = {}
+        for rec in data:
+            row = {c: _plain(rec[i]) for i, c in enumerate(columns)}
+            rows[int(row["cutout_index"])] = row
+        return rows
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SpherexFormatError(f"{backing.label}: unreadable CUTOUT_INFO table ({exc})") from None
+
+
+def _plain(value):
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    if isinstance(value, str):
+        return value.rstrip()
+    return value.item() if hasattr(value, "item") else value
+
+
+def _image(backing, index, info):
+    indices = _cutout_indices(backing)
+    if indices is None:
+        if index is not None:
+            raise SpherexFormatError(
+                f"{backing.label}: index={index!r} given, but this is a single spectral image, "
+                "not a combined cutout file"
+            )
+        return SpectralImage(backing, "")
+    if index is None:
+        if len(indices) != 1:
+            raise SpherexFormatError(
+                f"{backing.label}: combined file with {len(indices)} cutouts; "
+                f"pass index= one of {_brief(sorted(indices))}"
+            )
+        index = indices[0]
+    try:
+        index = int(index)
+    except (TypeError, ValueError):
+        raise SpherexFormatError(f"{backing.label}: bad cutout index {index!r}") from None
+    if index not in indices:
+        row = info.get(index, {})
+        if row.get("status") in ("failed", "missing"):
+            raise SpherexFormatError(
+                f"{backing.label}: cutout {index} is not in the file (status {row['status']}: "
+                f"{row.get('reason') or 'no reason recorded'})"
+            )
+        raise SpherexFormatError(
+            f"{backing.label}: no cutout {index}; available: {_brief(sorted(indices))}"
+        )
+    row = info.get(index, {})
+    return SpectralImage(
+        backing, str(index), version=row.get("version") or None,
+        access_url=row.get("access_url") or None, cutout_index=index,
+    )
+
+
+def _brief(values, n=10):
+    shown = ", ".join(str(v) for v in values[:n])
+    return shown + (f", ... ({len(values)} in all)" if len(values) > n else "")
+
+
+# --------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------
+
+class SpectralImage:
+    """One SPHEREx Level-2 spectral image (full frame or cutout) and its calibration.
+
+    Open with :meth:`open` or :func:`open_products`; close with :meth:`close` or a
+    ``with`` block. Pixel coordinates are 0-based ``(x, y)``, arrays are ``[y, x]``.
+    """
+
+    def __init__(self, backing, suffix, *, version=None, access_url=None, cutout_index=None):
+        names = _resolve(backing, suffix)
+        self._backing = backing
+        self._names = names
+        self._closed = False
+        self.suffix = suffix
+        self.headers = {kind: backing.hdu(name).header for kind, name in names.items()}
+        self.header = self.headers["IMAGE"]
+        if suffix:
+            primary = fits.Header()
+            if version:
+                primary["VERSION"] = version
+            self.headers["PRIMARY"] = primary
+        else:
+            self.headers["PRIMARY"] = backing.hdul[0].header
+            version = version or self.headers["PRIMARY"].get("VERSION")
+        h = self.header
+        self.version = str(version).strip() if version is not None else None
+        self.shape = (int(h.get("NAXIS2", 0)), int(h.get("NAXIS1", 0)))
+        self.obsid = str(h.get("OBSID", "")).strip()
+        self.detector = int(h["DETECTOR"])
+        self.bandpass = f"SPHEREx-D{self.detector}"
+        self.mjd_beg = _float(h, "MJD-BEG")
+        self.mjd_avg = _float(h, "MJD-AVG")
+        self.mjd_end = _float(h, "MJD-END")
+        self.exptime = _float(h, "XPOSURE")
+        self.psf_fwhm = _float(h, "PSF_FWHM")
+        self.access_url = access_url
+        self.cutout_index = cutout_index
+        table_name = names["WCS-WAVE"]
+        self.spectral_wcs = SpectralWCS.from_header(
+            h, {str(h.get("PS1_0W", table_name)).strip(): backing.hdu(table_name)}
+        )
+        self._wave = None
+        backing.acquire()
+
+    # -- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, source, index=None):
+        """Open a spectral image from a path, (gzipped) bytes, a binary file object or an HDUList.
+
+        ``index`` picks the cutout of a combined file (``IMAGE{index}`` ...); it is required
+        when that file holds more than one cutout.
+        """
+        with _open_backing(source) as backing:
+            return _image(backing, index, _cutout_info(backing))
+
+    def close(self):
+        """Release the file (closed when the last image read from it is closed)."""
+        if not self._closed:
+            self._closed = True
+            self._backing.release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        where = f" cutout {self.cutout_index}" if self.cutout_index is not None else ""
+        return (f"<SpectralImage {self.obsid} D{self.detector} {self.shape[1]}x{self.shape[0]}"
+                f"{where} from {self._backing.label}>")
+
+    # -- pixel data ------------------------------------------------------------------------
+
+    def _data(self, kind):
+        if self._closed:
+            raise SpherexInputError(f"{self!r} is closed")
+        try:
+            return self._backing.hdu(self._names[kind]).data
+        except (OSError, ValueError, TypeError) as exc:
+            raise SpherexFormatError(
+                f"{self._backing.label}: cannot read {self._names[kind]} ({exc})"
+            ) from None
+
+    @property
+    def image(self):
+        """Surface brightness (MJy/sr), zodiacal light not subtracted."""
+        return self._data("IMAGE")
+
+    @property
+    def flags(self):
+        """int32 bitmap; see :mod:`glue_spherex.flags` and :attr:`flag_bits`."""
+        return self._data("FLAGS")
+
+    @property
+    def variance(self):
+        """Variance of :attr:`image`, (MJy/sr)^2."""
+        return self._data("VARIANCE")
+
+    @property
+    def zodi(self):
+        """Zodiacal light model (MJy/sr)."""
+        return self._data("ZODI")
+
+    @property
+    def psf(self):
+        """``(121, 101, 101)`` PSF cube (11x11 zones, 10x oversampled); read on first use."""
+        return self._data("PSF")
+
+    # -- metadata --------------------------------------------------------------------------
+
+    @cached_property
+    def wcs(self):
+        """Celestial WCS of the image (TAN with SIP)."""
+        # fix=False: the celestial keywords are standard, and wcslib's date fix-ups only warn
+        return WCS(self.header, naxis=2, fix=False)
+
+    @property
+    def parent_origin(self):
+        """0-based parent-frame pixel ``(x0, y0)`` of this image's pixel (0, 0)."""
+        return tuple(_integral(1.0 - float(self.header.get(f"CRPIX{i}A", 1.0))) for i in (1, 2))
+
+    @cached_property
+    def flag_bits(self):
+        """``{flag name: bit number}`` from the FLAGS header."""
+        return flag_bits(self.headers["FLAGS"])
+
+    # -- wavelengths -----------------------------------------------------------------------
+
+    def _grid(self):
+        if self._wave is None:
+            self._wave = self.spectral_wcs.grid(self.shape)
+        return self._wave
+
+    def wavelength(self):
+        """Central wavelength (µm) of every pixel, shape ``(ny, nx)``."""
+        return self._grid()[0]
+
+    def bandwidth(self):
+        """Bandwidth (µm) of every pixel, shape ``(ny, nx)``."""
+        return self._grid()[1]
+
+    def pixel_to_wave(self, x, y):
+        """(wavelength, bandwidth) in µm at 0-based pixel positions."""
+        return self.spectral_wcs.pixel_to_wave(x, y)
+
+    def wavelength_at(self, coord):
+        """(wavelength, bandwidth) in µm at a sky position (NaN outside the table's range).
+
+        Sky to pixel uses the celestial WCS with SIP, pixel to wavelength the ``W`` WCS
+        without it -- what IRSA's tutorials call the central wavelength of a cutout.
+        """
+        sky = coord.transform_to(wcs_to_celestial_frame(self.wcs))
+        lon = np.atleast_1d(sky.spherical.lon.deg).astype(float)
+        lat = np.atleast_1d(sky.spherical.lat.deg).astype(float)
+        # Far from the image the TAN projection and the SIP inverse break down; such
+        # positions are outside the table anyway (it spans at most the 3.5 deg parent frame).
+        centre = self.wcs.pixel_to_world((self.shape[1] - 1) / 2, (self.shape[0] - 1) / 2)
+        near = np.atleast_1d(centre.separation(sky).deg < _NEAR_DEG)
+        x = np.full(lon.shape, np.nan)
+        y = np.full(lon.shape, np.nan)
+        if near.any():
+            try:
+                x[near], y[near] = self.wcs.all_world2pix(lon[near], lat[near], 0, quiet=False)
+            except NoConvergence as exc:
+                best = np.array(exc.best_solution, float)
+                bad = np.union1d(np.asarray(exc.divergent or [], int),
+                                 np.asarray(exc.slow_conv or [], int))
+                best[bad] = np.nan
+                x[near], y[near] = best[:, 0], best[:, 1]
+        wl, bw = self.spectral_wcs.pixel_to_wave(x, y)
+        if sky.isscalar:
+            return float(wl[0]), float(bw[0])
+        return wl.reshape(sky.shape), bw.reshape(sky.shape)
+
+    # -- PSF -------------------------------------------------------------------------------
+
+    def psf_zone(self, x, y):
+        """``(ix, iy)`` PSF zone containing 0-based pixel (x, y) of this image.
+
+        The zone is the one whose centre (``XCTR_k``/``YCTR_k``, 1-based parent pixels) is
+        nearest along each axis. Only the set of centre values is used, never the keyword
+        number ``k``, so files hit by the ``VERSION <= 6.5.5`` erratum (zone keywords written
+        y-fast while the planes are x-fast) give the same, correct zone as fixed files.
+        """
+        xc, yc = self._zone_centres
+        x0, y0 = self.parent_origin
+        px, py = x0 + float(x) + 1.0, y0 + float(y) + 1.0
+        return int(np.argmin(np.abs(xc - px))), int(np.argmin(np.abs(yc - py)))
+
+    def psf_at(self, x, y):
+        """The 101x101 oversampled PSF of the zone containing 0-based pixel (x, y)."""
+        ix, iy = self.psf_zone(x, y)
+        return self.psf[iy * len(self._zone_centres[0]) + ix]
+
+    @cached_property
+    def _zone_centres(self):
+        h = self.headers["PSF"]
+        nzone = int(h.get("NAXIS3", 0))
+        n = math.isqrt(nzone)
+        if nzone == 0 or n * n != nzone:
+            raise SpherexFormatError(
+                f"{self._backing.label}: PSF{self.suffix} is not a cube of n x n zones "
+                f"(NAXIS3 = {nzone})"
+            )
+        centres = []
+        for axis in "XY":
+            values = [h.get(f"{axis}CTR_{k}") for k in range(1, nzone + 1)]
+            if any(v is None for v in values):  # no zone keywords: the nominal equal grid
+                centres.append(0.5 + (np.arange(n) + 0.5) * 2040 / n)
+                continue
+            unique = np.unique(np.round(np.asarray(values, float), 3))
+            if len(unique) != n:
+                raise SpherexFormatError(
+                    f"{self._backing.label}: PSF{self.suffix} zone keywords {axis}CTR_* give "
+                    f"{len(unique)} distinct centres, expected {n}"
+                )
+            centres.append(unique)
+        return tuple(centres)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def hdulist(self, suffix=""):
+        """The six extensions IMAGE ... WCS-WAVE, EXTNAME + ``suffix``, without PRIMARY.
+
+        ``PS1_0W``/``PS2_0W`` of the image headers are pointed at ``'WCS-WAVE' + suffix`` so
+        that ``WCS(hdul['IMAGE' + suffix].header, fobj=hdul, key='W')`` keeps working.
+        """
+        hdus = []
+        for kind in KINDS:
+            header = self.headers[kind].copy()
+            for key in ("CHECKSUM", "DATASUM", "BSCALE", "BZERO"):
+                header.remove(key, ignore_missing=True, remove_all=True)
+            header["EXTNAME"] = f"{kind}{suffix}"
+            if kind in _IMAGE_KINDS:
+                for key in ("PS1_0W", "PS2_0W"):
+                    if key in header:
+                        header[key] = f"WCS-WAVE{suffix}"
+            data = self._data(kind)
+            if kind == "WCS-WAVE":
+                hdus.append(fits.BinTableHDU(data=data, header=header))
+            else:
+                hdus.append(fits.ImageHDU(data=data, header=header))
+        return fits.HDUList(hdus)
+
+
+def _float(header, key):
+    value = header.get(key)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _integral(value):
+    return int(round(value)) if abs(value - round(value)) < 1e-9 else value
+
+
+def open_products(source):
+    """Every spectral image in ``source``: one for a single file, each cutout of a combined one.
+
+    Cutouts come in CUTOUT_INFO order (then any not listed there); rows recorded as failed
+    or missing have no images and are skipped.
+    """
+    with _open_backing(source) as backing:
+        indices = _cutout_indices(backing)
+        if indices is None:
+            return [SpectralImage(backing, "")]
+        info = _cutout_info(backing)
+        present = set(indices)
+        order = [i for i in info if i in present] + [i for i in indices if i not in info]
+        images = []
+        try:
+            for i in order:
+                images.append(_image(backing, i, info))
+        except BaseException:
+            for image in images:
+                image.close()
+            raise
+        return images
+
+
+def is_spherex_product(source):
+    """True if ``source`` is a SPHEREx spectral image or combined cutout file (headers only)."""
+    try:
+        with _open_backing(source) as backing:
+            indices = _cutout_indices(backing)
+            _resolve(backing, "" if indices is None else str(indices[0]))
+        return True
+    except (SpherexError, OSError, ValueError, TypeError, KeyError):
+        return False
