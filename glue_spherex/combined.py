@@ -1,0 +1,383 @@
+"""The combined cutout file of IRSA's SPHEREx cutouts tutorial, written as a stream.
+
+Layout (readable by the tutorial's own code: ``Table.read(f, hdu=1)``, ``hdul['IMAGE3']``)::
+
+    HDU 0   PRIMARY       ORIGIN, RA_TARG/DEC_TARG, CUTSIZE/CUTUNIT, NCUTOUT, NFAILED, NMISSING
+    HDU 1   CUTOUT_INFO   one row per planned cutout (columns below)
+    then, per cutout that arrived, IMAGEn FLAGSn VARIANCEn ZODIn PSFn WCS-WAVEn (n = cutout_index)
+
+``PS1_0W``/``PS2_0W`` of each image header name ``WCS-WAVEn``, so that
+``WCS(hdul['IMAGEn'].header, fobj=hdul, key='W')`` works on every cutout (it does not on the
+tutorial's file). CUTOUT_INFO lists successes first, in cutout_index order, then failures
+and cutouts that never arrived, with ``status`` and ``reason``; ``version`` keeps each
+product's PRIMARY ``VERSION`` (needed to interpret its PSF header).
+
+:class:`CombinedWriter` appends each cutout to ``<path>.part`` as it arrives, holding at most
+one in memory, and on :meth:`~CombinedWriter.close` rewrites the fixed-size CUTOUT_INFO in
+place and renames the file to ``path``: nothing half-written ever sits at ``path``, and an
+interrupted download still leaves a valid file with every cutout that arrived.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import threading
+
+import numpy as np
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+from astropy.io import fits
+from astropy.table import Table
+
+from .errors import SpherexError, SpherexFormatError, SpherexInputError
+from .products import SpectralImage, _cutout_info, _open_backing, open_products
+
+__all__ = ["CombinedWriter", "read_combined", "INFO_COLUMNS"]
+
+#: CUTOUT_INFO columns: name, FITS format (``None`` width: computed), unit.
+INFO_COLUMNS = (
+    ("cutout_index", "J", None),
+    ("observation_date", "D", "d"),
+    ("central_wavelength", "D", "um"),
+    ("access_url", "A", None),
+    ("central_bandwidth", "D", "um"),
+    ("obs_id", "A", None),
+    ("detector", "I", None),
+    ("bandpass", "A", None),
+    ("mjd_end", "D", "d"),
+    ("status", "A", None),
+    ("reason", "A", None),
+    ("version", "A", None),
+)
+_MIN_WIDTH = {"access_url": 200, "obs_id": 32, "bandpass": 16, "status": 8, "reason": 200,
+              "version": 32}
+_STATUS_ORDER = {"ok": 0, "failed": 1, "missing": 2}
+_BLOCK = 2880
+_PRIMARY_BYTES = len(fits.PrimaryHDU().header.tostring())
+
+
+class CombinedWriter:
+    """Write a combined cutout file one cutout at a time.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Final file name; the file is built as ``<path>.part`` and renamed on :meth:`close`.
+    planned : sequence of dict, or astropy Table
+        One entry per cutout, with at least ``cutout_index`` (unique, >= 1) and
+        ``access_url``; optionally ``obs_id``, ``detector``, ``bandpass``,
+        ``observation_date`` and ``mjd_end`` (filled from the product when it arrives).
+    target : SkyCoord or (ra, dec) in degrees, optional
+        Where the central wavelength of each cutout is evaluated (default: its centre).
+    size : float (degrees) or Quantity, optional
+        Requested cutout size, recorded in the PRIMARY header.
+    overwrite : bool
+        Replace an existing ``path`` on close.
+    """
+
+    def __init__(self, path, planned, *, target=None, size=None, overwrite=False):
+        self.path = os.fspath(path)
+        self.part_path = self.path + ".part"
+        if os.path.exists(self.path) and not overwrite:
+            raise SpherexInputError(f"{self.path} exists; pass overwrite=True to replace it")
+        self._rows = _planned_rows(planned)
+        self._widths = _widths(self._rows)
+        self._target = _target(target)
+        self._primary = _primary_header(self._target, size)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._file = open(self.part_path, "wb")  # noqa: SIM115 (closed in close())
+        try:
+            primary = self._primary.tostring().encode("ascii")
+            self._file.write(primary)
+            info = self._info_hdu(list(self._rows.values()))
+            chunk = _table_bytes(info)
+            # offsets and sizes that close() rewrites in place
+            self._sizes = (len(primary), len(chunk))
+            self._info_size = _padded(info.header["NAXIS1"] * info.header["NAXIS2"])
+            self._info_offset = len(primary) + len(chunk) - self._info_size
+            self._file.write(chunk)
+        except BaseException:
+            self._file.close()
+            os.unlink(self.part_path)
+            raise
+
+    # -- adding cutouts ------------------------------------------------------------------------
+
+    def add(self, cutout_index, product):
+        """Append one cutout (SpectralImage, HDUList, bytes or path) and mark its row 'ok'.
+
+        A product that cannot be read is recorded as failed and the
+        :class:`~glue_spherex.errors.SpherexFormatError` re-raised.
+        """
+        row = self._row(cutout_index)
+        if isinstance(product, SpectralImage):
+            image, owned = product, False
+        else:
+            try:
+                image, owned = SpectralImage.open(product), True
+            except SpherexError as exc:
+                self.add_failure(cutout_index, str(exc))
+                raise
+        try:
+            hdus = image.hdulist(suffix=str(row["cutout_index"]))
+            if self._target is not None:
+                wl, bw = image.wavelength_at(self._target)
+            else:
+                ny, nx = image.shape
+                wl, bw = (float(v) for v in image.pixel_to_wave((nx - 1) / 2, (ny - 1) / 2))
+            meta = {
+                "observation_date": image.mjd_beg, "mjd_end": image.mjd_end,
+                "central_wavelength": wl, "central_bandwidth": bw, "obs_id": image.obsid,
+                "detector": image.detector, "bandpass": image.bandpass,
+                "version": image.version or "", "status": "ok", "reason": "",
+            }
+            with self._lock:
+                self._check_open()
+                if row["status"] == "ok":
+                    raise SpherexInputError(f"cutout {cutout_index} was already added")
+                start = self._file.tell()
+                try:
+                    for hdu in hdus:
+                        _write_hdu(self._file, hdu)
+                except BaseException:
+                    self._file.seek(start)  # drop the half-written cutout
+                    self._file.truncate()
+                    raise
+                row.update(meta)
+        finally:
+            if owned:
+                image.close()
+
+    def add_failure(self, cutout_index, reason):
+        """Record that a planned cutout could not be fetched (``reason`` is kept, truncated)."""
+        row = self._row(cutout_index)
+        with self._lock:
+            self._check_open()
+            if row["status"] == "ok":
+                raise SpherexInputError(f"cutout {cutout_index} was already added")
+            row["status"] = "failed"
+            row["reason"] = " ".join(str(reason).split())
+
+    # -- finishing -----------------------------------------------------------------------------
+
+    def close(self):
+        """Write the final CUTOUT_INFO and counts, fsync, and rename to :attr:`path`."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            f = self._file
+            try:
+                rows = sorted(self._rows.values(),
+                              key=lambda r: (_STATUS_ORDER[r["status"]], r["cutout_index"]))
+                chunk = _table_bytes(self._info_hdu(rows))
+                counts = {s: sum(r["status"] == s for r in rows) for s in _STATUS_ORDER}
+                self._primary["NCUTOUT"] = counts["ok"]
+                self._primary["NFAILED"] = counts["failed"]
+                self._primary["NMISSING"] = counts["missing"]
+                primary = self._primary.tostring().encode("ascii")
+                if (len(primary), len(chunk)) != self._sizes:  # fixed-width by construction
+                    raise RuntimeError("CUTOUT_INFO or PRIMARY changed size; file not finished")
+                f.seek(self._info_offset)
+                f.write(chunk[len(chunk) - self._info_size:])
+                f.seek(0)
+                f.write(primary)
+                f.flush()
+                os.fsync(f.fileno())
+            finally:
+                f.close()
+            os.replace(self.part_path, self.path)
+            _fsync_dir(os.path.dirname(os.path.abspath(self.path)))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        # Finish the file with what arrived even when the caller failed; re-raise its error.
+        self.close()
+        return False
+
+    @property
+    def statuses(self):
+        """``{cutout_index: status}`` so far."""
+        return {i: r["status"] for i, r in self._rows.items()}
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _check_open(self):
+        if self._closed:
+            raise SpherexInputError(f"the combined file {self.path} is already closed")
+
+    def _row(self, cutout_index):
+        try:
+            return self._rows[int(cutout_index)]
+        except (KeyError, TypeError, ValueError):
+            raise SpherexInputError(
+                f"cutout_index {cutout_index!r} is not one of the {len(self._rows)} planned cutouts"
+            ) from None
+
+    def _info_hdu(self, rows):
+        cols = []
+        for name, fmt, unit in INFO_COLUMNS:
+            values = [r[name] for r in rows]
+            if fmt == "A":
+                width = self._widths[name]
+                array = np.array([_ascii(v, width) for v in values], dtype=f"S{width}")
+                cols.append(fits.Column(name=name, format=f"A{width}", array=array))
+            else:
+                dtype = {"J": np.int32, "D": np.float64, "I": np.int16}[fmt]
+                cols.append(fits.Column(name=name, format=fmt, unit=unit,
+                                        array=np.array(values, dtype=dtype)))
+        return fits.BinTableHDU.from_columns(cols, name="CUTOUT_INFO")
+
+
+def read_combined(path):
+    """``(CUTOUT_INFO as a Table, [SpectralImage per cutout present])`` of a combined file."""
+    with _open_backing(path) as backing:
+        if "CUTOUT_INFO" not in backing:
+            raise SpherexFormatError(f"{backing.label}: not a combined cutout file (no CUTOUT_INFO)")
+        _cutout_info(backing)  # validates the table
+        table = Table.read(backing.hdu("CUTOUT_INFO"))
+    return table, open_products(path)
+
+
+# ------------------------------------------------------------------------------------------
+# Serialisation
+# ------------------------------------------------------------------------------------------
+
+def _write_hdu(f, hdu):
+    """Append one extension HDU at the current position of ``f``."""
+    if not isinstance(hdu, fits.ImageHDU):
+        f.write(_table_bytes(hdu))
+        return
+    f.write(hdu.header.tostring().encode("ascii"))
+    data = hdu.data
+    if data is None:
+        return
+    arr = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder(">"))
+    f.write(memoryview(arr.reshape(-1).view(np.uint8)))
+    f.write(b"\0" * (-arr.nbytes % _BLOCK))
+
+
+def _table_bytes(hdu):
+    """Header and data of a table HDU exactly as astropy writes them (behind a PRIMARY)."""
+    buf = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(buf)
+    return buf.getvalue()[_PRIMARY_BYTES:]
+
+
+def _padded(n):
+    return n + (-n % _BLOCK)
+
+
+def _fsync_dir(path):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _ascii(value, width):
+    return str(value if value is not None else "").encode("ascii", "replace")[:width]
+
+
+# ------------------------------------------------------------------------------------------
+# Inputs
+# ------------------------------------------------------------------------------------------
+
+def _planned_rows(planned):
+    if isinstance(planned, Table):
+        planned = [{c: row[c] for c in planned.colnames} for row in planned]
+    rows = {}
+    for entry in planned:
+        try:
+            index = int(entry["cutout_index"])
+            url = entry["access_url"]
+        except (KeyError, TypeError, ValueError):
+            raise SpherexInputError(
+                "each planned cutout needs an integer 'cutout_index' and an 'access_url'"
+            ) from None
+        if index < 1 or index in rows:
+            raise SpherexInputError(f"cutout_index {index} is not >= 1 or is not unique")
+        rows[index] = {
+            "cutout_index": index,
+            "observation_date": _num(entry.get("observation_date")),
+            "central_wavelength": math.nan,
+            "access_url": _text(url),
+            "central_bandwidth": math.nan,
+            "obs_id": _text(entry.get("obs_id")),
+            "detector": int(_num(entry.get("detector"), 0)),
+            "bandpass": _text(entry.get("bandpass")),
+            "mjd_end": _num(entry.get("mjd_end")),
+            "status": "missing",
+            "reason": "",
+            "version": "",
+        }
+    return rows
+
+
+def _text(value):
+    if value is None or np.ma.is_masked(value):
+        return ""
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return str(value).strip()
+
+
+def _num(value, default=math.nan):
+    if value is None or np.ma.is_masked(value):
+        return default
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return default
+    return value if math.isfinite(value) else default
+
+
+def _widths(rows):
+    widths = dict(_MIN_WIDTH)
+    for name in ("access_url", "obs_id", "bandpass"):
+        longest = max((len(_ascii(r[name], 1 << 16)) for r in rows.values()), default=0)
+        widths[name] = max(widths[name], longest)
+    return widths
+
+
+def _target(target):
+    if target is None or isinstance(target, SkyCoord):
+        return target
+    try:
+        ra, dec = target
+        return SkyCoord(float(ra), float(dec), unit="deg")
+    except (TypeError, ValueError):
+        raise SpherexInputError(
+            f"target must be a SkyCoord or (ra, dec) in degrees, not {target!r}"
+        ) from None
+
+
+def _primary_header(target, size):
+    header = fits.PrimaryHDU().header
+    header["ORIGIN"] = ("glue-spherex", "combined SPHEREx cutouts")
+    if target is not None:
+        icrs = target.icrs
+        header["RA_TARG"] = (float(icrs.ra.deg), "[deg] target right ascension (ICRS)")
+        header["DEC_TARG"] = (float(icrs.dec.deg), "[deg] target declination (ICRS)")
+    if size is not None:
+        if isinstance(size, u.Quantity) and size.unit.physical_type == "angle":
+            size = size.to(u.deg)
+        value, unit = (size.value, size.unit.to_string()) if isinstance(size, u.Quantity) \
+            else (size, "deg")
+        header["CUTSIZE"] = (float(value), "requested cutout size")
+        header["CUTUNIT"] = (unit, "unit of CUTSIZE")
+    header["NCUTOUT"] = (0, "cutouts in this file")
+    header["NFAILED"] = (0, "planned cutouts that failed (see CUTOUT_INFO)")
+    header["NMISSING"] = (0, "planned cutouts that never arrived")
+    return header
