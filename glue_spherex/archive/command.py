@@ -1,0 +1,105 @@
+"""Command line of the local archive: ``glue-spherex archive`` / ``python -m glue_spherex.archive``.
+
+Prints the base URL and the service endpoints, then serves until Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+
+from ..errors import SpherexError
+from .faults import FaultConfig
+
+__all__ = ["add_arguments", "run", "main"]
+
+_PROBABILITIES = {
+    "500": "HTTP 500 Internal Server Error",
+    "502": "HTTP 502 Bad Gateway (HTML body)",
+    "503": "HTTP 503 Service Unavailable with Retry-After",
+    "429": "HTTP 429 Too Many Requests with Retry-After",
+    "reset": "send part of the body, then reset the TCP connection",
+    "truncate": "announce the full Content-Length, send part of the body, close",
+    "stall": "send part of the body, pause --stall-seconds, send the rest",
+    "html200": "HTTP 200 with an HTML error page instead of the product",
+}
+
+
+def add_arguments(parser):
+    """Add the archive's options to an argparse parser."""
+    parser.add_argument("--port", type=int, default=0,
+                        help="TCP port on 127.0.0.1 (default: any free port)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the fault stream")
+    parser.add_argument("--gzip-cutouts", action="store_true",
+                        help="gzip cutouts unless the request says gzip=false")
+    g = parser.add_argument_group("fault injection")
+    g.add_argument("--latency", default="0", metavar="SPEC",
+                   help="delay per request: seconds (0.15), uniform:LOW,HIGH or "
+                        "lognormal:MEDIAN,SIGMA")
+    g.add_argument("--bandwidth", type=float, default=None, metavar="BYTES_PER_S",
+                   help="cap on the body rate of each response")
+    for kind, text in _PROBABILITIES.items():
+        g.add_argument(f"--p-{kind}", type=float, default=0.0, metavar="P",
+                       help=f"probability per request: {text}")
+    g.add_argument("--retry-after", type=int, default=1, metavar="S",
+                   help="Retry-After seconds sent with 429 and 503 (default 1)")
+    g.add_argument("--stall-seconds", type=float, default=5.0, metavar="S",
+                   help="length of a stall (default 5)")
+    g.add_argument("--fault-routes", default="data", metavar="ROUTES",
+                   help="where faults apply: data (the /ibe/ files and cutouts, default), all, "
+                        "or a comma list of data,tap,sia")
+    return parser
+
+
+def faults_from_args(args):
+    kwargs = {f"p_{kind}": getattr(args, f"p_{kind}") for kind in _PROBABILITIES}
+    return FaultConfig(latency=args.latency, bandwidth=args.bandwidth, retry_after=args.retry_after,
+                       stall_seconds=args.stall_seconds, routes=args.fault_routes, **kwargs)
+
+
+def run(args):
+    """Serve until interrupted; returns the process exit code."""
+    from .server import LocalArchive
+
+    try:
+        faults = faults_from_args(args)
+        archive = LocalArchive(port=args.port, faults=faults, seed=args.seed,
+                               gzip_cutouts=args.gzip_cutouts)
+        t0 = time.perf_counter()
+        archive.start()
+    except (SpherexError, OSError) as e:
+        print(f"glue-spherex archive: {e}", file=sys.stderr)
+        return 2
+    print(archive.url, flush=True)
+    print(f"  TAP   {archive.tap_url}\n  SIA2  {archive.sia_url}\n"
+          f"  files {archive.url}/ibe/data/spherex/...\n  faults: {faults.describe()}",
+          flush=True)
+    stop = threading.Event()
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, lambda *_: stop.set())
+    try:
+        try:
+            archive.wait_ready()
+            n = len(archive.catalog.specs)
+            print(f"  ready: {n} frames, {time.perf_counter() - t0:.2f} s", flush=True)
+        except SpherexError as e:
+            print(f"glue-spherex archive: {e}", file=sys.stderr)
+            return 1
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        archive.stop()
+    return 0
+
+
+def main(argv=None):
+    parser = add_arguments(argparse.ArgumentParser(
+        prog="python -m glue_spherex.archive",
+        description="Serve a local IRSA-compatible SPHEREx archive on 127.0.0.1."))
+    sys.exit(run(parser.parse_args(argv)))

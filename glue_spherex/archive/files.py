@@ -1,0 +1,207 @@
+"""``/ibe/data/spherex/<key>``: whole Level-2 files and IBE cutouts, with HEAD and byte ranges.
+
+Whole frames (70 MB each) are generated on first request by ``synthetic.frame_bytes`` into a
+per-process temporary directory holding at most a few of them (LRU); they are served from disk
+with ``Accept-Ranges: bytes`` and single-range ``206`` answers, so ``fits.open(url,
+use_fsspec=True)`` reads sections without downloading the file.
+
+``?center=..&size=..`` makes an IBE cutout (parameters in :mod:`.cutout_params`): no overlap
+with the frame is HTTP 400, partial overlap is clipped.  Cutouts are **not gzipped by
+default**: IRSA's page says IBE gzips cutouts, but that is unconfirmed for SPHEREx and the
+observed 5.3 MB size of a SPHEREx cutout indicates plain FITS; ``gzip=true`` asks for the
+gzipped body, sent like an IBE file download (``application/fits`` without
+``Content-Encoding``), so a client must recognise the gzip magic itself.  Recent cutouts are
+kept in memory (bounded by bytes) so retries and repeated views cost nothing.
+"""
+
+from __future__ import annotations
+
+import atexit
+import gzip
+import os
+import re
+import shutil
+import tempfile
+import threading
+from collections import OrderedDict
+
+from ..errors import SpherexInputError
+from .cutout_params import parse_cutout
+from .response import FileBody, Response, text_response
+
+__all__ = ["FrameCache", "serve_file", "frame_cache", "parse_range"]
+
+FITS_TYPE = "application/fits"
+
+
+class FrameCache:
+    """Generated full frames on disk, at most ``max_files`` of them (least recently used go)."""
+
+    def __init__(self, max_files=4, directory=None):
+        self.max_files = max_files
+        self.directory = directory or tempfile.mkdtemp(prefix="glue-spherex-frames-")
+        self._lock = threading.Lock()
+        self._files = OrderedDict()          # key -> path
+        self._key_locks = {}
+
+    def open(self, spec):
+        """An open binary file with the frame's bytes (generated if not cached)."""
+        from ..synthetic import frame_bytes
+
+        with self._lock:
+            key_lock = self._key_locks.setdefault(spec.key, threading.Lock())
+        with key_lock:                       # one generation per frame, however many requests
+            with self._lock:
+                path = self._files.get(spec.key)
+                if path is not None:
+                    self._files.move_to_end(spec.key)
+                    return open(path, "rb")
+            data = frame_bytes(spec)
+            path = os.path.join(self.directory, spec.file_name)
+            tmp = f"{path}.{threading.get_ident()}.part"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+            with self._lock:
+                self._files[spec.key] = path
+                while len(self._files) > self.max_files:
+                    _, old = self._files.popitem(last=False)
+                    os.remove(old)           # readers that opened it keep their handle
+                return open(path, "rb")
+
+    def clear(self):
+        with self._lock:
+            for path in self._files.values():
+                os.remove(path)
+            self._files.clear()
+
+    def close(self):
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class _CutoutCache:
+    """Recent cutout bodies in memory, bounded by total bytes."""
+
+    def __init__(self, max_bytes=256 * 2**20):
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._items = OrderedDict()
+        self._size = 0
+
+    def get(self, key):
+        with self._lock:
+            body = self._items.get(key)
+            if body is not None:
+                self._items.move_to_end(key)
+            return body
+
+    def put(self, key, body):
+        with self._lock:
+            if key in self._items or len(body) > self.max_bytes:
+                return
+            self._items[key] = body
+            self._size += len(body)
+            while self._size > self.max_bytes:
+                _, old = self._items.popitem(last=False)
+                self._size -= len(old)
+
+
+_frames = None
+_cutouts = _CutoutCache()
+_frames_lock = threading.Lock()
+
+
+def frame_cache():
+    """The process-wide frame cache (its directory is removed at exit)."""
+    global _frames
+    with _frames_lock:
+        if _frames is None:
+            _frames = FrameCache()
+            atexit.register(_frames.close)
+        return _frames
+
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def parse_range(header, size):
+    """``(start, stop)`` of a single-range ``Range`` header, None to send everything, or
+    ``'unsatisfiable'``."""
+    if not header:
+        return None
+    m = _RANGE.fullmatch(header.strip())
+    if not m or not (m.group(1) or m.group(2)):
+        return None                          # multi-range or malformed: RFC 9110 lets us ignore
+    if m.group(1):
+        start = int(m.group(1))
+        stop = min(int(m.group(2)) + 1, size) if m.group(2) else size
+        if m.group(2) and int(m.group(2)) < start:
+            return None
+    else:
+        start, stop = max(size - int(m.group(2)), 0), size
+    if start >= size or stop <= start:
+        return "unsatisfiable"
+    return start, stop
+
+
+def _ranged(body_at, size, range_header, headers):
+    """Apply a Range header; ``body_at(start, stop)`` makes the body for a byte span."""
+    span = parse_range(range_header, size)
+    if span == "unsatisfiable":
+        return Response(416, "text/plain", b"", [("Content-Range", f"bytes */{size}")] + headers)
+    if span is None:
+        return Response(200, FITS_TYPE, body_at(0, size), headers)
+    start, stop = span
+    return Response(206, FITS_TYPE, body_at(start, stop),
+                    [("Content-Range", f"bytes {start}-{stop - 1}/{size}")] + headers)
+
+
+def _flag(value, name):
+    v = value.strip().lower()
+    if v in ("true", "1", "yes", "on"):
+        return True
+    if v in ("false", "0", "no", "off"):
+        return False
+    raise SpherexInputError(f"{name}={value!r}: use true or false")
+
+
+def serve_file(spec, params, range_header=None, gzip_default=False):
+    """Answer a GET/HEAD for one file (``params``: lower-case name -> first value)."""
+    headers = [("Accept-Ranges", "bytes"),
+               ("Content-Disposition", f'inline; filename="{spec.file_name}"')]
+    if "center" not in params and "size" not in params:
+        f = frame_cache().open(spec)           # the HTTP layer closes it after sending
+        size = os.fstat(f.fileno()).st_size
+        response = _ranged(lambda a, b: FileBody(f, a, b - a), size, range_header, headers)
+        if not isinstance(response.body, FileBody):
+            f.close()
+        return response
+    try:
+        cut = parse_cutout(params.get("center"), params.get("size"))
+        use_gzip = _flag(params["gzip"], "gzip") if "gzip" in params else gzip_default
+    except SpherexInputError as e:
+        return text_response(400, f"Bad cutout request: {e}")
+    body = _cutout_body(spec, cut, use_gzip)
+    if body is None:
+        return text_response(400, "Bad cutout request: the requested region does not overlap "
+                                  f"the image {spec.file_name}")
+    return _ranged(lambda a, b: body[a:b], len(body), range_header, headers)
+
+
+def _cutout_body(spec, cut, use_gzip):
+    from ..synthetic import cutout_bytes, cutout_window, frame_wcs
+
+    ra, dec = cut.ra, cut.dec
+    if cut.in_pixels:
+        ra, dec = (float(v) for v in frame_wcs(spec).all_pix2world(cut.x, cut.y, 0))
+    window = cutout_window(spec, ra, dec, cut.width_px, cut.height_px)
+    if window is None:
+        return None
+    key = (spec.key, tuple(window), use_gzip)
+    body = _cutouts.get(key)
+    if body is None:
+        body = cutout_bytes(spec, *window)
+        if use_gzip:
+            body = gzip.compress(body, compresslevel=6, mtime=0)
+        _cutouts.put(key, body)
+    return body
