@@ -8,6 +8,7 @@ none of them.
 
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass
 
@@ -97,8 +98,17 @@ class FrameSpec:
 
     @property
     def expidn(self):
-        """Integer exposure id in the style of the real ``EXPIDN`` keyword."""
-        return zlib.crc32(self.obsid.encode()) % 10**15
+        """Integer exposure id in the form of the real ``EXPIDN`` keyword.
+
+        ``2025W51_1A_0684_2`` D3 gives 202551101068423: year, week, planning half, letter
+        (A = 01), large slew, small slew, detector. Obs ids not of that form fall back to a
+        15-digit checksum.
+        """
+        m = re.fullmatch(r"(\d{4})W(\d{2})_(\d)([A-Z])_(\d{4})_(\d)", self.obsid)
+        if m is None:
+            return zlib.crc32(self.obsid.encode()) % 10**15
+        year, week, half, letter, slew, small = m.groups()
+        return int(f"{year}{week}{half}{ord(letter) - 64:02d}{slew}{small}{int(self.detector)}")
 
     @property
     def seed(self):

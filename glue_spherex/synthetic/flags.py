@@ -1,0 +1,130 @@
+"""FLAGS of synthetic frames: which pixels carry which bits, cheaply and window-independently.
+
+Bits are the real ``MP_*`` bit numbers (§3.1). Flagged pixels are kept as sparse, sorted lists
+of flat parent-pixel indices, so a cutout finds its own flagged pixels with two binary searches
+and the exact ``L2 N_*`` counts of the full frame cost nothing:
+
+- per detector (the same in every exposure, as on a real array): HOT, COLD and NONFUNC pixels,
+  one dead column segment, and for D3/D4 a band of DICHROIC rows;
+- per exposure (seeded by the frame): TRANSIENT, OUTLIER, PERSIST, SUR_ERROR and FULLSAMPLE;
+- SOURCE: pixels within a brightness-dependent radius of a sky source (set by the renderer).
+
+About 1.5 % of the pixels carry a "bad" bit, whose values the renderer corrupts (see
+:mod:`.render`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+
+from .geometry import NPIX
+
+__all__ = ["BITS", "BAD_BITS", "SparseFlags", "static_flags", "static_bad_map", "exposure_flags", "bit_mask"]
+
+#: Real bit numbers, name -> bit (value is 1 << bit).
+BITS = {
+    "TRANSIENT": 0, "OVERFLOW": 1, "SUR_ERROR": 2, "PHANTOM": 4, "REFERENCE": 5,
+    "NONFUNC": 6, "DICHROIC": 7, "MISSING_DATA": 9, "HOT": 10, "COLD": 11,
+    "FULLSAMPLE": 12, "PHANMISS": 14, "NONLINEAR": 15, "PERSIST": 17, "OUTLIER": 19,
+    "SOURCE": 21, "GHOST": 22, "GHOST_FPA": 23, "GHOST_EXT": 24, "BLOOM": 26,
+    "SNOWBALL": 27, "HALO": 28,
+}
+#: IRSA's default "bad" set: everything except OVERFLOW, FULLSAMPLE, OUTLIER and SOURCE.
+BAD_BITS = tuple(b for b in BITS if b not in ("OVERFLOW", "FULLSAMPLE", "OUTLIER", "SOURCE"))
+
+
+def bit_mask(*names):
+    """Integer mask with the named bits set."""
+    return sum(1 << BITS[n] for n in names)
+
+
+NPIX2 = NPIX * NPIX
+_DICHROIC_ROWS = {3: (0, 60), 4: (1980, NPIX)}  # 0-based row ranges [start, stop)
+
+
+@dataclass(frozen=True)
+class SparseFlags:
+    """Flat parent-pixel indices (sorted, unique) and the bits set on each."""
+
+    index: np.ndarray
+    bits: np.ndarray
+    counts: dict  # bit name -> number of pixels with that bit
+
+    def in_window(self, x0, y0, nx, ny):
+        """``(y, x, bits)`` of the flagged pixels inside a window, window-relative."""
+        lo, hi = np.searchsorted(self.index, [y0 * NPIX, (y0 + ny) * NPIX])
+        idx, bits = self.index[lo:hi], self.bits[lo:hi]
+        y, x = np.divmod(idx, NPIX)
+        keep = (x >= x0) & (x < x0 + nx)
+        return y[keep] - y0, x[keep] - x0, bits[keep]
+
+    def count(self, name):
+        return self.counts.get(name, 0)
+
+
+def _stratified(rng, fraction):
+    """Unique sorted flat indices, one random pixel per stride: ~``fraction`` of the frame."""
+    stride = int(round(1.0 / fraction))
+    n = NPIX2 // stride
+    return np.arange(n, dtype=np.int64) * stride + (rng.random(n) * stride).astype(np.int64)
+
+
+def _assign(rng, n, table):
+    """One bit per pixel drawn from ``table`` = ((name, probability), ...); bits and counts."""
+    names = [name for name, _ in table]
+    # Per-mille lookup table: probabilities are multiples of 0.001.
+    lut = np.repeat(np.arange(len(names)), [round(1000 * p) for _, p in table])
+    choice = lut[(rng.random(n) * len(lut)).astype(np.int64)]
+    values = np.array([1 << BITS[name] for name in names], dtype=np.int32)
+    counts = dict(zip(names, np.bincount(choice, minlength=len(names)).tolist()))
+    return values[choice], counts
+
+
+@cache
+def static_flags(detector):
+    """Bad pixels of a detector array, shared by all its exposures."""
+    rng = np.random.default_rng(90_210 + int(detector))
+    idx = _stratified(rng, 0.0035)
+    bits, _ = _assign(rng, len(idx), (("NONFUNC", 0.78), ("COLD", 0.14), ("HOT", 0.08)))
+    # A dead column segment.
+    col = int(rng.integers(100, NPIX - 100))
+    row0 = int(rng.integers(0, NPIX - 300))
+    seg = np.arange(row0, row0 + int(rng.integers(80, 300)), dtype=np.int64) * NPIX + col
+    idx = np.concatenate([idx, seg])
+    bits = np.concatenate([bits, np.full(len(seg), 1 << BITS["NONFUNC"], np.int32)])
+    order = np.argsort(idx, kind="stable")
+    idx, bits = idx[order], bits[order]
+    uniq, first = np.unique(idx, return_index=True)
+    merged = np.bitwise_or.reduceat(bits, first).astype(np.int32)
+    counts = {name: int(np.count_nonzero(merged & (1 << bit))) for name, bit in BITS.items()}
+    out = SparseFlags(uniq, merged, counts)
+    for a in (out.index, out.bits):
+        a.setflags(write=False)
+    return out
+
+
+@cache
+def static_bad_map(detector):
+    """Boolean ``NPIX*NPIX`` map of the detector's static bad pixels (flat index)."""
+    m = np.zeros(NPIX2, bool)
+    m[static_flags(detector).index] = True
+    m.setflags(write=False)
+    return m
+
+
+def dichroic_rows(detector):
+    """0-based row range [start, stop) flagged DICHROIC, or None."""
+    return _DICHROIC_ROWS.get(int(detector))
+
+
+def exposure_flags(seed):
+    """Per-exposure flags (transients, outliers, persistence, ...) of one frame."""
+    rng = np.random.default_rng(int(seed))
+    idx = _stratified(rng, 0.011)
+    bits, counts = _assign(rng, len(idx), (("TRANSIENT", 0.45), ("OUTLIER", 0.345),
+                                           ("PERSIST", 0.12), ("SUR_ERROR", 0.08),
+                                           ("FULLSAMPLE", 0.005)))
+    return SparseFlags(idx, bits, counts)

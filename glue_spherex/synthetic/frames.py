@@ -1,0 +1,123 @@
+"""Whole synthetic Level-2 files and IRSA-style cutouts, as HDU lists or as bytes.
+
+HDU order and types follow the real QR2 files: PRIMARY (no data), IMAGE (float32), FLAGS
+(int32), VARIANCE (float32), ZODI (float32), PSF (float32 121x101x101), WCS-WAVE (binary
+table). A cutout is made the way IRSA makes it (§10.3): the window is clipped to the frame,
+only the window is rendered, ``NAXISn``, ``CRPIXn``, ``CRPIXnA`` and ``CRPIXnW`` are shifted,
+and PRIMARY, PSF and WCS-WAVE are the parent's, unchanged.
+
+``frame_bytes``/``cutout_bytes`` write the FITS byte stream directly (cached PSF and WCS-WAVE
+blocks, card images joined as strings); ``make_frame``/``make_cutout`` return the same content
+as an ``astropy.io.fits.HDUList``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from functools import cache
+
+from astropy.io import fits
+
+from ..errors import SpherexInputError
+from ..wavelength import reference_table
+from .fitsbytes import data_bytes, header_bytes
+from .geometry import NPIX
+from .headers import cutout_cards, frame_cards, primary_cards, psf_cards, wave_hdu_bytes
+from .psf import psf_cube, psf_header
+from .render import render_window
+
+__all__ = ["make_frame", "make_cutout", "frame_bytes", "cutout_bytes", "write_frame",
+           "clip_window"]
+
+_DATA_KINDS = (("IMAGE", "image"), ("FLAGS", "flags"), ("VARIANCE", "variance"), ("ZODI", "zodi"))
+
+
+def clip_window(x0, y0, nx, ny):
+    """Clip a window to the frame as IRSA does; SpherexInputError if nothing is left."""
+    try:
+        x0, y0, nx, ny = (int(v) for v in (x0, y0, nx, ny))
+    except (TypeError, ValueError):
+        raise SpherexInputError("a cutout window is four integers x0, y0, nx, ny") from None
+    x1, y1 = min(x0 + nx, NPIX), min(y0 + ny, NPIX)
+    x0, y0 = max(x0, 0), max(y0, 0)
+    if nx < 1 or ny < 1 or x1 <= x0 or y1 <= y0:
+        raise SpherexInputError(
+            f"cutout window x0={x0}, y0={y0}, nx={nx}, ny={ny} does not overlap the "
+            f"{NPIX}x{NPIX} frame")
+    return x0, y0, x1 - x0, y1 - y0
+
+
+@cache
+def _primary_bytes():
+    return header_bytes(primary_cards())
+
+
+@cache
+def _psf_bytes(detector):
+    return header_bytes(psf_cards(detector)) + data_bytes(psf_cube(detector))
+
+
+def _window_cards(spec, x0, y0, nx, ny):
+    if (x0, y0, nx, ny) == (0, 0, NPIX, NPIX):
+        cards = frame_cards(spec)
+        return {kind: cards[kind] for kind, _ in _DATA_KINDS}
+    return {kind: cutout_cards(spec, kind, x0, y0, nx, ny) for kind, _ in _DATA_KINDS}
+
+
+def _to_bytes(spec, x0, y0, nx, ny):
+    det = int(spec.detector)
+    cards = _window_cards(spec, x0, y0, nx, ny)
+    data = render_window(spec, x0, y0, nx, ny)
+    parts = [_primary_bytes()]
+    for kind, name in _DATA_KINDS:
+        parts += [header_bytes(cards[kind]), data_bytes(data[name])]
+    parts += [_psf_bytes(det), wave_hdu_bytes(det)]
+    return b"".join(parts)
+
+
+def _to_hdulist(spec, x0, y0, nx, ny):
+    det = int(spec.detector)
+    cards = _window_cards(spec, x0, y0, nx, ny)
+    data = render_window(spec, x0, y0, nx, ny)
+    hdus = [fits.PrimaryHDU(header=fits.Header.fromstring("".join(primary_cards())))]
+    for kind, name in _DATA_KINDS:
+        hdus.append(fits.ImageHDU(data[name], header=fits.Header.fromstring("".join(cards[kind]))))
+    hdus.append(fits.ImageHDU(psf_cube(det).copy(), header=psf_header(det)))
+    hdus.append(reference_table(det).to_hdu())
+    return fits.HDUList(hdus)
+
+
+def frame_bytes(spec):
+    """The full 2040x2040 7-HDU file of a frame, as FITS bytes (~71.6 MB)."""
+    return _to_bytes(spec, 0, 0, NPIX, NPIX)
+
+
+def cutout_bytes(spec, x0, y0, nx, ny):
+    """An IRSA-style cutout of a frame (window clipped to the frame), as FITS bytes."""
+    return _to_bytes(spec, *clip_window(x0, y0, nx, ny))
+
+
+def make_frame(spec):
+    """The full 2040x2040 7-HDU file of a frame, as an HDUList."""
+    return _to_hdulist(spec, 0, 0, NPIX, NPIX)
+
+
+def make_cutout(spec, x0, y0, nx, ny):
+    """An IRSA-style cutout of a frame (window clipped to the frame), as an HDUList."""
+    return _to_hdulist(spec, *clip_window(x0, y0, nx, ny))
+
+
+def write_frame(spec, path):
+    """Write a full frame to ``path`` atomically (temporary file, then ``os.replace``)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".fits")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(frame_bytes(spec))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
