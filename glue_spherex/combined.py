@@ -32,7 +32,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from .errors import SpherexError, SpherexFormatError, SpherexInputError
-from .products import SpectralImage, _cutout_info, _open_backing, open_products
+from .products import SpectralImage, _cutout_info, _open_backing, _products
 
 __all__ = ["CombinedWriter", "read_combined", "INFO_COLUMNS"]
 
@@ -122,7 +122,9 @@ class CombinedWriter:
                 self.add_failure(cutout_index, str(exc))
                 raise
         try:
-            hdus = image.hdulist(suffix=str(row["cutout_index"]))
+            suffix = str(row["cutout_index"])
+            chunks = image._extension_bytes(suffix)  # byte copies; None for in-memory HDULists
+            hdus = image.hdulist(suffix) if chunks is None else ()
             if self._target is not None:
                 wl, bw = image.wavelength_at(self._target)
             else:
@@ -140,6 +142,8 @@ class CombinedWriter:
                     raise SpherexInputError(f"cutout {cutout_index} was already added")
                 start = self._file.tell()
                 try:
+                    for chunk in chunks or ():
+                        self._file.write(chunk)
                     for hdu in hdus:
                         _write_hdu(self._file, hdu)
                 except BaseException:
@@ -241,7 +245,7 @@ def read_combined(path):
             raise SpherexFormatError(f"{backing.label}: not a combined cutout file (no CUTOUT_INFO)")
         _cutout_info(backing)  # validates the table
         table = Table.read(backing.hdu("CUTOUT_INFO"))
-    return table, open_products(path)
+        return table, _products(backing)
 
 
 # ------------------------------------------------------------------------------------------

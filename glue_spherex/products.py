@@ -41,6 +41,10 @@ _INDEXED = re.compile(r"^IMAGE(\d+)$")
 _GZIP_MAGIC = b"\x1f\x8b"
 _FITS_MAGIC = b"SIMPLE  ="
 _NEAR_DEG = 10.0
+_CELESTIAL_KEY = re.compile(
+    r"^(NAXIS\d?|WCSAXES|CRPIX\d|CRVAL\d|CDELT\d|CUNIT\d|CTYPE\d|PC\d_\d|CD\d_\d|PV\d_\d+|"
+    r"LONPOLE|LATPOLE|RADESYS|EQUINOX|MJDREF|DATE-OBS|MJD-OBS|(A|B|AP|BP)_(ORDER|\d+_\d+))$"
+)
 
 
 # --------------------------------------------------------------------------------------
@@ -50,10 +54,11 @@ _NEAR_DEG = 10.0
 class _Backing:
     """An open HDUList, shared by every SpectralImage read from it, closed with the last one."""
 
-    def __init__(self, hdul, label, owned):
+    def __init__(self, hdul, label, owned, read=None):
         self.hdul = hdul
         self.label = label
         self.owned = owned
+        self.read = read  # (offset, n) -> the file's bytes; None for an in-memory HDUList
         self.index = {}
         for i, hdu in enumerate(hdul):  # reads every header once (lazy_load_hdus)
             self.index.setdefault(hdu.name.upper(), i)
@@ -131,7 +136,8 @@ def _from_bytes(data, label):
         hdul = fits.open(io.BytesIO(data), lazy_load_hdus=True)
     except (OSError, ValueError, TypeError) as exc:
         raise SpherexFormatError(f"{label}: not a readable FITS file ({exc})") from None
-    return _checked(hdul, label, len(data), lambda off, n: data[off:off + n])
+    view = memoryview(data)
+    return _checked(hdul, label, len(data), lambda off, n: view[off:off + n])
 
 
 def _check_magic(head, label):
@@ -148,10 +154,10 @@ def _peek(path, offset, n):
 def _checked(hdul, label, size, peek):
     """A backing for ``hdul`` after making sure no HDU extends past the end of the data."""
     try:
-        backing = _Backing(hdul, label, owned=True)
+        backing = _Backing(hdul, label, owned=True, read=peek)
         end = 0
         for i, hdu in enumerate(hdul):
-            info = hdul.fileinfo(i)
+            info = hdu.fileinfo()  # HDUList.fileinfo re-serialises every header: 5 ms each
             end = info["datLoc"] + info["datSpan"]
             if end > size:
                 raise SpherexFormatError(
@@ -159,7 +165,7 @@ def _checked(hdul, label, size, peek):
                     f"but there are only {size}"
                 )
         # astropy silently drops an extension whose header is cut short
-        if size > end and peek(end, 8) == b"XTENSION":
+        if size > end and bytes(peek(end, 8)) == b"XTENSION":
             raise SpherexFormatError(
                 f"{label}: truncated file: the header of extension {len(hdul)} is incomplete"
             )
@@ -393,8 +399,11 @@ class SpectralImage:
     @cached_property
     def wcs(self):
         """Celestial WCS of the image (TAN with SIP)."""
-        # fix=False: the celestial keywords are standard, and wcslib's date fix-ups only warn
-        return WCS(self.header, naxis=2, fix=False)
+        # Only the primary (unlettered) WCS keywords: parsing the whole header with its A and
+        # W alternates takes 4x longer. fix=False: wcslib's date fix-ups would only warn.
+        header = fits.Header([card for card in self.header.cards
+                              if _CELESTIAL_KEY.match(card.keyword)])
+        return WCS(header, naxis=2, fix=False)
 
     @property
     def parent_origin(self):
@@ -501,6 +510,30 @@ class SpectralImage:
 
     # -- writing -----------------------------------------------------------------------------
 
+    def _extension_bytes(self, suffix):
+        """The six extensions as file bytes, renamed for ``suffix``; None without a file.
+
+        Header and data blocks are copied byte for byte from the source; only the EXTNAME
+        and PS1_0W/PS2_0W cards are replaced (CHECKSUM/DATASUM, now stale, are blanked), so
+        the header keeps its length. This is what makes appending to a combined file cheap.
+        """
+        read = self._backing.read
+        if read is None or self._closed:
+            return None
+        chunks = []
+        for kind in KINDS:
+            hdu = self._backing.hdu(self._names[kind])
+            info = hdu.fileinfo()
+            new = {"EXTNAME": f"{kind}{suffix}"}
+            if kind in _IMAGE_KINDS:
+                new.update({k: f"WCS-WAVE{suffix}" for k in ("PS1_0W", "PS2_0W") if k in hdu.header})
+            header = _replace_cards(read(info["hdrLoc"], info["datLoc"] - info["hdrLoc"]),
+                                    new, hdu.header)
+            if header is None:
+                return None
+            chunks += [header, read(info["datLoc"], info["datSpan"])]
+        return chunks
+
     def hdulist(self, suffix=""):
         """The six extensions IMAGE ... WCS-WAVE, EXTNAME + ``suffix``, without PRIMARY.
 
@@ -525,6 +558,24 @@ class SpectralImage:
         return fits.HDUList(hdus)
 
 
+def _replace_cards(raw, new, header):
+    """Header bytes ``raw`` with the cards of ``new`` replaced (None if one is missing)."""
+    cards = bytearray(raw)
+    todo = dict(new)
+    for pos in range(0, len(cards), 80):
+        key = bytes(cards[pos:pos + 8]).decode("ascii", "replace").strip()
+        if key in todo:
+            image = fits.Card(key, todo.pop(key)).image.rstrip()
+            if header.comments[key]:
+                image += " / " + header.comments[key]
+            cards[pos:pos + 80] = image[:80].ljust(80).encode("ascii", "replace")
+        elif key in ("CHECKSUM", "DATASUM"):
+            cards[pos:pos + 80] = b" " * 80
+        elif key == "END":
+            break
+    return bytes(cards) if not todo else None
+
+
 def _float(header, key):
     value = header.get(key)
     try:
@@ -544,21 +595,25 @@ def open_products(source):
     or missing have no images and are skipped.
     """
     with _open_backing(source) as backing:
-        indices = _cutout_indices(backing)
-        if indices is None:
-            return [SpectralImage(backing, "")]
-        info = _cutout_info(backing)
-        present = set(indices)
-        order = [i for i in info if i in present] + [i for i in indices if i not in info]
-        images = []
-        try:
-            for i in order:
-                images.append(_image(backing, i, info))
-        except BaseException:
-            for image in images:
-                image.close()
-            raise
-        return images
+        return _products(backing)
+
+
+def _products(backing):
+    indices = _cutout_indices(backing)
+    if indices is None:
+        return [SpectralImage(backing, "")]
+    info = _cutout_info(backing)
+    present = set(indices)
+    order = [i for i in info if i in present] + [i for i in indices if i not in info]
+    images = []
+    try:
+        for i in order:
+            images.append(_image(backing, i, info))
+    except BaseException:
+        for image in images:
+            image.close()
+        raise
+    return images
 
 
 def is_spherex_product(source):

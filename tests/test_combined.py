@@ -45,7 +45,8 @@ def test_round_trip(cutouts, tmp_path):
         writer.add(2, cutouts[2])                         # HDUList
         writer.add_failure(3, "HTTP 500 Internal Server Error")
         writer.add(1, SpectralImage.open(cutouts[1]))     # SpectralImage
-        writer.add(5, to_bytes(cutouts[5]))
+        cutouts[5].writeto(tmp_path / "c5.fits")
+        writer.add(5, tmp_path / "c5.fits")               # a file on disk
     # 6 never arrived
     table, images = read_combined(path)
     assert list(table["cutout_index"]) == [1, 2, 4, 5, 3, 6]

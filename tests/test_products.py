@@ -126,6 +126,15 @@ def test_cutout_matches_parent_at_same_parent_pixels(frame, cutout):
     assert cut.psf_zone(40, 70) == parent.psf_zone(40 + X0, 70 + Y0)
 
 
+def test_celestial_wcs_equals_astropy_on_the_full_header(cutout):
+    cut = SpectralImage.open(cutout)
+    full = WCS(cutout["IMAGE"].header)
+    x, y = np.meshgrid([0, 10.5, 116], [0, 58, 116.2])
+    ours, ref = cut.wcs.pixel_to_world(x, y), full.pixel_to_world(x, y)
+    np.testing.assert_array_equal(ours.ra.deg, ref.ra.deg)
+    np.testing.assert_array_equal(ours.dec.deg, ref.dec.deg)
+
+
 def test_wavelength_at_uses_sip_for_sky_to_pixel(cutout):
     cut = SpectralImage.open(cutout)
     target = SkyCoord(10.68, 41.27, unit="deg")
