@@ -98,7 +98,7 @@ def _resolve_name(name, timeout):
         raise SpherexInputError(f"target name {name[:40]!r}... is not a valid object name")
     try:
         with data_conf.set_temp("remote_timeout", timeout):
-            return SkyCoord.from_name(name, frame="icrs").icrs
+            return SkyCoord.from_name(name, frame="icrs", cache=False).icrs
     except NameResolveError as exc:
         if "Unable to find coordinates" in str(exc):
             raise SpherexInputError(

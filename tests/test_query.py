@@ -1,0 +1,317 @@
+"""The astroquery-style query API: validation, configuration, name resolution, TAP and SIA2.
+
+Queries run against the local archive (a real HTTP server evaluating the ADQL with a SQL
+engine); results are checked against each other (TAP vs SIA2, filtered vs unfiltered) and
+against the archive's request log, not against numbers copied from the implementation.
+"""
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import astropy.units as u
+import pytest
+from astropy.coordinates import SkyCoord
+from astropy.coordinates.name_resolve import sesame_url
+from astropy.time import Time
+
+from glue_spherex.config import ENV_ARCHIVE_URL, IRSA_URL, conf, settings
+from glue_spherex.errors import SpherexInputError, SpherexServiceError
+from glue_spherex.query import (
+    COLUMNS,
+    Spherex,
+    SpherexArchive,
+    build_adql,
+    parse_bandpasses,
+    parse_collection,
+    parse_size,
+    parse_time,
+)
+from glue_spherex.resolve import resolve_target
+
+M101 = (210.80227, 54.34895)
+
+# -- validation (no network) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("D2", (2,)), ("d2", (2,)), ("SPHEREx-D2", (2,)), ("spherex-d5", (5,)), (2, (2,)),
+    (["D3", "SPHEREx-D1", 3], (1, 3)), (None, (1, 2, 3, 4, 5, 6)),
+])
+def test_bandpass_forms(value, expected):
+    assert parse_bandpasses(value) == expected
+
+
+@pytest.mark.parametrize("value", ["D7", "D0", 7, "D2' OR '1'='1", "SPHEREx-D2; DROP", "",
+                                   True, [], "2.5"])
+def test_bad_bandpass_is_named_in_one_line(value):
+    with pytest.raises(SpherexInputError) as info:
+        parse_bandpasses(value)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "D1-D6" in message
+
+
+@pytest.mark.parametrize("value, param", [
+    ("0.1deg", "0.1"), ("6arcmin", "0.1"), ("36arcsec", "0.01"), ("60px", "60px"),
+    (0.1 * u.deg, "0.1"), (60 * u.pix, "60px"), (0.05, "0.05"), ("0.2", "0.2"),
+])
+def test_size_forms(value, param):
+    assert parse_size(value).param == param
+
+
+@pytest.mark.parametrize("value", ["-0.1deg", 0, -3 * u.arcmin, "1.5px", "5deg", "3 kg",
+                                   5 * u.kg, float("nan"), "abc", None])
+def test_bad_size(value):
+    with pytest.raises(SpherexInputError) as info:
+        parse_size(value)
+    assert "\n" not in str(info.value)
+
+
+def test_time_forms():
+    assert parse_time((61000, 61001.5)) == (61000.0, 61001.5)
+    t = Time(["2025-12-01T00:00:00", "2025-12-02T00:00:00"])
+    assert parse_time((t[0], t[1])) == pytest.approx((t[0].mjd, t[1].mjd))
+    assert parse_time(t) == pytest.approx((t[0].mjd, t[1].mjd))
+    for bad in [(2, 1), (1, 1), (1,), "61000", (float("inf"), 1), ("x", 2)]:
+        with pytest.raises(SpherexInputError):
+            parse_time(bad)
+
+
+def test_collection_and_via():
+    assert parse_collection("both") == ("spherex_qr2", "spherex_qr2_deep")
+    with pytest.raises(SpherexInputError, match="wide, deep or both"):
+        parse_collection("spherex_qr2' OR 1=1 --")
+    with pytest.raises(SpherexInputError, match="tap or sia"):
+        SpherexArchive("http://127.0.0.1:9").query_region(M101, via="ftp")
+
+
+@pytest.mark.parametrize("ra, dec", [(10, 95), (10, -90.5), (400, 0), (float("nan"), 0)])
+def test_bad_position(ra, dec):
+    with pytest.raises(SpherexInputError) as info:
+        resolve_target((ra, dec))
+    assert "\n" not in str(info.value)
+
+
+def test_adql_only_from_whitelisted_values():
+    adql = build_adql(*M101, (2, 5), ("spherex_qr2",), (61000.0, 61010.0))
+    assert "'SPHEREx-D2', 'SPHEREx-D5'" in adql
+    assert "POINT('ICRS', 210.80227, 54.34895)" in adql
+    # anything not produced by the validators is refused, not quoted into the query
+    with pytest.raises(SpherexInputError):
+        build_adql(*M101, ("2' OR '1'='1",), ("spherex_qr2",))
+    with pytest.raises(SpherexInputError):
+        build_adql(*M101, (2,), ("spherex_qr2'--",))
+    with pytest.raises((SpherexInputError, ValueError)):
+        build_adql("210 OR 1=1", 54, (2,), ("spherex_qr2",))
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+def test_settings_precedence(monkeypatch):
+    monkeypatch.delenv(ENV_ARCHIVE_URL, raising=False)
+    assert settings().archive_url == IRSA_URL
+    assert settings().tap_url == IRSA_URL + "/TAP"
+    with conf.set_temp("archive_url", "http://127.0.0.1:1234/"):
+        s = settings()
+        assert s.archive_url == "http://127.0.0.1:1234"
+        assert s.sia_url == "http://127.0.0.1:1234/SIA"
+        monkeypatch.setenv(ENV_ARCHIVE_URL, "http://127.0.0.1:5678")
+        assert settings().archive_url == "http://127.0.0.1:5678"
+        assert settings(archive_url="http://127.0.0.1:9999").tap_url == "http://127.0.0.1:9999/TAP"
+    monkeypatch.delenv(ENV_ARCHIVE_URL)
+    with conf.set_temp("tap_url", "http://127.0.0.1:1/tap"):
+        assert settings().tap_url == "http://127.0.0.1:1/tap"
+        # an explicit archive moves every service with it
+        assert settings(archive_url="http://127.0.0.1:2").tap_url == "http://127.0.0.1:2/TAP"
+    with conf.set_temp("workers", 3):
+        assert settings().workers == 3
+        assert settings(workers=5).workers == 5
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(archive_url="ftp://x"), dict(archive_url="irsa"), dict(archive_url="http://h/?q=1"),
+    dict(workers=0), dict(workers=65), dict(workers=2.5), dict(max_retries=-1),
+    dict(timeout=0), dict(timeout=(1, 2, 3)), dict(timeout="fast"),
+])
+def test_bad_settings(kwargs):
+    with pytest.raises(SpherexInputError):
+        settings(**kwargs)
+
+
+# -- name resolution --------------------------------------------------------------------------
+
+# Sesame's plain-text answers (the format astropy's resolver reads: a "%J ra dec" line);
+# coordinates as in CDS's answer for M31.
+SESAME_M31 = """# M31	#Q8371913
+#=S=Simbad (CDS, via client/server):    1
+%@ 1575544
+%I.0 M  31
+%C.0 AGN
+%J 10.68470833 +41.26875000 = 00:42:44.33 +41:16:07.5
+%J.E [1.0 1.0 0] 2006AJ....131.1163S
+
+#====Done (2026-Sep-28,05:15:40z)====
+"""
+
+SESAME_NOT_FOUND = """# NotARealObjectXYZ	#Q8371914
+#! *** Nothing found ***
+
+#====Done (2026-Sep-28,05:15:40z)====
+"""
+
+
+@pytest.fixture
+def sesame():
+    """A stand-in for CDS Sesame on 127.0.0.1 answering with real Sesame documents."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = (SESAME_M31 if self.path.endswith("?M31") else SESAME_NOT_FOUND).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with sesame_url.set([f"http://127.0.0.1:{server.server_address[1]}/sesame/"]):
+        yield
+    server.shutdown()
+    server.server_close()
+
+
+def test_name_resolved_by_sesame(sesame):
+    coord = resolve_target("M31")
+    assert coord.ra.deg == pytest.approx(10.68470833)
+    assert coord.dec.deg == pytest.approx(41.26875)
+
+
+def test_unknown_name(sesame):
+    with pytest.raises(SpherexInputError, match="unknown target 'NotARealObjectXYZ'"):
+        resolve_target("NotARealObjectXYZ")
+
+
+def test_unreachable_resolver_says_so():
+    # port 9 on loopback: nothing listens, so the connection is refused at once
+    with sesame_url.set(["http://127.0.0.1:9/sesame/"]), \
+            pytest.raises(SpherexServiceError) as info:
+        resolve_target("M101")
+    assert str(info.value).startswith("could not resolve 'M101': name resolver unreachable")
+
+
+def test_coordinates_need_no_resolver():
+    with sesame_url.set(["http://127.0.0.1:9/sesame/"]):
+        assert resolve_target("210.80227 54.34895").ra.deg == pytest.approx(210.80227)
+        c = resolve_target("14h03m12.5448s +54d20m56.22s")
+        assert c.separation(SkyCoord(*M101, unit="deg")).arcsec < 0.1
+        assert resolve_target(SkyCoord(*M101, unit="deg").galactic).ra.deg == \
+            pytest.approx(M101[0])
+
+
+# -- against the local archive ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def m101_all(archive):
+    return SpherexArchive(archive.url).query_region(M101, size=0.1 * u.deg)
+
+
+def test_table_layout(m101_all, archive):
+    t = m101_all
+    assert tuple(t.colnames) == COLUMNS
+    assert len(t) > 0
+    assert list(t["cutout_index"]) == list(range(1, len(t) + 1))
+    assert all(t["t_min"][:-1] <= t["t_min"][1:])
+    assert all(t["t_max"] > t["t_min"])
+    assert t["t_min"].unit == u.d and t["em_min"].unit == u.um
+    for row in t:
+        assert row["access_url"].startswith(archive.url + "/ibe/data/spherex/qr2/level2/")
+        assert row["cutout_url"] == (f"{row['access_url']}?center=210.80227000,54.34895000"
+                                     "&size=0.1")
+        assert row["bandpass"] == f"SPHEREx-D{row['detector']}"
+        assert row["obs_id"] in row["access_url"]
+        assert row["collection"] == "spherex_qr2"
+        assert row["em_min"] < row["em_max"]
+    # every detector images M101 (the plan visits it in all six bands)
+    assert set(t["detector"]) == {1, 2, 3, 4, 5, 6}
+    # detector wavelength ranges go up with the detector number (µm, not metres)
+    ranges = {d: (t["em_min"][t["detector"] == d][0], t["em_max"][t["detector"] == d][0])
+              for d in range(1, 7)}
+    assert 0.7 < ranges[1][0] < ranges[2][0] < ranges[6][0] < ranges[6][1] < 5.1
+
+
+def test_bandpass_filter_matches_unfiltered(m101_all, archive):
+    t = SpherexArchive(archive.url).query_region(M101, bandpass=["D2", "SPHEREx-D5"])
+    expected = sorted(m101_all["obs_id"][(m101_all["detector"] == 2)
+                                         | (m101_all["detector"] == 5)])
+    assert sorted(t["obs_id"]) == expected
+    assert set(t["bandpass"]) == {"SPHEREx-D2", "SPHEREx-D5"}
+
+
+def test_time_filter_matches_unfiltered(m101_all, archive):
+    mid = sorted(m101_all["t_min"])[len(m101_all) // 2]
+    window = (mid - 0.5, mid + 3.0)
+    t = SpherexArchive(archive.url).query_region(M101, time=window)
+    keep = (m101_all["t_max"] >= window[0]) & (m101_all["t_min"] <= window[1])
+    assert 0 < len(t) < len(m101_all)
+    assert sorted(t["obs_id"] + t["bandpass"]) == sorted(
+        m101_all["obs_id"][keep] + m101_all["bandpass"][keep])
+
+
+def test_tap_and_sia_agree(archive):
+    q = SpherexArchive(archive.url)
+    tap = q.query_region(M101, bandpass="D2", collection="both")
+    sia = q.query_region(M101, bandpass="D2", collection="both", via="sia")
+    key = ("obs_id", "detector", "collection", "access_url", "cutout_url")
+    assert len(tap) > 0
+    assert sorted(tuple(r[k] for k in key) for r in tap) == \
+        sorted(tuple(r[k] for k in key) for r in sia)
+    assert all(a == pytest.approx(b) for a, b in zip(sorted(tap["t_min"]), sorted(sia["t_min"])))
+    # only SIA2 gives cloud_access; its key is the file's path below /ibe/data/spherex/
+    assert set(tap["cloud_access"]) == {""}
+    for row in sia:
+        key = row["access_url"].split("/ibe/data/spherex/")[1]
+        assert f'"key":"{key}"' in row["cloud_access"]
+
+
+def test_collections(archive):
+    q = SpherexArchive(archive.url)
+    wide = q.query_region(M101, bandpass="D3")
+    deep = q.query_region(M101, bandpass="D3", collection="deep")
+    both = q.query_region(M101, bandpass="D3", collection="both")
+    assert set(wide["collection"]) <= {"spherex_qr2"}
+    assert set(deep["collection"]) <= {"spherex_qr2_deep"}
+    assert len(both) == len(wide) + len(deep)
+
+
+def test_pixel_size_in_url(archive):
+    t = SpherexArchive(archive.url).query_region(M101, size=60 * u.pix, bandpass=2)
+    assert all(url.endswith("&size=60px") for url in t["cutout_url"])
+
+
+def test_injection_attempt_never_reaches_the_service(archive):
+    before = len(archive.log)
+    with pytest.raises(SpherexInputError):
+        SpherexArchive(archive.url).query_region(M101, bandpass="D2' OR '1'='1")
+    with pytest.raises(SpherexInputError):
+        SpherexArchive(archive.url).query_region((M101[0], 95.0))
+    assert len(archive.log) == before
+
+
+def test_module_instance_follows_environment(archive, monkeypatch):
+    monkeypatch.setenv(ENV_ARCHIVE_URL, archive.url)
+    t = Spherex.query_region(SkyCoord(*M101, unit="deg"), bandpass="D2")
+    assert len(t) > 0 and t["access_url"][0].startswith(archive.url)
+
+
+def test_unreachable_service_is_a_service_error():
+    # nothing listens on port 9 of loopback
+    with pytest.raises(SpherexServiceError, match="TAP query to http://127.0.0.1:9/TAP failed"):
+        SpherexArchive("http://127.0.0.1:9").query_region(M101)
+    with pytest.raises(SpherexServiceError, match="SIA query"):
+        SpherexArchive("http://127.0.0.1:9").query_region(M101, via="sia")
