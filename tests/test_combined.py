@@ -15,6 +15,11 @@ from glue_spherex.combined import CombinedWriter, read_combined
 from glue_spherex.errors import SpherexFormatError, SpherexInputError
 from glue_spherex.products import SpectralImage, open_products
 
+try:  # the synthetic universe of the local archive, when present
+    from glue_spherex.synthetic import FrameSpec, cutout_bytes, frame_wcs
+except ImportError:
+    FrameSpec = cutout_bytes = frame_wcs = None
+
 TARGET = SkyCoord(10.68, 41.27, unit="deg")
 TUTORIAL_COLUMNS = ["cutout_index", "observation_date", "central_wavelength", "access_url"]
 
@@ -227,3 +232,30 @@ def test_planned_validation(cutouts, tmp_path):
         CombinedWriter(path, planned)
     CombinedWriter(path, planned, overwrite=True).close()
     assert list(Table.read(path, hdu=1)["status"]) == ["missing", "missing"]
+
+
+@pytest.mark.skipif(cutout_bytes is None, reason="glue_spherex.synthetic not available")
+def test_synthetic_archive_cutouts(tmp_path):
+    # cutouts as the local archive serves them, around one target seen by three detectors
+    specs = [FrameSpec("2025W21_1A_0001_1", det, 150.1, 2.2, 30.0, 60800.0) for det in (1, 4, 6)]
+    target = frame_wcs(specs[0]).pixel_to_world(700, 1500)
+    payloads = {}
+    for i, spec in enumerate(specs, start=1):
+        x, y = frame_wcs(spec).world_to_pixel(target)
+        payloads[i] = cutout_bytes(spec, int(x) - 20, int(y) - 20, 41, 41)
+    path = tmp_path / "combined.fits"
+    with CombinedWriter(path, _planned(3), target=target) as writer:
+        for i, payload in payloads.items():
+            writer.add(i, payload)
+    table = Table.read(path, hdu=1)
+    with fits.open(path) as hdul:
+        for row in table:
+            header = hdul[f"IMAGE{row['cutout_index']}"].header
+            w = WCS(header, fobj=hdul, key="W")
+            w.sip = None
+            wl = w.pixel_to_world(*WCS(header).world_to_pixel(target))[0].to_value("um")
+            assert row["central_wavelength"] == pytest.approx(wl, abs=1e-9)
+            original = SpectralImage.open(payloads[row["cutout_index"]])
+            assert row["detector"] == original.detector
+            np.testing.assert_array_equal(hdul[f"FLAGS{row['cutout_index']}"].data, original.flags)
+    assert sorted(table["detector"]) == [1, 4, 6]

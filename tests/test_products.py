@@ -15,6 +15,11 @@ from glue_spherex.errors import SpherexFormatError, SpherexInputError
 from glue_spherex.flags import DEFAULT_BAD_FLAGS, describe, flag_bits, mask_from_names
 from glue_spherex.products import SpectralImage, is_spherex_product, open_products
 
+try:  # the synthetic universe of the local archive, when present
+    from glue_spherex.synthetic import FrameSpec, cutout_bytes
+except ImportError:
+    FrameSpec = cutout_bytes = None
+
 X0, Y0, NX, NY = 1292, 863, 117, 117  # the window of the real IRSA cutout header
 
 
@@ -280,3 +285,30 @@ def test_bad_source_types(tmp_path):
         SpectralImage.open(42)
     with pytest.raises(SpherexInputError, match="binary mode"):
         SpectralImage.open(io.StringIO("SIMPLE"))
+
+
+# -- files from glue_spherex.synthetic (the local archive's writer) -----------------------------
+
+@pytest.mark.skipif(cutout_bytes is None, reason="glue_spherex.synthetic not available")
+def test_synthetic_archive_cutouts_agree_where_they_overlap():
+    spec = FrameSpec("2025W21_1A_0001_1", 4, 150.1, 2.2, 30.0, 60800.0)
+    a = SpectralImage.open(cutout_bytes(spec, 100, 1700, 60, 50))
+    b = SpectralImage.open(gzip.compress(cutout_bytes(spec, 130, 1720, 40, 40)))
+    assert (a.parent_origin, b.parent_origin) == ((100, 1700), (130, 1720))
+    assert (a.detector, a.bandpass, a.version) == (4, "SPHEREx-D4", "6.4+psffix1")
+    # parent pixels 130..159 x 1720..1749 are in both
+    ya, xa = np.mgrid[20:50, 30:60]
+    for kind in ("image", "flags", "variance", "zodi"):
+        np.testing.assert_array_equal(getattr(a, kind)[20:50, 30:60], getattr(b, kind)[0:30, 0:30])
+    for va, vb in zip(a.pixel_to_wave(xa, ya), b.pixel_to_wave(xa - 30, ya - 20)):
+        np.testing.assert_array_equal(va, vb)
+    assert np.max(a.wcs.pixel_to_world(xa, ya).separation(
+        b.wcs.pixel_to_world(xa - 30, ya - 20)).arcsec) < 1e-6
+    # and the per-pixel wavelengths are astropy's (sip=None)
+    with fits.open(io.BytesIO(cutout_bytes(spec, 100, 1700, 60, 50))) as hdul:
+        w = WCS(hdul["IMAGE"].header, fobj=hdul, key="W")
+        w.sip = None
+        yy, xx = np.mgrid[0:50, 0:60]
+        wl, bw = w.pixel_to_world_values(xx, yy)
+    np.testing.assert_allclose(a.wavelength(), wl, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(a.bandwidth(), bw, rtol=0, atol=1e-9)
