@@ -113,15 +113,10 @@ class CombinedWriter:
         :class:`~glue_spherex.errors.SpherexFormatError` re-raised.
         """
         row = self._row(cutout_index)
-        if isinstance(product, SpectralImage):
-            image, owned = product, False
-        else:
-            try:
-                image, owned = SpectralImage.open(product), True
-            except SpherexError as exc:
-                self.add_failure(cutout_index, str(exc))
-                raise
+        owned = not isinstance(product, SpectralImage)
+        image = None
         try:
+            image = SpectralImage.open(product) if owned else product
             suffix = str(row["cutout_index"])
             chunks = image._extension_bytes(suffix)  # byte copies; None for in-memory HDULists
             hdus = image.hdulist(suffix) if chunks is None else ()
@@ -130,12 +125,19 @@ class CombinedWriter:
             else:
                 ny, nx = image.shape
                 wl, bw = (float(v) for v in image.pixel_to_wave((nx - 1) / 2, (ny - 1) / 2))
-            meta = {
-                "observation_date": image.mjd_beg, "mjd_end": image.mjd_end,
-                "central_wavelength": wl, "central_bandwidth": bw, "obs_id": image.obsid,
-                "detector": image.detector, "bandpass": image.bandpass,
-                "version": image.version or "", "status": "ok", "reason": "",
-            }
+        except BaseException as exc:
+            if owned and image is not None:
+                image.close()
+            if isinstance(exc, SpherexError):
+                self.add_failure(cutout_index, str(exc))
+            raise
+        meta = {
+            "observation_date": image.mjd_beg, "mjd_end": image.mjd_end,
+            "central_wavelength": wl, "central_bandwidth": bw, "obs_id": image.obsid,
+            "detector": image.detector, "bandpass": image.bandpass,
+            "version": image.version or "", "status": "ok", "reason": "",
+        }
+        try:
             with self._lock:
                 self._check_open()
                 if row["status"] == "ok":

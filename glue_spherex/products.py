@@ -108,6 +108,8 @@ def _open_backing(source):
             raise SpherexInputError(f"{path}: no such file") from None
         except IsADirectoryError:
             raise SpherexInputError(f"{path}: is a directory, expected a FITS file") from None
+        except OSError as exc:
+            raise SpherexInputError(f"{path}: cannot read the file ({exc.strerror})") from None
         _check_magic(head, path)
         try:
             hdul = fits.open(path, memmap=True, lazy_load_hdus=True)
