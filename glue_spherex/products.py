@@ -308,7 +308,9 @@ class SpectralImage:
                 primary["VERSION"] = version
             self.headers["PRIMARY"] = primary
         else:
-            self.headers["PRIMARY"] = backing.hdul[0].header
+            first = backing.hdul[0]
+            self.headers["PRIMARY"] = first.header if isinstance(first, fits.PrimaryHDU) \
+                else fits.Header()
             version = version or self.headers["PRIMARY"].get("VERSION")
         h = self.header
         self.version = str(version).strip() if version is not None else None
