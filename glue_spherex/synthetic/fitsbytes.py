@@ -35,10 +35,16 @@ def _value_str(value):
     raise TypeError(f"cannot write a {type(value).__name__} to a FITS card")
 
 
-def card_image(keyword, value, comment=""):
-    """One 80-character card image, formatted as astropy would write it."""
+def card_image(keyword, value, comment="", hierarch=None):
+    """One 80-character card image, formatted as astropy would write it.
+
+    ``hierarch=None`` uses the HIERARCH convention only when the keyword needs it; the real
+    headers also use it for some short keywords (``HIERARCH CONTRAST``), hence ``True``.
+    """
     v = _value_str(value)
-    if len(keyword) <= 8 and " " not in keyword:
+    if hierarch is None:
+        hierarch = len(keyword) > 8 or " " in keyword
+    if not hierarch:
         head = f"{keyword:8}= " + (f"{v:20}" if isinstance(value, str) else f"{v:>20}")
     else:
         head = f"HIERARCH {keyword} = {v}"

@@ -94,7 +94,7 @@ def _template(kind):
         cards = (list(real_header("IMAGE").cards)[:7] + [fits.Card(*c) for c in extra]
                  + flags[start:])
     images = [c.image for c in cards]
-    comments = {c.keyword: c.comment for c in cards}
+    comments = {c.keyword: (c.comment, c.image.startswith("HIERARCH")) for c in cards}
     positions = {c.keyword: i for i, c in enumerate(cards) if c.keyword not in ("COMMENT", "HISTORY")}
     return tuple(images), comments, positions
 
@@ -108,7 +108,7 @@ def _fill(kind, values, memo):
         if i is not None:
             ck = (key, comments[key])
             if ck not in memo:
-                memo[ck] = card_image(key, value, comments[key])
+                memo[ck] = card_image(key, value, *comments[key])
             out[i] = memo[ck]
     return out
 
@@ -246,7 +246,7 @@ def cutout_cards(spec, kind, x0, y0, nx, ny):
                        ("CRPIX1", CRPIX - x0), ("CRPIX2", CRPIX - y0),
                        ("CRPIX1A", 1.0 - x0), ("CRPIX2A", 1.0 - y0),
                        ("CRPIX1W", 1.0 - x0), ("CRPIX2W", 1.0 - y0)):
-        cards[positions[key]] = card_image(key, value, comments[key])
+        cards[positions[key]] = card_image(key, value, *comments[key])
     return cards
 
 

@@ -162,8 +162,8 @@ def _visits(name, rng):
     visits = []
     for array in range(3):
         # y positions stratified over the array's visits so the target crosses the band
-        ybase = 60 + (rng.permutation(n_per_array) + rng.uniform(0, 1, n_per_array)) \
-            * (1860 / n_per_array)
+        ybase = 20 + (rng.permutation(n_per_array) + rng.uniform(0, 1, n_per_array)) \
+            * (2000 / n_per_array)
         for j in range(n_per_array):
             n_small = 4 if rng.uniform() < 0.75 else 3
             if deep:

@@ -21,7 +21,7 @@ Units and conventions (the spectrum extractor and the tests rely on them):
   smoothing is not simulated, so ``true_flux_density(name, λ)`` is exactly what a pixel at λ
   sees.
 - Shapes are circular Gaussians (the galaxy disc is a fixed mixture of six Gaussians that
-  approximates an exponential to <0.02 % in enclosed flux); the PSF is a circular Gaussian of
+  approximates an exponential to <0.1 % in enclosed flux beyond 0.3 scale lengths); the PSF is a circular Gaussian of
   the detector's FWHM. Convolution and aperture fluxes are therefore analytic.
 """
 
@@ -140,7 +140,7 @@ class GalaxyDiscSED:
 
     def __call__(self, wl):
         wl = np.asarray(wl, float)
-        stars = StellarSED(1.0, 4800.0, bump=0.30, co=0.08)(wl)
+        stars = StellarSED(1.0, 4000.0, bump=0.35, co=0.08)(wl)
         pah = (0.40 * _gauss(wl, 3.29, 0.05 * _FWHM_TO_SIGMA)
                + 0.10 * _gauss(wl, 3.40, 0.04 * _FWHM_TO_SIGMA))
         dust = 0.06 * _bnu(wl, 700.0) / _bnu(4.5, 700.0)
@@ -151,8 +151,8 @@ class GalaxyDiscSED:
 # --- Sources -------------------------------------------------------------------------------
 
 #: Exponential disc of unit scale length as a mixture of circular Gaussians (weight, sigma).
-_EXP_MOG = ((0.000615, 0.085062), (0.007927, 0.230692), (0.053163, 0.482656),
-            (0.217606, 0.892089), (0.454828, 1.529663), (0.265861, 2.518624))
+_EXP_MOG = ((0.000532, 0.078578), (0.008347, 0.230498), (0.060224, 0.498797),
+            (0.248085, 0.938687), (0.472038, 1.623347), (0.210774, 2.67112))
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 import zlib
 from dataclasses import dataclass
-
-from astropy.time import Time
+from datetime import date, timedelta
 
 __all__ = ["FrameSpec", "XPOSURE", "TELAPSE", "DURATION_S", "bandpass_name"]
 
@@ -20,6 +19,7 @@ __all__ = ["FrameSpec", "XPOSURE", "TELAPSE", "DURATION_S", "bandpass_name"]
 XPOSURE = 113.5826
 TELAPSE = 118.1873
 DURATION_S = 115.12
+_MJD_EPOCH = date(1858, 11, 17)
 
 
 def bandpass_name(detector):
@@ -75,7 +75,8 @@ class FrameSpec:
     @property
     def version_tag(self):
         """Processing tag ``l2b-v20-YYYY-DDD``: processed a week after the exposure."""
-        t = Time(self.mjd_beg + 7.0, format="mjd", scale="utc").datetime
+        # The calendar day of an MJD is plain arithmetic (astropy Time gives the same, slower).
+        t = _MJD_EPOCH + timedelta(days=int(self.mjd_beg + 7.0))
         return f"l2b-v20-{t.year}-{t.timetuple().tm_yday:03d}"
 
     @property

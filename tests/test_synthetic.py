@@ -1,0 +1,565 @@
+"""The synthetic SPHEREx universe: file layout and keywords against the real headers, WCS
+against the real tutorial and SIA values, cutouts against their parents, flux truth, plan."""
+
+import functools
+import io
+import logging
+import re
+from datetime import datetime, timedelta
+
+import astropy  # noqa: F401  (import before touching the astropy logger)
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.time import Time
+from astropy.wcs import WCS
+
+from glue_spherex.errors import SpherexInputError
+from glue_spherex.synthetic import (
+    BITS,
+    DETECTOR_FWHM,
+    OMEGA_PIX_SR,
+    TARGETS,
+    FrameSpec,
+    cutout_bytes,
+    cutout_window,
+    default_sky,
+    footprint,
+    frame_bytes,
+    frame_headers,
+    frame_wcs,
+    make_cutout,
+    make_frame,
+    observation_plan,
+    plan_by_key,
+    psf_cube,
+    psf_header,
+    render_window,
+    source_pixels,
+)
+from glue_spherex.synthetic._real import real_header
+from glue_spherex.synthetic.fitsbytes import card_image
+from glue_spherex.synthetic.geometry import REAL_PC, frame_geometry
+from glue_spherex.synthetic.psf import zone_fwhm
+from glue_spherex.wavelength import reference_table
+
+logging.getLogger("astropy").setLevel(logging.ERROR)
+
+#: The real file behind the packaged headers: 2025W51_1A_0684_2 D3, CRVAL and PC as is.
+REAL_SPEC = FrameSpec("2025W51_1A_0684_2", 3, 10.0880653194, 40.8987511044, 0.0, 61027.214984375)
+IMAGE_KINDS = ("IMAGE", "FLAGS", "VARIANCE", "ZODI")
+
+
+@functools.cache
+def _target_pixels():
+    """``{(target, detector): [(spec, x, y), ...]}`` of plan frames containing each target."""
+    out = {}
+    names = list(TARGETS)
+    ra = np.array([TARGETS[n][0] for n in names])
+    dec = np.array([TARGETS[n][1] for n in names])
+    for s in observation_plan():
+        xs, ys = frame_geometry(s).world2pix(ra, dec)
+        for name, x, y in zip(names, xs, ys):
+            if -0.5 <= x < 2039.5 and -0.5 <= y < 2039.5:
+                out.setdefault((name, s.detector), []).append((s, float(x), float(y)))
+    return out
+
+
+def _covering(name, detector, margin=60):
+    """Plan frames of a detector with target ``name`` at least ``margin`` px inside."""
+    return [s for s, x, y in _target_pixels()[(name, detector)]
+            if margin <= x <= 2039 - margin and margin <= y <= 2039 - margin]
+
+
+@pytest.fixture(scope="module")
+def d5_spec():
+    return _covering("M101", 5)[0]
+
+
+@pytest.fixture(scope="module")
+def d5_file(d5_spec):
+    """The one full frame written by this module, read back from its bytes."""
+    return fits.open(io.BytesIO(frame_bytes(d5_spec)))
+
+
+# --- layout and keywords ---------------------------------------------------------------------
+
+
+def test_full_frame_layout(d5_file, d5_spec):
+    names = [h.name for h in d5_file]
+    assert names == ["PRIMARY", "IMAGE", "FLAGS", "VARIANCE", "ZODI", "PSF", "WCS-WAVE"]
+    assert isinstance(d5_file[0], fits.PrimaryHDU) and d5_file[0].data is None
+    assert isinstance(d5_file[6], fits.BinTableHDU)
+    for name, dtype in (("IMAGE", ">f4"), ("FLAGS", ">i4"), ("VARIANCE", ">f4"), ("ZODI", ">f4")):
+        assert d5_file[name].data.shape == (2040, 2040)
+        assert d5_file[name].data.dtype == np.dtype(dtype)
+    assert d5_file["PSF"].data.shape == (121, 101, 101)
+    assert d5_file["PSF"].data.dtype == np.dtype(">f4")
+    cards = {h.name: len(h.header) for h in d5_file}
+    assert cards == {"PRIMARY": 5, "IMAGE": len(real_header("IMAGE")), "FLAGS": 152,
+                     "VARIANCE": 119, "ZODI": 119, "PSF": 509, "WCS-WAVE": 18}
+    assert d5_file[0].header["VERSION"] == "6.4+psffix1"
+    bunit = {h.name: h.header.get("BUNIT") for h in d5_file[1:6]}
+    assert bunit == {"IMAGE": "MJy / sr", "FLAGS": "", "VARIANCE": "MJy2 / sr2",
+                     "ZODI": "MJy / sr", "PSF": ""}
+    assert d5_file["FLAGS"].header["EXTTYPE"] == "MASK"
+    table = d5_file["WCS-WAVE"]
+    assert table.columns.names == ["X", "Y", "VALUES"]
+    assert table.data["VALUES"].shape == (1, 11, 11, 2)
+    assert "EXTVER" not in table.header and "TUNIT1" not in table.header
+
+
+def test_keyword_sets_are_the_real_ones(d5_file):
+    for kind in ("IMAGE", "FLAGS"):
+        real = [c.keyword for c in real_header(kind).cards]
+        ours = [c.keyword for c in d5_file[kind].header.cards]
+        assert ours == real, kind
+        # HIERARCH used exactly where the real header uses it
+        raw = {c.keyword: c.image.startswith("HIERARCH") for c in real_header(kind).cards}
+        for c in d5_file[kind].header.cards:
+            assert c.image.startswith("HIERARCH") == raw[c.keyword], c.keyword
+    wcs_block = [c.keyword for c in real_header("FLAGS").cards]
+    wcs_block = wcs_block[wcs_block.index("WCSAXES"):]
+    for kind in ("VARIANCE", "ZODI"):
+        keys = [c.keyword for c in d5_file[kind].header.cards]
+        assert keys[7:10] == ["EXTNAME", "BUNIT", "EXTTYPE"]
+        assert keys[10:] == wcs_block
+    flags = d5_file["FLAGS"].header
+    assert {k[3:]: flags[k] for k in flags if k.startswith("MP_")} == BITS
+
+
+def test_frame_dependent_cards_are_formatted_as_astropy_does(d5_file, d5_spec):
+    hdr = d5_file["IMAGE"].header
+    real = real_header("IMAGE")
+    changed = [c for c in hdr.cards
+               if c.keyword not in ("COMMENT", "HISTORY") and c.image != real.cards[c.keyword].image]
+    assert len(changed) > 40
+    for c in changed:
+        c.verify("exception")
+        if not c.image.startswith("HIERARCH"):
+            assert fits.Card(c.keyword, c.value, c.comment).image == c.image
+        assert card_image(c.keyword, c.value, c.comment,
+                          c.image.startswith("HIERARCH")) == c.image
+
+
+def test_exposure_keywords(d5_file, d5_spec):
+    hdr = d5_file["IMAGE"].header
+    assert hdr["DETECTOR"] == 5 and hdr["OBSID"] == d5_spec.obsid
+    assert hdr["EXPIDN"] == d5_spec.expidn
+    assert str(hdr["EXPIDN"]).endswith(d5_spec.obsid[-1] + "5")
+    assert hdr["MJD-BEG"] == hdr["MJD-OBS"] == d5_spec.mjd_beg
+    assert hdr["MJD-END"] == pytest.approx(d5_spec.mjd_beg + 115.12 / 86400, abs=1e-9)
+    assert hdr["MJD-AVG"] == pytest.approx(0.5 * (hdr["MJD-BEG"] + hdr["MJD-END"]), abs=1e-9)
+    for tag in ("BEG", "AVG", "END"):
+        assert Time(hdr[f"DATE-{tag}"], scale="utc").mjd == pytest.approx(hdr[f"MJD-{tag}"],
+                                                                          abs=1e-3 / 86400)
+    assert (hdr["XPOSURE"], hdr["TELAPSE"]) == (113.5826, 118.1873)
+    assert 5.2 <= hdr["PSF_FWHM"] <= 6.1
+    assert hdr["PSF_FWHM"] == pytest.approx(float(np.median(zone_fwhm(5))))
+    assert hdr["SPS_EPA"] % 180 == pytest.approx(0, abs=10) or hdr["SPS_EPA"] % 180 > 170
+    # the real EXPIDN form reproduced from the real obs id
+    assert REAL_SPEC.expidn == real_header("IMAGE")["EXPIDN"]
+
+
+def test_flag_counters_equal_the_flags(d5_file):
+    flags = d5_file["FLAGS"].data
+    for hdr in (d5_file["IMAGE"].header, d5_file["FLAGS"].header):
+        for name, bit in (("HOT", "HOT"), ("COLD", "COLD"), ("NONFUNC", "NONFUNC"),
+                          ("TRANSIENT", "TRANSIENT"), ("OUTLIER", "OUTLIER"),
+                          ("SUR_ERROR", "SUR_ERROR"), ("FULLSAMPLE", "FULLSAMPLE"),
+                          ("SOURCE", "SOURCE"), ("PERSIST", "PERSIST")):
+            key = f"L2 N_{name}"
+            if key in hdr:
+                assert hdr[key] == np.count_nonzero(flags & (1 << BITS[bit])), key
+    assert d5_file["IMAGE"].header["PXSRCMSK"] == pytest.approx(
+        100 * np.count_nonzero(flags & (1 << BITS["SOURCE"])) / flags.size, abs=0.01)
+
+
+def test_make_frame_equals_frame_bytes(d5_file, d5_spec):
+    hdul = make_frame(d5_spec)
+    for a, b in zip(hdul, d5_file):
+        assert a.header.tostring() == b.header.tostring(), a.name
+    for name in ("IMAGE", "FLAGS", "VARIANCE", "ZODI", "PSF"):
+        assert np.array_equal(hdul[name].data, d5_file[name].data, equal_nan=True), name
+    assert np.array_equal(hdul["WCS-WAVE"].data["VALUES"], d5_file["WCS-WAVE"].data["VALUES"])
+
+
+# --- WCS -------------------------------------------------------------------------------------
+
+
+def test_wavelength_wcs_reproduces_the_tutorial_d5_values(d5_file):
+    w = WCS(d5_file["IMAGE"].header, fobj=d5_file, key="W")
+    w.sip = None
+    expected = {(0, 0): 4.4361639, (1, 0): 4.4361342, (0, 1): 4.43584344,
+                (2039, 0): 4.42395306, (0, 2039): 3.81301856, (2039, 2039): 3.80999374}
+    for (x, y), lam in expected.items():
+        got, _ = w.pixel_to_world_values(x, y)
+        assert got == pytest.approx(lam, abs=1e-6)
+    _, bw = w.pixel_to_world_values(0, 0)
+    assert bw == pytest.approx(0.036175, abs=1e-6)
+    # leaving the real SIP on moves the lookup: the "forgot sip=None" mistake is detectable
+    leaky = WCS(d5_file["IMAGE"].header, fobj=d5_file, key="W")
+    assert abs(leaky.pixel_to_world_values(0, 0)[0] - 4.4361639) > 1e-4
+
+
+def test_spatial_wcs_is_the_real_sip_rotated(d5_file, d5_spec):
+    hdr = d5_file["IMAGE"].header
+    real = real_header("IMAGE")
+    for key in real:
+        if re.fullmatch(r"(A|B|AP|BP)_(\d_\d|ORDER)", key):
+            assert hdr[key] == real[key], key
+    assert hdr["A_0_0"] != 0 and hdr["B_0_0"] != 0
+    assert (hdr["CRPIX1"], hdr["CRPIX2"], hdr["CRVAL1"], hdr["CRVAL2"]) == (
+        1020.5, 1020.5, d5_spec.ra, d5_spec.dec)
+    pc = np.array([[hdr["PC1_1"], hdr["PC1_2"]], [hdr["PC2_1"], hdr["PC2_2"]]])
+    rot = pc @ np.linalg.inv(REAL_PC)
+    a = np.deg2rad(d5_spec.pa)
+    assert rot == pytest.approx(np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]]),
+                                abs=1e-9)
+    w = WCS(hdr)
+    assert w.sip is not None
+    xy = np.array([[0, 0], [2039, 0], [1019.5, 1019.5], [17.3, 1500.8]])
+    assert np.allclose(w.all_pix2world(xy, 0), frame_wcs(d5_spec).all_pix2world(xy, 0),
+                       atol=1e-12, rtol=0)
+    ra, dec = frame_geometry(d5_spec).pix2world(xy[:, 0], xy[:, 1])
+    assert np.allclose(np.column_stack([ra, dec]), w.all_pix2world(xy, 0), atol=1e-9, rtol=0)
+    # sources are where the WCS says they are
+    ra0, dec0 = TARGETS["M101"]
+    assert np.allclose(w.all_world2pix([[ra0, dec0]], 0, tolerance=1e-10)[0],
+                       source_pixels(d5_spec)["M101"], atol=1e-6)
+
+
+def test_footprint_reproduces_the_real_sia_row():
+    fp = footprint(REAL_SPEC)
+    arcsec = 1 / 3600
+    assert fp["s_ra"] == pytest.approx(10.086254818464036, abs=0.01 * arcsec)
+    assert fp["s_dec"] == pytest.approx(40.900227543559353, abs=0.01 * arcsec)
+    real = np.array([[6.962852120551271, 41.75009330770693], [11.28249000497766, 43.137330881450204],
+                     [13.174643355147754, 39.946653279470475], [8.97915502445252, 38.62459220149968],
+                     [6.962852120551271, 41.75009330770693]])
+    assert fp["s_region"].startswith("POLYGON ICRS ")
+    ours = np.array(fp["s_region"].split()[2:], float).reshape(5, 2)
+    assert np.allclose(ours, real, atol=0.01 * arcsec, rtol=0)
+    assert np.allclose(fp["corners"], real[:4], atol=0.01 * arcsec, rtol=0)
+    assert fp["s_fov"] == 3.485
+
+
+def test_footprints_cross_ra_zero():
+    crossing = [s for s in observation_plan()
+                if np.ptp(footprint(s)["corners"][:, 0]) > 180]
+    assert crossing
+    s = crossing[0]
+    corners = footprint(s)["corners"]
+    assert np.all((corners[:, 0] >= 0) & (corners[:, 0] < 360))
+    # the field is small, not 360 degrees wide: corners are close on the sphere
+    ra, dec = frame_geometry(s).pix2world(np.array([-0.5, 2039.5]), np.array([-0.5, -0.5]))
+    assert np.allclose([ra[0], ra[1]], corners[:2, 0])
+
+
+# --- cutouts ---------------------------------------------------------------------------------
+
+
+def test_cutout_matches_parent(d5_file, d5_spec):
+    ra, dec = TARGETS["M101"]
+    window = cutout_window(d5_spec, ra, dec, 59, 59)
+    x0, y0, nx, ny = window
+    assert (nx, ny) == (59, 59)
+    xt, yt = frame_geometry(d5_spec).world2pix(ra, dec)
+    assert abs(xt - x0 - 29) <= 0.5 and abs(yt - y0 - 29) <= 0.5
+    cut = make_cutout(d5_spec, *window)
+    assert [h.name for h in cut] == [h.name for h in d5_file]
+    for kind in IMAGE_KINDS:
+        assert np.array_equal(cut[kind].data, d5_file[kind].data[y0:y0 + ny, x0:x0 + nx],
+                              equal_nan=True), kind
+        ch, ph = cut[kind].header, d5_file[kind].header
+        assert (ch["NAXIS1"], ch["NAXIS2"]) == (nx, ny)
+        assert (ch["CRPIX1"], ch["CRPIX2"]) == (ph["CRPIX1"] - x0, ph["CRPIX2"] - y0)
+        for key, shift in (("CRPIX1A", x0), ("CRPIX2A", y0), ("CRPIX1W", x0), ("CRPIX2W", y0)):
+            assert ch[key] == 1 - shift == ph[key] - shift
+        moved = {"NAXIS1", "NAXIS2", "CRPIX1", "CRPIX2", "CRPIX1A", "CRPIX2A", "CRPIX1W",
+                 "CRPIX2W"}
+        assert [c.image for c in ch.cards if c.keyword not in moved] == \
+               [c.image for c in ph.cards if c.keyword not in moved]
+    for kind in ("PRIMARY", "PSF", "WCS-WAVE"):
+        assert cut[kind].header.tostring() == d5_file[kind].header.tostring()
+    assert np.array_equal(cut["PSF"].data, d5_file["PSF"].data)
+    assert np.array_equal(cut["WCS-WAVE"].data["VALUES"], d5_file["WCS-WAVE"].data["VALUES"])
+
+    wc = WCS(cut["IMAGE"].header, fobj=cut, key="W")
+    wp = WCS(d5_file["IMAGE"].header, fobj=d5_file, key="W")
+    wc.sip = wp.sip = None
+    i, j = np.meshgrid(np.arange(nx), np.arange(ny))
+    lam_c = wc.pixel_to_world_values(i.ravel(), j.ravel())
+    lam_p = wp.pixel_to_world_values(i.ravel() + x0, j.ravel() + y0)
+    assert np.array_equal(lam_c[0], lam_p[0]) and np.array_equal(lam_c[1], lam_p[1])
+    sky_c = WCS(cut["IMAGE"].header).all_pix2world(i.ravel(), j.ravel(), 0)
+    sky_p = WCS(d5_file["IMAGE"].header).all_pix2world(i.ravel() + x0, j.ravel() + y0, 0)
+    assert np.allclose(sky_c, sky_p, atol=1e-11, rtol=0)
+    wa = WCS(cut["IMAGE"].header, key="A")
+    wa.sip = None
+    assert np.allclose(wa.pixel_to_world_values(3.0, 5.0), (3.0 + x0, 5.0 + y0), atol=1e-9)
+
+
+def test_cutout_bytes_equal_make_cutout(d5_spec):
+    window = (1000, 1500, 40, 33)
+    a = make_cutout(d5_spec, *window)
+    b = fits.open(io.BytesIO(cutout_bytes(d5_spec, *window)))
+    assert len(a) == len(b) == 7
+    for ha, hb in zip(a, b):
+        assert ha.header.tostring() == hb.header.tostring(), ha.name
+    for kind in IMAGE_KINDS + ("PSF",):
+        assert np.array_equal(a[kind].data, b[kind].data, equal_nan=True)
+
+
+def test_cutout_on_non_square_wavelength_grids():
+    for det, shape in ((3, (14, 9, 2)), (4, (20, 13, 2))):
+        s = _covering("M31", det)[0]
+        cut = fits.open(io.BytesIO(cutout_bytes(s, 1700, 1790, 30, 25)))
+        assert cut["WCS-WAVE"].data["VALUES"][0].shape == shape
+        w = WCS(cut["IMAGE"].header, fobj=cut, key="W")
+        w.sip = None
+        lam, bw = w.pixel_to_world_values(np.arange(30), np.full(30, 12))
+        ref_lam, ref_bw = reference_table(det).lookup(1700 + np.arange(30) + 1.0, 1790 + 12 + 1.0)
+        assert np.allclose(lam, ref_lam, atol=1e-12) and np.allclose(bw, ref_bw, atol=1e-12)
+
+
+def test_cutout_windows_are_clipped_like_irsa(d5_spec):
+    g = frame_geometry(d5_spec)
+    ra, dec = g.pix2world(1.2, 2037.7)
+    assert cutout_window(d5_spec, float(ra), float(dec), 6, 6) == (0, 2036, 5, 4)
+    ra, dec = g.pix2world(2.2, 2030.7)
+    assert cutout_window(d5_spec, float(ra), float(dec), 6, 6) == (0, 2029, 6, 6)
+    cut = make_cutout(d5_spec, -10, 2030, 30, 30)
+    assert cut["IMAGE"].data.shape == (10, 20)
+    assert cut["IMAGE"].header["CRPIX1A"] == 1.0 and cut["IMAGE"].header["CRPIX2A"] == -2029.0
+    far_ra, far_dec = (d5_spec.ra + 180) % 360, -d5_spec.dec
+    assert cutout_window(d5_spec, far_ra, far_dec, 60, 60) is None
+    off_ra, off_dec = g.pix2world(-200.0, 500.0)
+    assert cutout_window(d5_spec, float(off_ra), float(off_dec), 60, 60) is None
+    with pytest.raises(SpherexInputError):
+        make_cutout(d5_spec, 2040, 0, 10, 10)
+    with pytest.raises(SpherexInputError):
+        cutout_bytes(d5_spec, 0, 0, 0, 10)
+
+
+# --- pixels ----------------------------------------------------------------------------------
+
+
+def test_render_window_is_window_independent_and_deterministic(d5_spec):
+    x, y = source_pixels(d5_spec)["M101"]
+    x, y = int(x), int(y)
+    big = render_window(d5_spec, x - 60, y - 60, 120, 120)
+    assert np.count_nonzero(big["flags"]) > 0 and np.nanmax(big["image"]) > 10
+    for wx, wy, nx, ny in ((x - 10, y - 10, 20, 20), (x - 60, y + 3, 120, 1),
+                           (x + 7, y - 60, 1, 120), (x - 33, y - 41, 71, 29)):
+        part = render_window(d5_spec, wx, wy, nx, ny)
+        sl = (slice(wy - y + 60, wy - y + 60 + ny), slice(wx - x + 60, wx - x + 60 + nx))
+        for key in big:
+            assert np.array_equal(part[key], big[key][sl], equal_nan=True), key
+    again = render_window(d5_spec, x - 60, y - 60, 120, 120)
+    for key in big:
+        assert np.array_equal(again[key], big[key], equal_nan=True)
+
+
+def test_noise_matches_variance_and_bad_pixels_are_wrong(d5_file, d5_spec):
+    y0, x0 = 300, 300
+    d = render_window(d5_spec, x0, y0, 400, 400)
+    model = render_window(d5_spec, x0, y0, 400, 400, noise=False)
+    good = d["flags"] == 0
+    z = (d["image"][good] - model["image"][good]) / np.sqrt(d["variance"][good])
+    assert abs(z.mean()) < 0.02 and z.std() == pytest.approx(1.0, abs=0.02)
+    assert np.array_equal(model["zodi"], d["zodi"])
+    flags = d5_file["FLAGS"].data
+    image = d5_file["IMAGE"].data
+    bad = (flags & sum(1 << BITS[b] for b in ("HOT", "COLD", "NONFUNC", "TRANSIENT"))) != 0
+    assert 0.005 < np.mean(bad) < 0.05
+    sky_level = np.nanmedian(image)
+    assert np.nanmedian(image[(flags & (1 << BITS["HOT"])) != 0]) > 20 * sky_level
+    assert np.nanmedian(image[(flags & (1 << BITS["COLD"])) != 0]) < 0.2 * sky_level
+    assert np.all(np.isnan(image[(flags & (1 << BITS["NONFUNC"])) != 0]))
+
+
+def test_zodi_is_in_image_and_smooth(d5_file):
+    image, zodi = d5_file["IMAGE"].data, d5_file["ZODI"].data
+    flags = d5_file["FLAGS"].data
+    clean = flags == 0
+    assert np.nanmedian(image[clean] - zodi[clean]) == pytest.approx(0, abs=0.005)
+    assert zodi.min() > 0.05 and zodi.max() < 5
+    # smooth: neighbouring pixels differ by far less than the noise
+    assert np.max(np.abs(np.diff(zodi, axis=0))) < 0.01 * np.max(zodi)
+
+
+def test_point_sources_conserve_flux():
+    sky = default_sky()
+    for name, det in (("NEP", 1), ("M31", 3), ("RA0", 4), ("NEP", 6), ("M31-S2", 2)):
+        target = name.split("-")[0]
+        s = _covering(target, det)[3]
+        x, y = source_pixels(s)[name]
+        xi, yi = int(round(x)), int(round(y))
+        d = render_window(s, xi - 5, yi - 5, 11, 11, noise=False)
+        flux = float(np.sum(d["image"].astype(float) - d["zodi"])) * OMEGA_PIX_SR * 1e12
+        lam, _ = reference_table(det).lookup(x + 1.0, y + 1.0)
+        assert flux == pytest.approx(sky.true_flux_density(name, lam), rel=1e-3), (name, det)
+        assert d["flags"][5, 5] & (1 << BITS["SOURCE"])
+
+
+def test_galaxy_aperture_flux_matches_truth():
+    from photutils.aperture import CircularAperture, aperture_photometry
+
+    sky = default_sky()
+    for det in (2, 4):
+        s = _covering("M101", det)[0]
+        x, y = source_pixels(s)["M101"]
+        xi, yi = int(round(x)), int(round(y))
+        d = render_window(s, xi - 30, yi - 30, 61, 61, noise=False)
+        img = d["image"].astype(float) - d["zodi"]
+        lam, _ = reference_table(det).lookup(x + 1.0, y + 1.0)
+        for radius in (30.0, 90.0):
+            ap = CircularAperture((x - xi + 30, y - yi + 30), r=radius / 6.153)
+            got = aperture_photometry(img, ap, method="exact")["aperture_sum"][0]
+            truth = sky.true_flux_density("M101", lam, radius_arcsec=radius,
+                                          fwhm_arcsec=DETECTOR_FWHM[det])
+            assert got * OMEGA_PIX_SR * 1e12 == pytest.approx(truth, rel=0.01)
+
+
+def test_truth_of_the_sky():
+    sky = default_sky()
+    names = {s.name for s in sky.sources}
+    assert {"M101", "M31", "RA0", "NEP"} <= names
+    m101 = sky.source("M101")
+    assert m101.kind == "galaxy" and (m101.ra, m101.dec) == TARGETS["M101"]
+    # the disc is an exponential of scale length 30" to better than 0.1 % in enclosed flux
+    disc = [c for c in m101.components if c.sigma_arcsec > 0]
+    for radius in (15.0, 30.0, 60.0, 150.0):
+        frac = sum(c.weight * m101.enclosed_fraction(c, radius) for c in disc) / sum(
+            c.weight for c in disc)
+        h = radius / 30.0
+        assert frac == pytest.approx(1 - (1 + h) * np.exp(-h), rel=1e-3)
+    total = sky.true_flux_density("M101", 3.29)
+    assert sky.true_flux_density("M101", 3.29, radius_arcsec=1e4) == pytest.approx(total)
+    # 3.3 um PAH emission and the 1.6 um stellar bump in the galaxy's spectrum
+    assert total > 1.3 * max(sky.true_flux_density("M101", 3.05),
+                             sky.true_flux_density("M101", 3.6))
+    lam = np.linspace(1.0, 2.4, 141)
+    assert 1.45 < lam[np.argmax(sky.true_flux_density("M101", lam))] < 1.75
+    # point-source surface brightness integrates to its flux density
+    ra, dec = TARGETS["NEP"]
+    step = 0.4
+    off = (np.arange(-60, 61) * step) / 3600
+    rr, dd = np.meshgrid(ra + off / np.cos(np.deg2rad(dec)), dec + off)
+    sb = sky.surface_brightness(rr, dd, 2.0, fwhm_arcsec=6.0)
+    integral = sb.sum() * np.deg2rad(step / 3600) ** 2 * 1e12
+    assert integral == pytest.approx(sky.true_flux_density("NEP", 2.0), rel=2e-3)
+    with pytest.raises(SpherexInputError):
+        sky.true_flux_density("nope", 2.0)
+
+
+# --- PSF -------------------------------------------------------------------------------------
+
+
+def test_psf_cube_and_header():
+    cube = psf_cube(4)
+    assert cube.shape == (121, 101, 101) and cube.dtype == np.float32
+    assert np.allclose(cube.sum(axis=(1, 2)), 1.0, atol=1e-5)
+    assert cube is psf_cube(4)
+    hdr = psf_header(4)
+    assert len(hdr) == 509
+    assert hdr["XCTR_1"] == pytest.approx(93.22727273) and hdr["XWID_1"] == pytest.approx(186.45454546)
+    assert hdr["XCTR_2"] == pytest.approx(278.68181818) and hdr["YCTR_2"] == pytest.approx(93.22727273)
+    assert hdr["YCTR_12"] == pytest.approx(278.68181818) and hdr["XCTR_12"] == pytest.approx(93.22727273)
+    assert (hdr["CDELT1"], hdr["CTYPE1"], hdr["OVERSAMP"]) == (0.615, "XANG", 10)
+    # plane k (x fastest) is the zone's Gaussian: second moment gives its FWHM
+    fwhm = zone_fwhm(4)
+    r = (np.arange(101) - 50) * 0.615
+    for k in (0, 5, 60, 120):
+        p = cube[k].astype(float)
+        sigma = np.sqrt(np.sum(p.sum(axis=0) * r**2) - 0.615**2 / 12)
+        assert sigma * np.sqrt(8 * np.log(2)) == pytest.approx(fwhm[k // 11, k % 11], rel=2e-3)
+    assert fwhm[5, 5] < fwhm[0, 0]
+    assert set(DETECTOR_FWHM) == set(range(1, 7))
+    assert all(5.2 <= v <= 6.1 for v in DETECTOR_FWHM.values())
+
+
+# --- headers of the real pointing ------------------------------------------------------------
+
+
+def test_real_pointing_headers_match_the_real_file():
+    hdr = frame_headers(REAL_SPEC)
+    real = real_header("IMAGE")
+    for key in ("PC1_1", "PC1_2", "PC2_1", "PC2_2", "CRVAL1", "CRVAL2", "LATPOLE", "MJD-OBS",
+                "DATE-OBS", "DATE-BEG", "OBSID", "EXPIDN", "DETECTOR", "PSF_FWHM"):
+        assert hdr["IMAGE"][key] == real[key], key
+    assert hdr["IMAGE"]["SPS_ELON"] == pytest.approx(real["SPS_ELON"], abs=0.5)
+    assert hdr["IMAGE"]["SPS_ELAT"] == pytest.approx(real["SPS_ELAT"], abs=0.5)
+    assert hdr["IMAGE"]["SPS_EPA"] == pytest.approx(real["SPS_EPA"], abs=1.0)
+    assert set(hdr) == {"PRIMARY", "IMAGE", "FLAGS", "VARIANCE", "ZODI", "PSF", "WCS-WAVE"}
+
+
+# --- observation plan ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def coverage():
+    return _target_pixels()
+
+
+def test_plan_counts_per_detector(coverage):
+    for name in ("M101", "M31", "RA0"):
+        for det in range(1, 7):
+            n = len(coverage[(name, det)])
+            assert 80 <= n <= 100, (name, det, n)
+            assert {s.collection for s, _, _ in coverage[(name, det)]} == {"spherex_qr2"}
+    for det in range(1, 7):
+        assert len(coverage[("NEP", det)]) > 120
+        assert {s.collection for s, _, _ in coverage[("NEP", det)]} == {"spherex_qr2_deep"}
+
+
+def test_plan_wavelengths_span_each_band(coverage):
+    for det in range(1, 7):
+        table = reference_table(det)
+        lam = [float(table.lookup(x + 1, y + 1)[0]) for _, x, y in coverage[("M101", det)]]
+        lo, hi = float(table.values[..., 0].min()), float(table.values[..., 0].max())
+        assert min(lam) < lo + 0.15 * (hi - lo) and max(lam) > hi - 0.15 * (hi - lo)
+        rolls = [s.pa for s, _, _ in coverage[("M101", det)]]
+        assert np.ptp(np.mod(rolls, 360)) > 90  # two passes, opposite rolls
+
+
+def test_plan_pointings_and_obs_ids():
+    plan = observation_plan()
+    assert plan == observation_plan()
+    by_obs = {}
+    for s in plan:
+        by_obs.setdefault(s.obsid, {})[s.detector] = s
+    assert all(sorted(d) == [1, 2, 3, 4, 5, 6] for d in by_obs.values())
+    assert len(plan_by_key()) == len(plan)
+    mjd0 = datetime(1858, 11, 17)
+    pattern = re.compile(r"(\d{4})W(\d{2})_([12])A_(\d{4})_([1-4])")
+    for obsid, dets in list(by_obs.items())[::25]:
+        d1, d2, d3, d4 = dets[1], dets[2], dets[3], dets[4]
+        assert (d1.ra, d1.dec, d1.pa, d1.mjd_beg) == (d4.ra, d4.dec, d4.pa, d4.mjd_beg)
+        assert len({s.mjd_beg for s in dets.values()}) == 1
+        sep12 = _separation(d1, d2)
+        sep13 = _separation(d1, d3)
+        assert sep12 == pytest.approx(3.75, abs=1e-6) and sep13 == pytest.approx(7.5, abs=1e-6)
+        m = pattern.fullmatch(obsid)
+        assert m
+        t = mjd0 + timedelta(days=d1.mjd_beg)
+        year, week, weekday = t.isocalendar()
+        assert (int(m.group(1)), int(m.group(2))) == (year, week)
+        since_monday = (weekday - 1) + (t.hour * 3600 + t.minute * 60 + t.second) / 86400
+        assert m.group(3) == ("1" if since_monday < 3.5 else "2")
+    # small slews of a visit follow each other 2 minutes apart
+    visits = {}
+    for obsid, dets in by_obs.items():
+        visits.setdefault(obsid[:-2], []).append(dets[1].mjd_beg)
+    gaps = np.concatenate([np.diff(sorted(v)) for v in visits.values() if len(v) > 1])
+    assert np.allclose(gaps * 86400, 120.0, atol=0.01)
+    assert min(s.mjd_beg for s in plan) >= 60796 and max(s.mjd_beg for s in plan) < 60796 + 366
+
+
+def _separation(a, b):
+    va = np.array([np.cos(np.deg2rad(a.dec)) * np.cos(np.deg2rad(a.ra)),
+                   np.cos(np.deg2rad(a.dec)) * np.sin(np.deg2rad(a.ra)), np.sin(np.deg2rad(a.dec))])
+    vb = np.array([np.cos(np.deg2rad(b.dec)) * np.cos(np.deg2rad(b.ra)),
+                   np.cos(np.deg2rad(b.dec)) * np.sin(np.deg2rad(b.ra)), np.sin(np.deg2rad(b.dec))])
+    return float(np.rad2deg(np.arccos(np.clip(va @ vb, -1, 1))))
