@@ -7,6 +7,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest  # noqa: E402
 
+pytest_plugins = ["archive_fixtures"]
+
 
 def pytest_addoption(parser):
     parser.addoption("--remote-data", action="store_true", default=False,

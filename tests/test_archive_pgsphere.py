@@ -69,7 +69,8 @@ def _points(rng):
 
 
 def _circles(rng):
-    out = [(ra, dec, float(r)) for (ra, dec), r in zip(_points(rng)[::7], rng.uniform(0.05, 3.0, 100))]
+    radii = rng.uniform(0.05, 3.0, 100)
+    out = [(ra, dec, float(r)) for (ra, dec), r in zip(_points(rng)[::7], radii)]
     return out + [(0.0, 90.0, 1.5), (180.0, -89.0, 0.5), (0.0, 0.0, 1.2)]
 
 

@@ -9,8 +9,13 @@ that do not depend on the server's URL are built once per process and shared by 
 
 from __future__ import annotations
 
+import hashlib
+import os
+import pickle
+import tempfile
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from astropy.time import Time
@@ -51,6 +56,7 @@ class Catalog:
     """The specs and the URL-independent table rows derived from them."""
 
     specs: list
+    keys: list             # spec.key of each spec (computing it costs ~0.3 ms)
     by_key: dict
     plane: list
     artifact: list
@@ -60,9 +66,9 @@ class Catalog:
         """All rows for :class:`~.adql.AdqlEngine`, with ``access_url`` on ``base_url``."""
         idx = _ACCESS_URL_INDEX
         obscore = []
-        for spec, row in zip(self.specs, self.obscore):
+        for key, row in zip(self.keys, self.obscore):
             row = list(row)
-            row[idx] = f"{base_url}/ibe/data/spherex/{spec.key}"
+            row[idx] = f"{base_url}/ibe/data/spherex/{key}"
             obscore.append(tuple(row))
         return {"spherex.plane": self.plane, "spherex.artifact": self.artifact,
                 "spherex.obscore": obscore}
@@ -79,14 +85,15 @@ def build_catalog(specs, footprint=None):
     specs = list(specs)
     release = Time(np.array([s.mjd_beg for s in specs], float) + 45.0, format="mjd",
                    scale="utc").iso if specs else []
+    keys = [spec.key for spec in specs]
     plane, artifact, obscore = [], [], []
-    for planeid, (spec, rel) in enumerate(zip(specs, release), start=1):
+    for planeid, (spec, key, rel) in enumerate(zip(specs, keys, release), start=1):
         fp = footprint(spec)
         em_min, em_max, em_res = EM_RANGES[spec.detector]
         point = f"POINT ICRS {fp['s_ra']!r} {fp['s_dec']!r}"
         plane.append((planeid, spec.obsid, fp["s_region"], point, spec.mjd_beg, spec.mjd_end,
                       em_min, em_max, spec.bandpass, spec.obs_publisher_did, "image", 2))
-        artifact.append((planeid, spec.uri, "science"))
+        artifact.append((planeid, f"ibe/data/spherex/{key}", "science"))
         obscore.append((
             fp["s_ra"], fp["s_dec"], "SPHEREx", "SPHEREx", "science", 2, "image",
             spec.bandpass, "Infrared", spec.obsid, S_RESOLUTION, em_min, em_max, em_res,
@@ -94,9 +101,9 @@ def build_catalog(specs, footprint=None):
             fp["s_region"], spec.collection, "science", "exposure", None, None, None, None,
             None, "SPHEREx", _target_name(spec), "field", 0, 0, None, rel[:19], NPIX, NPIX,
             S_PIXEL_SCALE, 0, spec.mjd_beg, spec.mjd_end, None, None, spec.obs_publisher_did,
-            fp["s_fov"], None, None, None, cloud_access_json(spec.key), None, 1,
+            fp["s_fov"], None, None, None, cloud_access_json(key), None, 1,
         ))
-    return Catalog(specs, {s.key: s for s in specs}, plane, artifact, obscore)
+    return Catalog(specs, keys, dict(zip(keys, specs)), plane, artifact, obscore)
 
 
 _ACCESS_URL_INDEX = [c.name for c in SIA_COLUMNS].index("access_url")
@@ -104,11 +111,55 @@ _lock = threading.Lock()
 _default = None
 
 
+def _source_hash():
+    """Hash of everything the default catalog derives from."""
+    import astropy
+    import numpy
+
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256(f"{astropy.__version__} {numpy.__version__}".encode())
+    files = sorted(root.joinpath("synthetic").glob("*.py")) + sorted(root.joinpath("data").glob("*"))
+    for path in files + [Path(__file__), Path(__file__).with_name("schema.py")]:
+        if path.is_file():
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:20]
+
+
+def _cache_path():
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "glue-spherex" / f"archive-catalog-{_source_hash()}.pickle"
+
+
+def _load_or_build():
+    path = _cache_path()
+    try:
+        with open(path, "rb") as f:
+            catalog = pickle.load(f)
+        if isinstance(catalog, Catalog):
+            return catalog
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, TypeError):
+        pass
+    from ..synthetic import observation_plan
+
+    catalog = build_catalog(observation_plan())
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".part")
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(catalog, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except OSError:                # a read-only home only costs the rebuild next time
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)
+    return catalog
+
+
 def default_catalog():
-    """The catalog of ``synthetic.observation_plan()``, built on first use (thread-safe)."""
+    """The catalog of ``synthetic.observation_plan()``, built or loaded on first use."""
     global _default
     with _lock:
         if _default is None:
-            from ..synthetic import observation_plan
-            _default = build_catalog(observation_plan())
+            _default = _load_or_build()
         return _default

@@ -10,8 +10,8 @@ with the frame is HTTP 400, partial overlap is clipped.  Cutouts are **not gzipp
 default**: IRSA's page says IBE gzips cutouts, but that is unconfirmed for SPHEREx and the
 observed 5.3 MB size of a SPHEREx cutout indicates plain FITS; ``gzip=true`` asks for the
 gzipped body, sent like an IBE file download (``application/fits`` without
-``Content-Encoding``), so a client must recognise the gzip magic itself.  Recent cutouts are
-kept in memory (bounded by bytes) so retries and repeated views cost nothing.
+``Content-Encoding``), so a client must recognise the gzip magic itself.  Cutouts are rendered
+per request (about 10 ms for a 0.1 deg cutout).
 """
 
 from __future__ import annotations
@@ -79,35 +79,7 @@ class FrameCache:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-class _CutoutCache:
-    """Recent cutout bodies in memory, bounded by total bytes."""
-
-    def __init__(self, max_bytes=256 * 2**20):
-        self.max_bytes = max_bytes
-        self._lock = threading.Lock()
-        self._items = OrderedDict()
-        self._size = 0
-
-    def get(self, key):
-        with self._lock:
-            body = self._items.get(key)
-            if body is not None:
-                self._items.move_to_end(key)
-            return body
-
-    def put(self, key, body):
-        with self._lock:
-            if key in self._items or len(body) > self.max_bytes:
-                return
-            self._items[key] = body
-            self._size += len(body)
-            while self._size > self.max_bytes:
-                _, old = self._items.popitem(last=False)
-                self._size -= len(old)
-
-
 _frames = None
-_cutouts = _CutoutCache()
 _frames_lock = threading.Lock()
 
 
@@ -197,11 +169,5 @@ def _cutout_body(spec, cut, use_gzip):
     window = cutout_window(spec, ra, dec, cut.width_px, cut.height_px)
     if window is None:
         return None
-    key = (spec.key, tuple(window), use_gzip)
-    body = _cutouts.get(key)
-    if body is None:
-        body = cutout_bytes(spec, *window)
-        if use_gzip:
-            body = gzip.compress(body, compresslevel=6, mtime=0)
-        _cutouts.put(key, body)
-    return body
+    body = cutout_bytes(spec, *window)
+    return gzip.compress(body, compresslevel=6, mtime=0) if use_gzip else body

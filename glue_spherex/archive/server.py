@@ -132,9 +132,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and is_body_fault(fault) and method == "HEAD" and fault != "reset":
             fault = None               # nothing to truncate or stall in a HEAD answer
         bandwidth = faults.bandwidth if faults.applies_to(kind) else None
-        sent = self._send(response, method, fault, bandwidth, faults.stall_seconds)
-        archive._record(LogRecord(started, method, path, url.query, response.status, sent,
-                                  fault))
+        record = LogRecord(started, method, path, url.query, response.status, 0, fault)
+        self._send(response, method, fault, bandwidth, faults.stall_seconds, record)
 
     def _read_form(self):
         length = int(self.headers.get("Content-Length") or 0)
@@ -144,45 +143,69 @@ class _Handler(BaseHTTPRequestHandler):
             return None                # table uploads are not supported
         return data.decode("utf-8", "replace")
 
-    def _send(self, response, method, fault, bandwidth, stall_seconds):
+    def _send(self, response, method, fault, bandwidth, stall_seconds, record):
+        """Send the response, applying a body fault, and log it.
+
+        The request is logged just before its last byte (or the injected failure) reaches the
+        client, so a client that has seen the whole answer also finds it in the log; if sending
+        fails after that, the record is corrected to the bytes actually sent.
+        """
+        archive = self.server.archive
         body = response.body
         total = response.length
+        self._sent = 0
+        index = None
+
+        def log(planned):
+            nonlocal index
+            index = archive._record(record._replace(bytes_sent=planned))
+
         try:
             if fault == "reset" and (method == "HEAD" or total == 0):
+                log(0)
                 self._reset()
-                return 0
+                return
             self.send_response(response.status)
             self.send_header("Content-Type", response.content_type)
             self.send_header("Content-Length", str(total))
             for name, value in response.headers:
                 self.send_header(name, value)
+            if method == "HEAD" or total == 0:
+                log(0)
+                self.end_headers()
+                return
             self.end_headers()
-            if method == "HEAD":
-                return 0
             cut = total // 2 if fault in ("reset", "truncate", "stall") else total
-            sent = self._write(body, 0, cut, bandwidth)
             if fault == "stall":
+                self._write(body, 0, cut, bandwidth)
                 time.sleep(stall_seconds)
-                sent += self._write(body, cut, total, bandwidth)
-            elif fault == "truncate":
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_WR)
-            elif fault == "reset":
-                self._reset()
-            return sent
+                self._write(body, cut, total, bandwidth, before_last=log)
+            elif fault in ("truncate", "reset"):
+                self._write(body, 0, cut, bandwidth)
+                log(self._sent)
+                if fault == "truncate":
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_WR)
+                else:
+                    self._reset()
+            else:
+                self._write(body, 0, total, bandwidth, before_last=log)
         except (ConnectionError, TimeoutError, OSError):
             self.close_connection = True
-            return getattr(self, "_sent", 0)
+            if index is None:
+                log(self._sent)
+            else:
+                archive._amend(index, bytes_sent=self._sent)
         finally:
             if isinstance(body, FileBody):
                 body.file.close()
 
-    def _write(self, body, start, stop, bandwidth):
-        """Write body[start:stop], paced to ``bandwidth`` bytes/s if given."""
+    def _write(self, body, start, stop, bandwidth, before_last=None):
+        """Write body[start:stop], paced to ``bandwidth`` bytes/s if given; ``before_last``
+        is called with the planned total just before the last chunk goes out."""
         chunk = 256 * 1024 if bandwidth is None else max(1024, min(65536, int(bandwidth / 20)))
         t0 = time.monotonic()
         sent = 0
-        self._sent = 0
         pos = start
         if isinstance(body, FileBody):
             body.file.seek(body.offset + start)
@@ -191,15 +214,16 @@ class _Handler(BaseHTTPRequestHandler):
             data = body.file.read(n) if isinstance(body, FileBody) else body[pos:pos + n]
             if not data:
                 break
+            if before_last is not None and pos + len(data) >= stop:
+                before_last(self._sent + len(data))
             self.wfile.write(data)
             pos += len(data)
             sent += len(data)
-            self._sent = sent
+            self._sent += len(data)
             if bandwidth is not None:
                 wait = t0 + sent / bandwidth - time.monotonic()
                 if wait > 0:
                     time.sleep(wait)
-        return sent
 
     def _reset(self):
         """Close the connection with a TCP RST (SO_LINGER 0) instead of a clean FIN."""
@@ -336,6 +360,12 @@ class LocalArchive:
     def _record(self, rec):
         with self._log_lock:
             self._log.append(rec)
+            return len(self._log) - 1
+
+    def _amend(self, index, **changes):
+        with self._log_lock:
+            if index < len(self._log):          # clear_log() may have run meanwhile
+                self._log[index] = self._log[index]._replace(**changes)
 
     def _draw(self, faults, kind):
         with self._rng_lock:
