@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from astropy.time import Time
 
 from .schema import SIA_COLUMNS
 
@@ -80,6 +79,8 @@ def _target_name(spec):
 
 def build_catalog(specs, footprint=None):
     """Rows for ``specs``; ``footprint`` defaults to ``glue_spherex.synthetic.footprint``."""
+    from astropy.time import Time
+
     if footprint is None:
         from ..synthetic import footprint
     specs = list(specs)

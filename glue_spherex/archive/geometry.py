@@ -118,6 +118,8 @@ class Polygon:
         self.cap_center = _norm(s)
         # Bounding cap over the vertices; it bounds the whole polygon when smaller than a hemisphere.
         self.cap_radius = max(_angle(self.cap_center, v) for v in self.vecs) + 1e-9
+        self._cos_cap = math.cos(math.radians(self.cap_radius)) if self.cap_radius < 90 else -2.0
+        self._cos_inner = None
         self._sph = None
 
     @property
@@ -138,8 +140,26 @@ class Polygon:
         """Cheap bounding-cap test: False means certainly outside (by more than ``margin`` deg)."""
         return self.cap_radius >= 90.0 or _angle(self.cap_center, vec) <= self.cap_radius + margin
 
+    def _inner_cos(self):
+        """Cosine of the radius of a cap around ``cap_center`` lying inside the polygon (its
+        distance to the nearest edge), or 2 when the centre is not inside."""
+        if self._cos_inner is None:
+            if self.sph.contains_point(np.asarray(self.cap_center)):
+                r = _edge_distance(self.cap_center, self) - 1e-9
+                self._cos_inner = math.cos(math.radians(r)) if r > 0 else 2.0
+            else:
+                self._cos_inner = 2.0
+        return self._cos_inner
+
     def contains_vec(self, vec):
-        return self.may_contain(vec) and bool(self.sph.contains_point(np.asarray(vec)))
+        """Point in polygon: the bounding cap rejects and the inner cap accepts most points
+        cheaply; spherical_geometry decides the rest."""
+        d = _dot(self.cap_center, vec)
+        if d < self._cos_cap:
+            return False
+        if d > self._inner_cos():
+            return True
+        return bool(self.sph.contains_point(np.asarray(vec)))
 
     def stcs(self):
         coords = " ".join(f"{_fmt(r)} {_fmt(d)}" for r, d in zip(self.ras, self.decs))

@@ -1,0 +1,159 @@
+"""Measure the local archive: start time, TAP latency, CONTAINS cost, cutout throughput,
+full-frame first request, and overlap of injected latency.
+
+Run: ``.venv/bin/python bench/bench_archive.py`` (about a minute; prints the figures).
+"""
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pyvo
+import requests
+
+from glue_spherex.archive import LocalArchive
+
+M101 = (210.80227, 54.34895)
+TUTORIAL = (
+    "SELECT 'https://irsa.ipac.caltech.edu/' || a.uri || '?center=210.80227,54.34895d&size=0.1' "
+    "AS uri, p.time_bounds_lower FROM spherex.artifact a JOIN spherex.plane p "
+    "ON a.planeid = p.planeid WHERE 1 = CONTAINS(POINT('ICRS', 210.80227, 54.34895), p.poly) "
+    "AND p.energy_bandpassname = 'SPHEREx-D2' ORDER BY p.time_bounds_lower")
+
+_START = """
+import time, socket
+t0 = time.perf_counter()
+from glue_spherex.archive import LocalArchive
+t_import = time.perf_counter() - t0
+t1 = time.perf_counter()
+arch = LocalArchive().start()
+socket.create_connection(("127.0.0.1", arch.port)).close()
+t_listen = time.perf_counter() - t1
+arch.wait_ready()
+t_ready = time.perf_counter() - t1
+print(f"{t_import:.3f} {t_listen:.4f} {t_ready:.3f}")
+arch.stop()
+"""
+
+
+def start_times(cache_dir):
+    env = dict(os.environ, XDG_CACHE_HOME=cache_dir)
+    out = subprocess.run([sys.executable, "-c", _START], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    return [float(x) for x in out]
+
+
+def median_time(fn, n):
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main():
+    with tempfile.TemporaryDirectory() as cache:
+        cold = start_times(cache)            # builds the catalog and writes the disk cache
+        warm = start_times(cache)            # loads it
+    print("server start (fresh process)")
+    print(f"  import glue_spherex.archive            {cold[0]:.2f} s")
+    print(f"  start() until accepting connections    {warm[1] * 1000:.1f} ms")
+    print(f"  until tables ready, catalog cached     {warm[2]:.2f} s")
+    print(f"  until tables ready, catalog built      {cold[2]:.2f} s  (first run after a change "
+          "to the synthetic code)")
+
+    with LocalArchive() as arch:
+        arch.wait_ready()
+        specs = arch.catalog.specs
+        print(f"catalog: {len(specs)} frames")
+        t0 = time.perf_counter()
+        with LocalArchive() as second:
+            second.wait_ready()
+        print(f"  another archive in the same process: ready in {time.perf_counter() - t0:.2f} s")
+
+        svc = pyvo.dal.TAPService(arch.tap_url)
+        n_rows = len(svc.search(TUTORIAL))
+        t_tap = median_time(lambda: svc.search(TUTORIAL), 20)
+        t_sql = median_time(lambda: arch.engine.query(TUTORIAL), 20)
+        t_all = median_time(lambda: arch.engine.query(
+            "SELECT COUNT(*) FROM spherex.plane WHERE "
+            "1 = CONTAINS(POINT('ICRS', 210.80227, 54.34895), poly)"), 20)
+        t_circle = median_time(lambda: arch.engine.query(
+            "SELECT COUNT(*) FROM spherex.obscore WHERE "
+            "1 = INTERSECTS(CIRCLE('ICRS', 210.80227, 54.34895, 0.5), s_region)"), 20)
+        sia = pyvo.dal.SIA2Service(arch.sia_url)
+        t_sia = median_time(lambda: sia.search(pos=(*M101, 0.01), collection="spherex_qr2"), 10)
+        print(f"TAP tutorial query ({n_rows} rows): {t_tap * 1000:.1f} ms through pyvo, "
+              f"{t_sql * 1000:.1f} ms in the engine")
+        print(f"CONTAINS(POINT, poly) over all {len(specs)} rows: {t_all * 1000:.1f} ms "
+              f"({t_all / len(specs) * 1e6:.2f} us/row); INTERSECTS(CIRCLE 0.5 deg, s_region): "
+              f"{t_circle * 1000:.1f} ms")
+        print(f"SIA2 query at M101 (r=0.01 deg) through pyvo: {t_sia * 1000:.1f} ms")
+
+        d2 = [s for s in specs if s.detector == 2 and abs(s.dec - M101[1]) < 2
+              and abs(s.ra - M101[0]) < 3]
+        urls = [f"{arch.file_url(s)}?center={M101[0]},{M101[1]}d&size=0.1" for s in d2]
+        urls = [u for u in urls if requests.head(u).status_code == 200][:60]
+
+        def fetch_all(session, batch):
+            return sum(len(session.get(u).content) for u in batch)
+
+        with requests.Session() as s:
+            fetch_all(s, urls[:3])
+            t0 = time.perf_counter()
+            nbytes = fetch_all(s, urls)
+            dt = time.perf_counter() - t0
+        print(f"cutouts (0.1 deg, {nbytes / len(urls) / 1e6:.1f} MB each), 1 client: "
+              f"{len(urls) / dt:.1f} req/s, {nbytes / dt / 1e6:.0f} MB/s")
+
+        def worker(batch):
+            with requests.Session() as s:
+                return fetch_all(s, batch)
+
+        batches = [urls[i::10] for i in range(10)]
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(10) as pool:
+            nbytes = sum(pool.map(worker, batches))
+        dt = time.perf_counter() - t0
+        print(f"cutouts, 10 concurrent clients: {len(urls) / dt:.1f} req/s, "
+              f"{nbytes / dt / 1e6:.0f} MB/s")
+
+        spec = d2[-1]
+        t0 = time.perf_counter()
+        size = len(requests.get(arch.file_url(spec)).content)
+        t_first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        requests.get(arch.file_url(spec))
+        t_second = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        requests.get(arch.file_url(spec), headers={"Range": "bytes=0-65535"})
+        t_range = time.perf_counter() - t0
+        print(f"full frame ({size / 1e6:.1f} MB): first request {t_first:.2f} s (generated), "
+              f"again {t_second:.2f} s (cached), 64 kB range {t_range * 1000:.1f} ms")
+
+    with LocalArchive() as arch:
+        arch.wait_ready()
+        from glue_spherex.archive import FaultConfig
+        arch.faults = FaultConfig(latency=0.15)
+        missing = arch.url + "/ibe/data/spherex/qr2/level2/none.fits"
+
+        def head(_):
+            with requests.Session() as s:
+                for _ in range(5):
+                    s.head(missing)
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(10) as pool:
+            list(pool.map(head, range(10)))
+        dt = time.perf_counter() - t0
+        print(f"latency 0.15 s, 10 workers x 5 requests: {dt:.2f} s "
+              f"({50 / dt * 0.15:.1f} responses per 150 ms; serial would give 1)")
+
+
+if __name__ == "__main__":
+    main()
