@@ -1,12 +1,14 @@
 """FLAGS of synthetic frames: which pixels carry which bits, cheaply and window-independently.
 
-Bits are the real ``MP_*`` bit numbers (§3.1). Flagged pixels are kept as sparse, sorted lists
-of flat parent-pixel indices, so a cutout finds its own flagged pixels with two binary searches
-and the exact ``L2 N_*`` counts of the full frame cost nothing:
+Bits are the real ``MP_*`` bit numbers (§3.1). A cutout never needs the flags of the whole
+frame, yet the header's ``L2 N_*`` counts are exact:
 
 - per detector (the same in every exposure, as on a real array): HOT, COLD and NONFUNC pixels,
-  one dead column segment, and for D3/D4 a band of DICHROIC rows;
-- per exposure (seeded by the frame): TRANSIENT, OUTLIER, PERSIST, SUR_ERROR and FULLSAMPLE;
+  one dead column segment, and for D3/D4 a band of DICHROIC rows; kept as a sorted list of flat
+  parent-pixel indices, searched by row range;
+- per exposure: TRANSIENT, OUTLIER, PERSIST, SUR_ERROR and FULLSAMPLE, one candidate pixel per
+  91-pixel stride of the flat index with offset and bit from a hash of (frame seed, stride), so
+  the rows of a window are drawn alone and the full set only for the counts;
 - SOURCE: pixels within a brightness-dependent radius of a sky source (set by the renderer).
 
 About 1.5 % of the pixels carry a "bad" bit, whose values the renderer corrupts (see
@@ -21,8 +23,10 @@ from functools import cache
 import numpy as np
 
 from .geometry import NPIX
+from .hashing import uniform
 
-__all__ = ["BITS", "BAD_BITS", "SparseFlags", "static_flags", "static_bad_map", "exposure_flags", "bit_mask"]
+__all__ = ["BITS", "BAD_BITS", "SparseFlags", "static_flags", "exposure_flags",
+           "exposure_flags_window", "bit_mask"]
 
 #: Real bit numbers, name -> bit (value is 1 << bit).
 BITS = {
@@ -106,25 +110,41 @@ def static_flags(detector):
     return out
 
 
-@cache
-def static_bad_map(detector):
-    """Boolean ``NPIX*NPIX`` map of the detector's static bad pixels (flat index)."""
-    m = np.zeros(NPIX2, bool)
-    m[static_flags(detector).index] = True
-    m.setflags(write=False)
-    return m
-
-
 def dichroic_rows(detector):
     """0-based row range [start, stop) flagged DICHROIC, or None."""
     return _DICHROIC_ROWS.get(int(detector))
 
 
+# Per-exposure flags: one candidate pixel per stride of the flat index, its offset and its
+# bit drawn from a counter-based hash of (seed, stride number), so any rows can be drawn alone.
+_EXPOSURE_STRIDE = 91  # ~1.1 % of the pixels
+_EXPOSURE_N = NPIX2 // _EXPOSURE_STRIDE
+_EXPOSURE_TABLE = (("TRANSIENT", 0.45), ("OUTLIER", 0.345), ("PERSIST", 0.12),
+                   ("SUR_ERROR", 0.08), ("FULLSAMPLE", 0.005))
+_EXPOSURE_LUT = np.repeat(np.arange(len(_EXPOSURE_TABLE)),
+                          [round(1000 * p) for _, p in _EXPOSURE_TABLE])
+_EXPOSURE_BITS = np.array([1 << BITS[n] for n, _ in _EXPOSURE_TABLE], dtype=np.int32)
+
+
+def _exposure_draw(seed, k):
+    offset = (uniform(seed, 11, 0, k) * _EXPOSURE_STRIDE).astype(np.int64)
+    choice = _EXPOSURE_LUT[(uniform(seed, 12, 0, k) * len(_EXPOSURE_LUT)).astype(np.int64)]
+    return k * _EXPOSURE_STRIDE + offset, choice
+
+
 def exposure_flags(seed):
-    """Per-exposure flags (transients, outliers, persistence, ...) of one frame."""
-    rng = np.random.default_rng(int(seed))
-    idx = _stratified(rng, 0.011)
-    bits, counts = _assign(rng, len(idx), (("TRANSIENT", 0.45), ("OUTLIER", 0.345),
-                                           ("PERSIST", 0.12), ("SUR_ERROR", 0.08),
-                                           ("FULLSAMPLE", 0.005)))
-    return SparseFlags(idx, bits, counts)
+    """All per-exposure flags (transients, outliers, persistence, ...) of one frame."""
+    idx, choice = _exposure_draw(seed, np.arange(_EXPOSURE_N, dtype=np.int64))
+    counts = dict(zip([n for n, _ in _EXPOSURE_TABLE],
+                      np.bincount(choice, minlength=len(_EXPOSURE_TABLE)).tolist()))
+    return SparseFlags(idx, _EXPOSURE_BITS[choice], counts)
+
+
+def exposure_flags_window(seed, x0, y0, nx, ny):
+    """``(y, x, bits)`` of the per-exposure flags inside a window, window-relative."""
+    k0 = (y0 * NPIX) // _EXPOSURE_STRIDE
+    k1 = min(-(-((y0 + ny) * NPIX) // _EXPOSURE_STRIDE), _EXPOSURE_N)
+    idx, choice = _exposure_draw(seed, np.arange(k0, k1, dtype=np.int64))
+    y, x = np.divmod(idx, NPIX)
+    keep = (y >= y0) & (y < y0 + ny) & (x >= x0) & (x < x0 + nx)
+    return y[keep] - y0, x[keep] - x0, _EXPOSURE_BITS[choice[keep]]

@@ -228,7 +228,7 @@ def wave_hdu_bytes(detector):
 # --- public ----------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=2048)
+@lru_cache(maxsize=512)
 def frame_cards(spec):
     """``{kind: tuple of card images}`` of a full frame (image HDUs and PRIMARY, PSF)."""
     values, memo = _values(spec), {}

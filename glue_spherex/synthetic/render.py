@@ -30,8 +30,9 @@ from scipy.special import erf, ndtri
 
 from ..errors import SpherexInputError
 from ..wavelength import reference_table
-from .flags import BITS, SparseFlags, dichroic_rows, exposure_flags, static_bad_map, static_flags
+from .flags import BITS, dichroic_rows, exposure_flags, exposure_flags_window, static_flags
 from .geometry import NPIX, OMEGA_PIX_SR, PIXEL_SCALE_ARCSEC, ecliptic_latitude, frame_geometry
+from .hashing import uniform
 from .psf import zone_fwhm, zone_index
 from .sky import default_sky
 
@@ -63,7 +64,6 @@ class FrameState:
     spec: object
     table: object
     placements: tuple
-    flags: SparseFlags
     counts: dict
     beta_knots: np.ndarray
 
@@ -103,7 +103,7 @@ def _mask_radii(detector):
 
 @lru_cache(maxsize=4096)
 def frame_state(spec):
-    """What a frame needs besides the window: source placements, flags, counts (cached)."""
+    """What a frame needs besides the window: source placements, flag counts (cached; small)."""
     det = int(spec.detector)
     if det not in READ_SIGMA:
         raise SpherexInputError(f"detector must be 1-6, got {spec.detector!r}")
@@ -137,7 +137,8 @@ def frame_state(spec):
     counts["DICHROIC"] = (rows[1] - rows[0]) * NPIX if rows else 0
     counts["SOURCE"] = n_source
     # "not bad" transients and persistence: not also on a bad pixel of the array.
-    on_bad = static_bad_map(det)[flags.index]
+    pos = np.minimum(np.searchsorted(static.index, flags.index), len(static.index) - 1)
+    on_bad = static.index[pos] == flags.index
     for name, key in (("TRANSIENT", "TRAN_NB"), ("PERSIST", "PERS_NB")):
         counts[key] = int(np.count_nonzero((flags.bits == (1 << BITS[name])) & ~on_bad))
 
@@ -145,7 +146,7 @@ def frame_state(spec):
     kra, kdec = geom.pix2world(knots[None, :], knots[:, None])
     beta = ecliptic_latitude(kra, kdec)
     beta.setflags(write=False)
-    return FrameState(spec, table, tuple(placements), flags, counts, beta)
+    return FrameState(spec, table, tuple(placements), counts, beta)
 
 
 def source_pixels(spec):
@@ -168,26 +169,6 @@ def _source_mask_count(placements):
     inside = (((px - x) ** 2 + (py - y) ** 2 <= r * r)
               & (px >= 0) & (px < NPIX) & (py >= 0) & (py < NPIX))
     return len(np.unique(py[inside] * NPIX + px[inside]))
-
-
-# --- counter-based random numbers ------------------------------------------------------------
-
-_U64 = (1 << 64) - 1
-
-
-def _mix(z):
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
-def _uniform(seed, stream, y, x):
-    """Uniform (0, 1) numbers, a pure function of (seed, stream, y, x) (splitmix64)."""
-    base = np.uint64((int(seed) * 0x9E3779B97F4A7C15 + int(stream) * 0xD1B54A32D192ED03) & _U64)
-    z = (np.asarray(y, np.uint64) * np.uint64(0x8CB92BA72F3D8DD7)
-         + np.asarray(x, np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F) + base)
-    z = _mix(_mix(z))
-    return ((z >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
 
 
 # --- rendering -------------------------------------------------------------------------------
@@ -214,7 +195,13 @@ def _pixel_profile(lo, hi, centre, sigma):
 def _add_sources(out, st, wl, x0, y0):
     ny, nx = out.shape
     for pl in st.placements:
-        cx, cy = int(np.floor(pl.x + 0.5)), int(np.floor(pl.y + 0.5))
+        cx, cy = math.floor(pl.x + 0.5), math.floor(pl.y + 0.5)
+        # Each SED is evaluated once on the placement's largest box within the window.
+        big = max(half for _, half in pl.boxes)
+        ux0, uy0 = max(cx - big, x0), max(cy - big, y0)
+        ux1, uy1 = min(cx + big + 1, x0 + nx), min(cy + big + 1, y0 + ny)
+        if ux0 >= ux1 or uy0 >= uy1:
+            continue
         seds = {}
         for comp, (sig, half) in zip(pl.source.components, pl.boxes):
             bx0, bx1, by0, by1 = cx - half, cx + half + 1, cy - half, cy + half + 1
@@ -225,11 +212,11 @@ def _add_sources(out, st, wl, x0, y0):
             # Profiles over the whole box, then sliced: identical in every window.
             px = _pixel_profile(bx0, bx1, pl.x, sig)[ox0 - bx0:ox1 - bx0]
             py = _pixel_profile(by0, by1, pl.y, sig)[oy0 - by0:oy1 - by0]
+            if id(comp.sed) not in seds:
+                seds[id(comp.sed)] = comp.sed(wl[uy0 - y0:uy1 - y0, ux0 - x0:ux1 - x0])
+            flux = seds[id(comp.sed)][oy0 - uy0:oy1 - uy0, ox0 - ux0:ox1 - ux0]
             region = (slice(oy0 - y0, oy1 - y0), slice(ox0 - x0, ox1 - x0))
-            key = (id(comp.sed), oy0, oy1, ox0, ox1)
-            if key not in seds:
-                seds[key] = comp.sed(wl[region])
-            out[region] += (comp.weight * _MJYSR_PER_UJY) * seds[key] * (py[:, None] * px[None, :])
+            out[region] += (comp.weight * _MJYSR_PER_UJY) * flux * (py[:, None] * px[None, :])
 
 
 def _bilinear_knots(knots, xs, ys):
@@ -245,8 +232,8 @@ def _bilinear_knots(knots, xs, ys):
 
 def _window_flags(st, x0, y0, nx, ny):
     flags = np.zeros((ny, nx), np.int32)
-    for sparse in (static_flags(st.spec.detector), st.flags):
-        yy, xx, bits = sparse.in_window(x0, y0, nx, ny)
+    for yy, xx, bits in (static_flags(st.spec.detector).in_window(x0, y0, nx, ny),
+                         exposure_flags_window(st.spec.seed, x0, y0, nx, ny)):
         np.bitwise_or.at(flags, (yy, xx), bits)
     rows = dichroic_rows(st.spec.detector)
     if rows:
@@ -270,7 +257,7 @@ def _corrupt(image, variance, flags, seed, x0, y0):
 
     yy, xx = np.nonzero(flags)
     u = np.zeros(flags.shape)
-    u[yy, xx] = _uniform(seed, 7, yy + y0, xx + x0)
+    u[yy, xx] = uniform(seed, 7, yy + y0, xx + x0)
     sigma = np.sqrt(variance)
     for name, change in (
         ("HOT", lambda v, u, s: v + 20.0 + 180.0 * u),
@@ -308,7 +295,7 @@ def render_window(spec, x0, y0, nx, ny, noise=True):
     image = src + zodi
     flags = _window_flags(st, x0, y0, nx, ny)
     if noise:
-        gauss = ndtri(_uniform(spec.seed, 1, ys[:, None], xs[None, :]))
+        gauss = ndtri(uniform(spec.seed, 1, ys[:, None], xs[None, :]))
         image = image + np.sqrt(variance) * gauss
         _corrupt(image, variance, flags, spec.seed, x0, y0)
     return {
