@@ -187,6 +187,9 @@ def test_sia2_collections(archive):
     both = count(POS=pos, COLLECTION=["spherex_qr2", "spherex_qr2_deep"])
     assert n_deep > 0 and len(both) == n_wide + n_deep
     assert count(POS=pos, COLLECTION="spherex_qr9") == []            # unknown: empty, no error
+    # FORMAT constrains the file's MIME type (RESPONSEFORMAT chooses the answer's format)
+    assert len(count(POS=pos, COLLECTION="spherex_qr2", FORMAT="image/fits")) == n_wide
+    assert count(POS=pos, COLLECTION="spherex_qr2", FORMAT="text/plain") == []
 
 
 def test_sia2_csv_keeps_cloud_access_json(archive):

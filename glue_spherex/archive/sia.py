@@ -166,7 +166,7 @@ def query(params, engine):
             if maxrec < 0:
                 raise _usage(f"MAXREC value {maxrec} is negative")
         try:
-            fmt = output_format(params)
+            fmt = output_format(params, ("RESPONSEFORMAT",))   # SIA2 FORMAT is the file type
         except AdqlError as e:
             raise _usage(str(e)) from None
         result = engine.query(adql, maxrec=maxrec)

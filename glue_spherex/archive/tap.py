@@ -26,9 +26,9 @@ def first(params, name, default=None):
     return values[0] if values else default
 
 
-def output_format(params):
-    """``'votable'`` or ``'csv'`` from FORMAT / RESPONSEFORMAT; raises AdqlError otherwise."""
-    value = first(params, "RESPONSEFORMAT") or first(params, "FORMAT") or "votable"
+def output_format(params, names=("RESPONSEFORMAT", "FORMAT")):
+    """``'votable'`` or ``'csv'`` from the first of ``names`` given; AdqlError otherwise."""
+    value = next((first(params, n) for n in names if first(params, n)), "votable")
     fmt = _FORMATS.get(value.strip().lower().replace(" ", ""))
     if fmt is None:
         raise AdqlError(f"Output format {value!r} is not supported; use votable or csv")
