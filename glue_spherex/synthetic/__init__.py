@@ -20,7 +20,7 @@ from .geometry import (
     footprint,
     frame_wcs,
 )
-from .headers import PIPELINE_VERSION, frame_headers
+from .headers import PIPELINE_VERSION, frame_headers, survey_target_id
 from .plan import observation_plan, plan_by_key
 from .psf import DETECTOR_FWHM, psf_cube, psf_header
 from .render import render_window, source_pixels
@@ -33,5 +33,5 @@ __all__ = [
     "frame_headers", "observation_plan", "plan_by_key", "TARGETS", "frame_bytes",
     "cutout_bytes", "write_frame", "clip_window", "source_pixels", "BITS", "BAD_BITS",
     "bit_mask", "NPIX", "OMEGA_PIX_SR", "PIXEL_SCALE_ARCSEC", "DETECTOR_FWHM", "BANDS",
-    "PIPELINE_VERSION",
+    "PIPELINE_VERSION", "survey_target_id",
 ]

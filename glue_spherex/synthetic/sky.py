@@ -134,18 +134,25 @@ class SumSED:
 
 @dataclass(frozen=True)
 class GalaxyDiscSED:
-    """Stellar disc (bump at 1.6 µm) + 3.3/3.4 µm PAH + warm dust + Paα and Brα."""
+    """Stellar disc (bump at 1.6 µm) + 3.3/3.4 µm PAH + 700 K dust + Paα and Brα lines."""
 
     f_16: float
 
+    @cached_property
+    def _stars(self):
+        return StellarSED(self.f_16, 4000.0, bump=0.35, co=0.08)
+
+    @cached_property
+    def _dust_norm(self):
+        return 0.06 * self.f_16 / float(_bnu(4.5, 700.0))
+
     def __call__(self, wl):
         wl = np.asarray(wl, float)
-        stars = StellarSED(1.0, 4000.0, bump=0.35, co=0.08)(wl)
         pah = (0.40 * _gauss(wl, 3.29, 0.05 * _FWHM_TO_SIGMA)
                + 0.10 * _gauss(wl, 3.40, 0.04 * _FWHM_TO_SIGMA))
-        dust = 0.06 * _bnu(wl, 700.0) / _bnu(4.5, 700.0)
-        lines = 0.20 * _gauss(wl, 1.8751, 0.012) + 0.25 * _gauss(wl, 4.0523, 0.02)
-        return self.f_16 * (stars + pah + dust + lines)
+        lines = 0.20 * _gauss(wl, 1.8751, 0.012) + 0.25 * _gauss(wl, 4.0512, 0.02)
+        return (self._stars(wl) + self._dust_norm * _bnu(wl, 700.0)
+                + self.f_16 * (pah + lines))
 
 
 # --- Sources -------------------------------------------------------------------------------
