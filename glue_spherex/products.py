@@ -65,6 +65,11 @@ class _Backing:
         self._users = 0
         self._lock = threading.Lock()
 
+    @cached_property
+    def cutouts(self):
+        """Indices n of the IMAGEn extensions, in file order."""
+        return [int(m.group(1)) for name in self.index if (m := _INDEXED.match(name))]
+
     def __contains__(self, name):
         return name.upper() in self.index
 
@@ -188,7 +193,7 @@ def _cutout_indices(backing):
     """``None`` for a single product, else the cutout indices present (IMAGEn) in file order."""
     if "IMAGE" in backing:
         return None
-    found = [int(m.group(1)) for name in backing.index if (m := _INDEXED.match(name))]
+    found = backing.cutouts
     if not found:
         raise SpherexFormatError(
             f"{backing.label}: not a SPHEREx spectral image (no IMAGE extension; "
@@ -325,10 +330,6 @@ class SpectralImage:
         self.psf_fwhm = _float(h, "PSF_FWHM")
         self.access_url = access_url
         self.cutout_index = cutout_index
-        table_name = names["WCS-WAVE"]
-        self.spectral_wcs = SpectralWCS.from_header(
-            h, {str(h.get("PS1_0W", table_name)).strip(): backing.hdu(table_name)}
-        )
         self._wave = None
         backing.acquire()
 
@@ -420,6 +421,13 @@ class SpectralImage:
         return flag_bits(self.headers["FLAGS"])
 
     # -- wavelengths -----------------------------------------------------------------------
+
+    @cached_property
+    def spectral_wcs(self):
+        """The ``W`` WCS: 0-based pixel -> (wavelength, bandwidth) in µm (read on first use)."""
+        name = self._names["WCS-WAVE"]
+        ps = str(self.header.get("PS1_0W", name)).strip()
+        return SpectralWCS.from_header(self.header, {ps: self._backing.hdu(name)})
 
     def _grid(self):
         if self._wave is None:
