@@ -115,6 +115,9 @@ def test_top_offset_like_group_subquery_using(engine):
     r = engine.query("SELECT energy_bandpassname, COUNT(*) AS n FROM spherex.plane "
                      "GROUP BY energy_bandpassname ORDER BY n DESC, energy_bandpassname")
     assert r.rows == [("SPHEREx-D2", 4), ("SPHEREx-D1", 1), ("SPHEREx-D3", 1)]
+    r = engine.query("SELECT COUNT(*), MAX(time_bounds_lower) FROM spherex.plane")
+    assert [(c.name, c.datatype) for c in r.columns] == [("count", "long"), ("max", "double")]
+    assert r.rows == [(6, 60500.1)]
     assert ids(engine, "planeid IN (SELECT planeid FROM spherex.artifact WHERE uri LIKE '%a3%')") \
         == [3]
     r = engine.query('SELECT p."obsid", a.uri FROM spherex.plane AS p '

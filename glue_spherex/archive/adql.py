@@ -141,7 +141,7 @@ class AdqlEngine:
             typed = None            # unusual construct: SQLite still checks it, types from values
         if typed is None:
             return tree.sql(dialect="sqlite"), None
-        return typed.sql(dialect="sqlite"), _output_columns(typed)
+        return typed.sql(dialect="sqlite"), _output_columns(typed, tree)
 
     def query(self, adql, maxrec=None):
         """Run ADQL; at most ``maxrec`` rows are returned (``overflow`` says if more existed)."""
@@ -175,14 +175,22 @@ def _read_only(action, *args):
     return sqlite3.SQLITE_OK if action in allowed else sqlite3.SQLITE_DENY
 
 
-def _output_columns(tree):
-    """Name, type and (for plain column references) unit/UCD of each SELECT expression."""
+def _output_columns(tree, original):
+    """Name, type and (for plain column references) unit/UCD of each SELECT expression.
+
+    An unnamed aggregate or geometry function is named after the function (``COUNT(*)`` ->
+    ``count``, as DaCHS does); other unnamed expressions keep sqlglot's ``_col_N``."""
     aliases = {}
     for t in tree.find_all(exp.Table):
         aliases[t.alias_or_name.lower()] = f"{t.db}.{t.name}".lower()
+    given = original.selects if len(original.selects) == len(tree.selects) else tree.selects
     out = []
-    for e in tree.selects:
+    for e, orig in zip(tree.selects, given):
         name = e.alias_or_name
+        if isinstance(orig, exp.Anonymous):
+            name = orig.name.lower()
+        elif isinstance(orig, exp.AggFunc):
+            name = orig.sql_name().lower()
         inner = e.this if isinstance(e, exp.Alias) else e
         type_name = e.type.this.name if e.type is not None else "UNKNOWN"
         datatype = _VOTABLE_TYPES.get(type_name, "")

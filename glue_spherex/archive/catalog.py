@@ -9,15 +9,13 @@ that do not depend on the server's URL are built once per process and shared by 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import pickle
 import tempfile
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from .schema import SIA_COLUMNS
 
@@ -50,16 +48,50 @@ def cloud_access_json(key):
             f'"key":"{key}", "region": "us-east-1"}}}}')
 
 
-@dataclass
 class Catalog:
-    """The specs and the URL-independent table rows derived from them."""
+    """The frames and the URL-independent table rows derived from them.
 
-    specs: list
-    keys: list             # spec.key of each spec (computing it costs ~0.3 ms)
-    by_key: dict
-    plane: list
-    artifact: list
-    obscore: list          # rows with None in place of access_url
+    Frames are kept as plain field tuples, so a pickled catalog loads, and the tables can be
+    built, without importing the synthetic package (and astropy.wcs with it); :attr:`specs`
+    and :attr:`by_key` make the FrameSpec objects on first use.
+    """
+
+    def __init__(self, spec_fields, keys, plane, artifact, obscore, specs=None):
+        self.spec_fields = spec_fields     # FrameSpec field tuples
+        self.keys = keys                   # spec.key of each frame
+        self.plane = plane
+        self.artifact = artifact
+        self.obscore = obscore             # rows with None in place of access_url
+        self._specs = specs
+        self._by_key = None
+        self._lock = threading.Lock()
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        for name in ("_specs", "_by_key", "_lock"):
+            del state[name]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._specs = self._by_key = None
+        self._lock = threading.Lock()
+
+    @property
+    def specs(self):
+        """The frames, as :class:`~glue_spherex.synthetic.FrameSpec` (same order as the rows)."""
+        with self._lock:
+            if self._specs is None:
+                from ..synthetic import FrameSpec
+                self._specs = [FrameSpec(*f) for f in self.spec_fields]
+            return self._specs
+
+    @property
+    def by_key(self):
+        """``{key: FrameSpec}``; the key is the path below ``/ibe/data/spherex/``."""
+        if self._by_key is None:
+            self._by_key = dict(zip(self.keys, self.specs))
+        return self._by_key
 
     def table_rows(self, base_url):
         """All rows for :class:`~.adql.AdqlEngine`, with ``access_url`` on ``base_url``."""
@@ -79,6 +111,7 @@ def _target_name(spec):
 
 def build_catalog(specs, footprint=None):
     """Rows for ``specs``; ``footprint`` defaults to ``glue_spherex.synthetic.footprint``."""
+    import numpy as np
     from astropy.time import Time
 
     if footprint is None:
@@ -104,7 +137,8 @@ def build_catalog(specs, footprint=None):
             S_PIXEL_SCALE, 0, spec.mjd_beg, spec.mjd_end, None, None, spec.obs_publisher_did,
             fp["s_fov"], None, None, None, cloud_access_json(key), None, 1,
         ))
-    return Catalog(specs, keys, dict(zip(keys, specs)), plane, artifact, obscore)
+    fields = [dataclasses.astuple(spec) for spec in specs]
+    return Catalog(fields, keys, plane, artifact, obscore, specs=specs)
 
 
 _ACCESS_URL_INDEX = [c.name for c in SIA_COLUMNS].index("access_url")
@@ -114,11 +148,10 @@ _default = None
 
 def _source_hash():
     """Hash of everything the default catalog derives from."""
-    import astropy
-    import numpy
+    from importlib.metadata import version
 
     root = Path(__file__).resolve().parent.parent
-    h = hashlib.sha256(f"{astropy.__version__} {numpy.__version__}".encode())
+    h = hashlib.sha256(f"{version('astropy')} {version('numpy')}".encode())
     files = sorted(root.joinpath("synthetic").glob("*.py")) + sorted(root.joinpath("data").glob("*"))
     for path in files + [Path(__file__), Path(__file__).with_name("schema.py")]:
         if path.is_file():

@@ -304,8 +304,9 @@ class LocalArchive:
         except Exception as e:
             traceback.print_exc(file=sys.stderr)
             self._build_error = e
-        finally:
-            self._ready.set()
+        self._ready.set()
+        if self._build_error is None:
+            _ = self._catalog.by_key     # make the FrameSpecs now, not on the first file request
 
     def wait_ready(self, timeout=120.0):
         """Block until the tables are built; raises SpherexServiceError if that failed."""
