@@ -133,13 +133,10 @@ def test_fsspec_section_reads_ranges_only(archive, spec):
     with fits.open(archive.file_url(spec), use_fsspec=True,
                    fsspec_kwargs={"block_size": 65536}) as hdul:
         section = hdul["IMAGE"].section[y - 4:y + 5, x - 4:x + 5]
-        size = hdul._file.size if hasattr(hdul._file, "size") else None
     np.testing.assert_array_equal(section, expected)
     records = [r for r in archive.log[n0:] if r.path.endswith(spec.file_name)]
-    ranged = [r for r in records if r.status == 206]
-    assert ranged, records
+    assert any(r.status == 206 for r in records), records
     total = int(requests.head(archive.file_url(spec)).headers["Content-Length"])
-    assert size in (None, total)
     assert sum(r.bytes_sent for r in records) < total / 50
 
 

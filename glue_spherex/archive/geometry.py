@@ -381,8 +381,10 @@ def intersects(a, b):
             return False
         return bool(a.sph.intersects_poly(b.sph))
     if ka == "RANGE" and kb == "POLYGON":
-        return b.cap_radius <= 90.0 and a.intersects_polygon(b) or \
-            b.cap_radius > 90.0 and any(a.contains_radec(r, d) for r, d in zip(b.ras, b.decs))
+        if b.cap_radius > 90.0:
+            raise GeometryError("INTERSECTS(RANGE, POLYGON) needs a polygon smaller than a "
+                                "hemisphere")
+        return a.intersects_polygon(b)
     raise GeometryError(f"INTERSECTS({ka}, {kb}) is not supported")
 
 
