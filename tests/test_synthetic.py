@@ -336,6 +336,12 @@ def test_cutout_on_non_square_wavelength_grids():
         lam, bw = w.pixel_to_world_values(np.arange(30), np.full(30, 12))
         ref_lam, ref_bw = reference_table(det).lookup(1700 + np.arange(30) + 1.0, 1790 + 12 + 1.0)
         assert np.allclose(lam, ref_lam, atol=1e-12) and np.allclose(bw, ref_bw, atol=1e-12)
+    # D3's low-efficiency dichroic band: flagged rows, counted in the header
+    s = _covering("M31", 3)[0]
+    cut = make_cutout(s, 500, 40, 10, 40)
+    dichroic = (cut["FLAGS"].data & (1 << BITS["DICHROIC"])) != 0
+    assert dichroic[:20].all() and not dichroic[20:].any()
+    assert cut["FLAGS"].header["L2 N_DICHROIC"] == 60 * 2040
 
 
 def test_cutout_windows_are_clipped_like_irsa(d5_spec):
