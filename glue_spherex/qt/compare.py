@@ -11,12 +11,14 @@ central wavelength.
 from __future__ import annotations
 
 import numpy as np
-from echo import keep_in_sync
+from echo import delay_callback
+from qtpy import QtWidgets
 
 from ..errors import SpherexError
 from .session import central_wavelength, is_cutout
 
-__all__ = ["choose_across_wavelength", "grid_shape", "open_wavelength_grid", "MAX_PANELS"]
+__all__ = ["choose_across_wavelength", "grid_shape", "open_wavelength_grid", "SharedView",
+           "MAX_PANELS"]
 
 MAX_PANELS = 9
 DEFAULT_PANELS = 6
@@ -24,21 +26,22 @@ _LIMITS = ("x_min", "x_max", "y_min", "y_max")
 
 
 def choose_across_wavelength(cutouts, count=DEFAULT_PANELS):
-    """Up to ``count`` cutouts whose central wavelengths are spread evenly over the range.
+    """Up to ``count`` cutouts spread as evenly as possible over the wavelength range.
 
-    For each of ``count`` wavelengths evenly spaced from the shortest to the longest, the
-    nearest cutout not yet chosen is taken; the result is sorted by wavelength.
+    The shortest and longest wavelengths come first; then, one at a time, the cutout farthest
+    in wavelength from every one already chosen (so clusters of near-identical wavelengths
+    give one panel, not several). The result is sorted by wavelength.
     """
     ordered = sorted(cutouts, key=central_wavelength)
     if len(ordered) <= count:
         return ordered
     lam = np.array([central_wavelength(d) for d in ordered])
-    chosen = []
-    for target in np.linspace(lam[0], lam[-1], count):
-        for i in np.argsort(np.abs(lam - target), kind="stable"):
-            if i not in chosen:
-                chosen.append(int(i))
-                break
+    chosen = [0, len(ordered) - 1][:count]
+    gap = np.minimum(np.abs(lam - lam[0]), np.abs(lam - lam[-1]))
+    while len(chosen) < count:
+        best = int(np.argmax(gap))  # first of equals: deterministic
+        chosen.append(best)
+        gap = np.minimum(gap, np.abs(lam - lam[best]))
     return [ordered[i] for i in sorted(chosen)]
 
 
@@ -51,14 +54,6 @@ def grid_shape(count):
     if count <= 6:
         return 2, 3
     return 3, 3
-
-
-def panel_title(data):
-    meta = data.meta
-    band = str(meta.get("bandpass", "")).replace("SPHEREx-", "")
-    obs = meta.get("obs_id", "")
-    parts = [p for p in (band, f"λ {central_wavelength(data):.3f} µm", obs) if p]
-    return "   ".join(parts)
 
 
 def open_wavelength_grid(app, datasets=None, count=DEFAULT_PANELS):
@@ -101,18 +96,72 @@ def open_wavelength_grid(app, datasets=None, count=DEFAULT_PANELS):
         for layer in viewer.state.layers:
             if layer.layer is reference and data is not reference:
                 layer.visible = False
-            elif layer.layer is data and "flux" in [c.label for c in data.components]:
-                layer.attribute = data.id["flux"]
-        viewer.state.title = panel_title(data)
+            elif layer.layer is data:
+                _style(layer, data)
+        viewer.state.title = data.label  # band, λ, date: 'D2 1.342 µm 2025-05-03 #17'
         viewers.append(viewer)
 
-    lead = viewers[0].state
-    syncs = [keep_in_sync(lead, name, v.state, name) for v in viewers[1:] for name in _LIMITS]
-    for viewer in viewers:
-        viewer._spherex_limit_sync = syncs  # keep the (weakly referenced) syncs alive
-
+    # Lay the panels out first: equal sizes give equal aspect corrections, so the shared
+    # limits are the same in every panel.
     _tile(tab, viewers)
+    QtWidgets.QApplication.processEvents()
+    viewers[0].state.reset_limits()
+    shared = SharedView([v.state for v in viewers])
+    shared.push(viewers[0].state)
+    for viewer in viewers:
+        viewer._spherex_shared_view = shared  # the callbacks hold it only weakly
     return viewers
+
+
+class SharedView:
+    """Keep the x/y limits of several image viewers equal: a pan or zoom in any one of them
+    is applied, all four limits at once, to the others."""
+
+    def __init__(self, states):
+        self.states = list(states)
+        self._busy = False
+        self._followers = [_Follower(self, state) for state in self.states]
+
+    def push(self, source):
+        if self._busy:
+            return  # changes made while propagating (aspect corrections) stay local
+        self._busy = True
+        try:
+            limits = {name: getattr(source, name) for name in _LIMITS}
+            for state in self.states:
+                if state is not source:
+                    with delay_callback(state, *_LIMITS):
+                        for name, value in limits.items():
+                            setattr(state, name, value)
+        finally:
+            self._busy = False
+
+
+class _Follower:
+    def __init__(self, shared, state):
+        self.shared = shared
+        self.state = state
+        for name in _LIMITS:
+            state.add_callback(name, self.changed)
+
+    def changed(self, *args):
+        self.shared.push(self.state)
+
+
+def _style(layer, data):
+    """flux, asinh stretch, limits from the 0.5 and 99.5 percentiles of the pixels without a
+    defect flag (hot, cold, transient... pixels would otherwise set the scale)."""
+    from ..flags import mask_from_names
+
+    layer.attribute = data.id["flux"]
+    layer.stretch = "arcsinh"
+    flux = np.asarray(data["flux"], float)
+    good = np.isfinite(flux) & ~mask_from_names(data["flags"])
+    if good.sum() >= 2:
+        lo, hi = np.percentile(flux[good], [0.5, 99.5])
+        if hi > lo:
+            layer.percentile = "Custom"
+            layer.v_min, layer.v_max = float(lo), float(hi)
 
 
 def _tile(tab, viewers):

@@ -135,11 +135,20 @@ class ExportDialog(QtWidgets.QDialog):
         task.start()
 
     def _done(self, path):
+        from astropy.io import fits
+
         self._task = None
         self.written = path
         self.export_button.setEnabled(True)
-        self._show(f"Wrote {len(self.datasets)} cutouts ({format_bytes(os.path.getsize(path))}) "
-                   f"to {path}", _GREEN)
+        header = fits.getheader(path)
+        written = header.get("NCUTOUT", 0)
+        failed = header.get("NFAILED", 0) + header.get("NMISSING", 0)
+        size = format_bytes(os.path.getsize(path))
+        if failed:
+            self._show(f"Wrote {written} cutouts ({size}) to {path}; {failed} could not be "
+                       "written (see its CUTOUT_INFO table)", _RED)
+        else:
+            self._show(f"Wrote {written} cutouts ({size}) to {path}", _GREEN)
         self.exported.emit(path)
 
     def _failed(self, message):

@@ -70,11 +70,13 @@ class SpherexImportDialog(QtWidgets.QDialog):
         self.loaded = []
         self.failures = []
         self._pending = []
-        self._done = self._cancelled = self._ok = 0
+        self._done = self._cancelled = 0
         self._to_fetch = None
         self._rows = {}
+        self._loaded_indices = set()
         self._task = None
         self._delete_when_ended = False
+        self._session_error = None
 
         self._build()
         self._load_defaults()
@@ -187,7 +189,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
         self.preview_table.setAlternatingRowColors(True)
         header = self.preview_table.horizontalHeader()
         header.setSectionResizeMode(QtWidgets.QHeaderView.Stretch)
-        self.preview_table.setMinimumHeight(self._table_height(6))
+        _compact(self.preview_table, len(BANDS) + 1, fixed=True)
         res.addWidget(self.preview_table)
 
         self.progress = QtWidgets.QProgressBar()
@@ -205,7 +207,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
         fh.setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeToContents)
         fh.setSectionResizeMode(1, QtWidgets.QHeaderView.ResizeToContents)
         fh.setSectionResizeMode(2, QtWidgets.QHeaderView.Stretch)
-        self.failure_table.setMaximumHeight(self._table_height(4))
+        _compact(self.failure_table, 4)
         self.failure_label.setVisible(False)
         self.failure_table.setVisible(False)
         res.addWidget(self.failure_label)
@@ -213,6 +215,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
         outer.addWidget(results, stretch=1)
 
         self.status_label = QtWidgets.QLabel()
+        self.status_label.setWordWrap(True)
         self.status_label.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
         outer.addWidget(self.status_label)
 
@@ -228,11 +231,6 @@ class SpherexImportDialog(QtWidgets.QDialog):
             buttons.addWidget(b)
         self.search_button.setAutoDefault(True)
         outer.addLayout(buttons)
-
-    def _table_height(self, rows):
-        table = self.preview_table if hasattr(self, "preview_table") else None
-        row = table.verticalHeader().defaultSectionSize() if table is not None else 30
-        return row * (rows + 1) + 6
 
     def _load_defaults(self):
         from ..config import conf, settings
@@ -357,10 +355,16 @@ class SpherexImportDialog(QtWidgets.QDialog):
         if not busy:
             self._time_enabled(self.time_box.isChecked())
         self.search_button.setEnabled(not busy)
-        retry = state == "finished" and bool(self.failures)
+        remaining = len(self._remaining()) if state == "finished" else 0
         self.fetch_button.setEnabled(
-            (state == "previewed" and self.preview is not None and self.preview.total > 0) or retry)
-        self.fetch_button.setText(f"Retry {len(self.failures)} failed" if retry else "Fetch")
+            (state == "previewed" and self.preview is not None and self.preview.total > 0)
+            or remaining > 0)
+        if remaining and remaining == len(self.failures):
+            self.fetch_button.setText(f"Retry {remaining} failed")
+        elif remaining:
+            self.fetch_button.setText(f"Fetch {remaining} remaining")
+        else:
+            self.fetch_button.setText("Fetch")
         self.cancel_button.setEnabled(busy)
         self.progress.setVisible(state in ("fetching", "finished"))
         self.state_changed.emit(state)
@@ -421,6 +425,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
             return  # a search the user cancelled
         self._task = None
         self.table = table
+        self._loaded_indices = set()
         self.preview = summarize(table, self.request)
         self._fill_preview()
         self._set_state("previewed")
@@ -467,12 +472,18 @@ class SpherexImportDialog(QtWidgets.QDialog):
 
     # ------------------------------------------------------------------ fetch
 
+    def _remaining(self):
+        """Rows of the search result not loaded yet (failed, cancelled or never started)."""
+        if self.table is None:
+            return []
+        return [i for i, idx in enumerate(self.table["cutout_index"])
+                if int(idx) not in self._loaded_indices]
+
     def fetch(self):
-        """Download the previewed cutouts (or retry the failed ones) off the GUI thread."""
-        if self.state == "finished" and self.failures:
-            wanted = {f.cutout_index for f in self.failures}
-            rows = [i for i, idx in enumerate(self.table["cutout_index"]) if idx in wanted]
-            table = self.table[rows]
+        """Download the previewed cutouts off the GUI thread; after a cancel or failures,
+        the ones not loaded yet."""
+        if self.state == "finished" and self._remaining():
+            table = self.table[self._remaining()]
         elif self.state == "previewed" and self.preview and self.preview.total:
             table = self.table
         else:
@@ -483,7 +494,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
                       for r in table}
         self.failures = []
         self._show_failures()
-        self._done = self._cancelled = self._ok = 0
+        self._done = self._cancelled = 0
         self._pending = []
         self.progress.setRange(0, len(table))
         self.progress.setValue(0)
@@ -517,7 +528,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
         self._done += 1
         if result.status == "ok" and not isinstance(data, str):
             self._pending.append(data)
-            self._ok += 1
+            self._loaded_indices.add(int(result.cutout_index))
         elif result.status == "cancelled":
             self._cancelled += 1
         else:
@@ -534,36 +545,37 @@ class SpherexImportDialog(QtWidgets.QDialog):
         from ..plugin import link_cutouts
 
         dc = self.data_collection
-        with dc.delay_link_manager_update():
-            dc.extend(batch)
-            link_cutouts(dc, batch)
-        self.loaded.extend(batch)
+        try:
+            with dc.delay_link_manager_update():
+                dc.extend(batch)
+                link_cutouts(dc, batch)
+        except Exception as exc:  # noqa: BLE001 -- reported at the end; the data stay loaded
+            self._session_error = f"linking the cutouts failed: {one_line(exc)}"
+        self.loaded.extend(d for d in batch if d in dc.data)
 
     def _fetch_ended(self, task, message):
         if task is not self._task:
             return
         self._task = None
         self._batch_timer.stop()
-        try:
-            self._flush()
-        except Exception as exc:  # noqa: BLE001 -- shown as one line, data already fetched kept
-            message = message or f"adding cutouts to the session failed: {one_line(exc)}"
+        self._flush()
         if self._delete_when_ended:
             self.deleteLater()
-        total = len(self._to_fetch)
-        ok = self._ok
+        message = message or self._session_error
+        self._session_error = None
+        loaded, total = len(self._loaded_indices), len(self.table)
         self._show_failures()
         self._set_state("finished")
         if message:
-            self.show_error(f"{message} ({ok} of {total} cutouts were loaded and kept)")
-        elif self._cancelled or self._done < total:
-            self._show(f"Cancelled: {ok} of {total} cutouts loaded and kept.", _GREY)
+            self.show_error(f"{message} ({loaded} of {total} cutouts are in the session)")
+        elif self._cancelled or self._done < len(self._to_fetch):
+            self._show(f"Cancelled: {loaded} of {total} cutouts are in the session.", _GREY)
         elif self.failures:
-            self._show(f"Loaded {ok} of {total} cutouts; {len(self.failures)} failed (listed "
-                       "above).", _RED)
+            self._show(f"{loaded} of {total} cutouts loaded; {len(self.failures)} failed "
+                       "(listed above).", _RED)
         else:
-            self._show(f"Loaded all {total} cutouts. Try Plugins ▸ Compare SPHEREx cutouts "
-                       "across wavelengths.", _GREEN)
+            self._show(f"All {total} cutouts are in the session, linked by sky position.",
+                       _GREEN)
 
     def _show_failures(self):
         shown = bool(self.failures)
@@ -620,6 +632,19 @@ class _Failure:
         self.band = band.replace("SPHEREx-", "")
         self.reason = " ".join(str(reason).split()) or "failed"
         self.result = result
+
+
+def _compact(table, rows, fixed=False):
+    """Tight rows; tall enough for ``rows`` rows (exactly, if ``fixed``)."""
+    row = table.fontMetrics().height() + 8
+    table.verticalHeader().setDefaultSectionSize(row)
+    table.verticalHeader().setSectionResizeMode(QtWidgets.QHeaderView.Fixed)
+    height = table.horizontalHeader().sizeHint().height() + rows * row + 2 * table.frameWidth()
+    if fixed:
+        table.setFixedHeight(height)
+        table.setVerticalScrollBarPolicy(QtCore.Qt.ScrollBarAlwaysOff)
+    else:
+        table.setMaximumHeight(height)
 
 
 def _small_label():

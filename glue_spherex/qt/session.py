@@ -32,8 +32,9 @@ def find_application(data_collection=None):
 
 def is_cutout(data):
     """True for a Data made from a SPHEREx spectral image by :mod:`glue_spherex.plugin`."""
-    meta = getattr(data, "meta", None) or {}
-    return bool(meta.get("spherex")) and "central_wavelength" in meta
+    from ..plugin import is_spherex_data
+
+    return is_spherex_data(data)
 
 
 def central_wavelength(data):

@@ -1,0 +1,233 @@
+"""File ▸ Import data ▸ SPHEREx cutouts…, driven headless against the local archive.
+
+The big test walks the whole user path once (search, preview, fetch, links, a drawn
+selection, the wavelength grid, screenshots); the others cover cancel, failures and errors.
+"""
+
+import numpy as np
+import pytest
+import qt_support
+import requests
+from qt_support import (
+    N_WINDOW,
+    TARGET,
+    WINDOW,
+    axes_region,
+    fetch,
+    fill,
+    menu_action,
+    open_import_dialog,
+    qimage_array,
+    save_screenshot,
+    search,
+)
+
+from glue_spherex.config import conf
+from glue_spherex.products import SpectralImage
+from glue_spherex.query import SpherexArchive
+
+pytestmark = pytest.mark.timeout(300)
+glue_app = qt_support.glue_app
+
+
+def _product_of(row):
+    """The cutout of one query row, fetched and opened independently of glue."""
+    response = requests.get(row["cutout_url"], timeout=60)
+    response.raise_for_status()
+    return SpectralImage.open(response.content)
+
+
+def test_import_link_select_compare_and_screenshots(glue_app, qtbot, archive):
+    from glue.core.roi import CircularROI
+
+    from glue_spherex.plugin import is_spherex_data
+    from glue_spherex.qt import COMPARE_LABEL
+
+    app, dc = glue_app, glue_app.data_collection
+    dialog = open_import_dialog(app)
+    assert dialog.isVisible() and dialog.data_collection is dc
+    fill(dialog, archive.url)
+    search(qtbot, dialog)
+    assert dialog.state == "previewed", dialog.status_label.text()
+
+    # The count-first preview agrees with the archive's own answer, band by band.
+    expected = SpherexArchive(archive_url=archive.url).query_region(
+        TARGET, size="3arcmin", time=WINDOW)
+    assert len(expected) == N_WINDOW and dialog.preview.total == N_WINDOW
+    for band in dialog.preview.bands:
+        assert band.count == int(np.sum(expected["bandpass"] == band.band))
+    table_text = [dialog.preview_table.item(r, 2).text()
+                  for r in range(dialog.preview_table.rowCount())]
+    assert table_text[-1] == str(N_WINDOW)
+    # The size estimate (PSF cube + 4 planes) is within 5 % of a real cutout's size.
+    real_size = len(requests.get(expected[0]["cutout_url"], timeout=60).content)
+    assert dialog.preview.nbytes / N_WINDOW == pytest.approx(real_size, rel=0.05)
+
+    seen_sizes = []
+    dc_sizes = lambda: seen_sizes.append(len(dc))  # noqa: E731
+    dialog._batch_timer.timeout.connect(dc_sizes)
+    fetch(qtbot, dialog)
+    assert dialog.failures == []
+    assert len(dc) == N_WINDOW and all(is_spherex_data(d) for d in dc)
+    assert dialog.status_label.text().startswith("All 24 cutouts are in the session")
+    # Cutouts were added while downloading, in batches, not all at the end.
+    assert any(0 < n < N_WINDOW for n in seen_sizes)
+    save_screenshot(dialog.grab(), "import_dialog.png")
+
+    # Each dataset holds the pixels and per-pixel wavelengths of its own cutout.
+    by_key = {(d.meta["obs_id"], d.meta["detector"]): d for d in dc}
+    for row in expected[::5]:
+        product = _product_of(row)
+        data = by_key[(row["obs_id"], int(row["detector"]))]
+        np.testing.assert_array_equal(data["wavelength"], product.wavelength())
+        np.testing.assert_array_equal(data["flux"], product.image)
+        assert data.meta["bandpass"] == row["bandpass"]
+
+    # Linked by sky position: no glue autolink dialog was needed and every cutout is linked.
+    assert len(dc.external_links) > 0
+    assert not [w for w in app.findChildren(object) if type(w).__name__ == "AutoLinkPreview"]
+
+    # Compare across wavelengths from the Plugins menu.
+    tabs_before = app.tab_widget.count()
+    menu_action(app._actions["plugins"], COMPARE_LABEL).trigger()
+    qtbot.waitUntil(lambda: app.tab_widget.count() == tabs_before + 1)
+    viewers = [w.widget() for w in app.current_tab.subWindowList()]
+    assert len(viewers) == 6
+    shown = [next(la.layer for la in v.layers if la.visible) for v in viewers]
+    lams = [d.meta["central_wavelength"] for d in shown]
+    all_lams = sorted(d.meta["central_wavelength"] for d in dc)
+    assert lams == sorted(lams) and len(set(map(id, shown))) == 6
+    assert lams[0] == all_lams[0] and lams[-1] == all_lams[-1]
+    assert len({d.meta["detector"] for d in shown}) >= 5  # spread over the bands
+    for viewer, data in zip(viewers, shown):
+        assert data.label in viewer.windowTitle() and "µm" in viewer.windowTitle()
+        assert all(la.enabled for la in viewer.layers if la.visible)
+        assert viewer.state.reference_data is viewers[0].state.reference_data
+
+    # The panels share one sky view: zoom one, all follow.
+    viewers[2].state.x_min, viewers[2].state.x_max = 4.0, 24.0
+    for viewer in viewers:
+        assert (viewer.state.x_min, viewer.state.x_max) == (4.0, 24.0)
+    viewers[0].state.reset_limits()
+
+    # A circle drawn on one panel selects the same piece of sky in every cutout.
+    ref = viewers[0].state.reference_data
+    cx, cy = (ref.shape[1] - 1) / 2, (ref.shape[0] - 1) / 2
+    radius_px = 5.0
+    viewers[0].apply_roi(CircularROI(cx, cy, radius_px))
+    assert len(dc.subset_groups) == 1
+    centre = ref.coords.pixel_to_world(cx, cy)
+    for data in dc:
+        mask = data.subsets[0].to_mask()
+        assert mask.sum() > 0, data.label
+        sky = data.coords.pixel_to_world(*np.nonzero(mask)[::-1])
+        sep = sky.separation(centre).arcsec
+        assert sep.max() < radius_px * 6.2 + 6.2, data.label  # inside the circle (+1 px)
+
+    qtbot.wait(300)
+    shot = app.grab()
+    path = save_screenshot(shot, "glue_import_linked.png")
+    image = shot.toImage()
+    for viewer in viewers:
+        region = axes_region(image, app, viewer)
+        assert region.size > 100 * 100 * 3
+        colours = np.unique(region.reshape(-1, 3), axis=0)
+        assert len(colours) > 40, viewer.windowTitle()
+        assert region.std() > 15, viewer.windowTitle()
+        # the selection is overlaid in every panel: red-tinted pixels in a grey-scale image
+        r, g, b = (region[..., i].astype(int) for i in range(3))
+        red = (r - g > 25) & (r - b > 25)
+        assert red.sum() > 20, viewer.windowTitle()
+    assert qimage_array(image).std() > 20
+    assert path.endswith("glue_import_linked.png")
+
+
+def test_cancel_keeps_what_arrived_and_can_resume(glue_app, qtbot, make_archive):
+    arch = make_archive(latency=0.4)
+    dc = glue_app.data_collection
+    dialog = open_import_dialog(glue_app)
+    fill(dialog, arch.url, size="1", workers=2)
+    search(qtbot, dialog)
+    assert dialog.preview.total == N_WINDOW
+    qtbot.mouseClick(dialog.fetch_button, _left())
+    qtbot.waitUntil(lambda: len(dc) >= 2, timeout=60_000)
+    qtbot.mouseClick(dialog.cancel_button, _left())
+    qtbot.waitUntil(lambda: dialog.state == "finished", timeout=60_000)
+
+    kept = len(dc)
+    assert 2 <= kept < N_WINDOW
+    assert len(dialog.loaded) == kept and all(d in dc.data for d in dialog.loaded)
+    assert dialog.failures == []  # cancelled cutouts are not failures
+    assert dialog.status_label.text().startswith(f"Cancelled: {kept} of {N_WINDOW}")
+    assert dialog.fetch_button.isEnabled()
+    assert dialog.fetch_button.text() == f"Fetch {N_WINDOW - kept} remaining"
+
+    arch.faults = type(arch.faults)()  # fast again
+    fetch(qtbot, dialog)
+    assert len(dc) == N_WINDOW
+    keys = {(d.meta["obs_id"], d.meta["detector"]) for d in dc}
+    assert len(keys) == N_WINDOW  # the resumed run fetched only what was missing
+
+
+def test_failures_are_listed_and_retried(glue_app, qtbot, make_archive):
+    arch = make_archive(p_500=0.5, seed=3)
+    dc = glue_app.data_collection
+    dialog = open_import_dialog(glue_app)
+    fill(dialog, arch.url, size="1", bands=[1, 2])
+    search(qtbot, dialog)
+    total = dialog.preview.total
+    with conf.set_temp("max_retries", 0):
+        fetch(qtbot, dialog)
+    failed = len(dialog.failures)
+    assert 0 < failed < total
+    assert len(dc) == total - failed
+    table = dialog.failure_table
+    assert table.isVisible() and table.rowCount() == failed
+    for row in range(failed):
+        reason = table.item(row, 2).text()
+        assert reason and "\n" not in reason and "Traceback" not in reason
+        assert "500" in reason
+    assert dialog.fetch_button.text() == f"Retry {failed} failed"
+
+    arch.faults = type(arch.faults)()
+    fetch(qtbot, dialog)
+    assert dialog.failures == [] and len(dc) == total
+    assert not dialog.failure_table.isVisible()
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("target", "150 95", "Dec 95 is outside"),
+    ("size", "-1", "size"),
+    ("size", "2.5", "whole number of pixels"),
+])
+def test_bad_input_is_reported_before_any_request(glue_app, qtbot, archive, field, value,
+                                                  words):
+    dialog = open_import_dialog(glue_app)
+    fill(dialog, archive.url)
+    if field == "size" and value == "2.5":
+        dialog.size_unit.setCurrentText("px")
+    getattr(dialog, f"{field}_edit").setText(value)
+    requests_before = len(archive.log)
+    qtbot.mouseClick(dialog.search_button, _left())
+    text = dialog.status_label.text()
+    assert words in text and "\n" not in text
+    assert dialog.state == "idle"
+    assert len(archive.log) == requests_before  # nothing was sent
+
+
+def test_unreachable_archive_is_one_line(glue_app, qtbot):
+    dialog = open_import_dialog(glue_app)
+    fill(dialog, "http://127.0.0.1:9")  # discard port: connection refused
+    search(qtbot, dialog)
+    text = dialog.status_label.text()
+    assert dialog.state == "idle"
+    assert "127.0.0.1:9" in text and "failed" in text
+    assert "\n" not in text and "Traceback" not in text
+    assert len(glue_app.data_collection) == 0
+
+
+def _left():
+    from qtpy.QtCore import Qt
+
+    return Qt.LeftButton
+
