@@ -72,6 +72,8 @@ def test_import_link_select_compare_and_screenshots(glue_app, qtbot, archive):
     assert dialog.status_label.text().startswith("All 24 cutouts are in the session")
     # Cutouts were added while downloading, in batches, not all at the end.
     assert any(0 < n < N_WINDOW for n in seen_sizes)
+    dialog.advanced_button.setChecked(False)  # as a user first sees it (no random port shown)
+    qtbot.wait(50)
     save_screenshot(dialog.grab(), "import_dialog.png")
 
     # Each dataset holds the pixels and per-pixel wavelengths of its own cutout.

@@ -1,0 +1,148 @@
+"""The SPHEREx menu entries of a glue session: export to one MEF, compare across wavelengths.
+
+The session holds real cutouts from the local archive, fetched and turned into glue datasets
+by the project's own code, added through ``GlueApplication.add_data`` as glue's importers do.
+"""
+
+import numpy as np
+import pytest
+import qt_support
+from astropy.io import fits
+from astropy.table import Table
+from astropy.wcs import WCS
+from qt_support import TARGET, WINDOW, menu_action
+
+from glue_spherex.fetch import fetch_cutouts
+from glue_spherex.query import SpherexArchive
+
+pytestmark = pytest.mark.timeout(300)
+glue_app = qt_support.glue_app
+
+
+@pytest.fixture(scope="module")
+def products(archive):
+    table = SpherexArchive(archive_url=archive.url).query_region(
+        TARGET, size="1arcmin", time=WINDOW, bandpass=[1, 2, 4, 6])
+    results = list(fetch_cutouts(table, workers=4))
+    assert all(r.ok for r in results)
+    return [r.product for r in results]
+
+
+@pytest.fixture
+def session(glue_app, products):
+    from glue_spherex.plugin import products_to_data
+
+    datasets = products_to_data(products)
+    glue_app.add_data(*datasets)
+    return glue_app, datasets
+
+
+def _select(app, layers):
+    app._layer_widget.ui.layerTree.set_selected_layers(layers)
+
+
+def _layer_action(app, label):
+    return app._layer_widget._actions[label]
+
+
+def test_export_selected_in_time_order(session, qtbot, tmp_path):
+    from glue.core.data_factories import load_data
+
+    from glue_spherex.plugin import is_spherex_data
+    from glue_spherex.qt import EXPORT_SELECTED_LABEL
+
+    app, datasets = session
+    chosen = [datasets[5], datasets[0], datasets[9]]
+    _select(app, chosen)
+    action = _layer_action(app, EXPORT_SELECTED_LABEL)
+    assert action.isEnabled()
+    action.trigger()
+    dialog = app._spherex_export_dialog
+    assert dialog.datasets == chosen
+    path = tmp_path / "three.fits"
+    dialog.path_edit.setText(str(path))
+    dialog.order_time.setChecked(True)
+    qtbot.mouseClick(dialog.export_button, qt_left())
+    qtbot.waitUntil(lambda: dialog.written is not None or "rror" in dialog.status_label.text(),
+                    timeout=60_000)
+    assert dialog.written == str(path), dialog.status_label.text()
+    assert dialog.status_label.text().startswith("Wrote 3 cutouts")
+    assert not list(tmp_path.glob("*.part"))
+
+    # glue reads it back: one dataset per cutout
+    loaded = load_data(str(path))
+    loaded = loaded if isinstance(loaded, list) else [loaded]
+    assert len(loaded) == 3 and all(is_spherex_data(d) for d in loaded)
+
+    # ... and so does the tutorial's astropy code
+    info = Table.read(path, hdu=1)
+    assert list(info["cutout_index"]) == [1, 2, 3]
+    assert np.all(np.diff(info["observation_date"]) > 0)  # time order
+    by_time = sorted(chosen, key=lambda d: d.meta["mjd_beg"])
+    with fits.open(path) as hdul:
+        for n, data in enumerate(by_time, start=1):
+            np.testing.assert_array_equal(hdul[f"IMAGE{n}"].data, data["flux"])
+            wave = WCS(hdul[f"IMAGE{n}"].header, fobj=hdul, key="W")
+            wave.sip = None
+            y, x = 3, 4
+            lam, _ = wave.pixel_to_world_values(x, y)
+            assert lam == pytest.approx(data["wavelength"][y, x], rel=1e-6)
+            assert hdul[f"PSF{n}"].data.shape == (121, 101, 101)
+
+
+def test_export_all_from_plugins_menu_in_wavelength_order(session, qtbot, tmp_path):
+    from glue_spherex.qt import EXPORT_LABEL
+
+    app, datasets = session
+    menu_action(app._actions["plugins"], EXPORT_LABEL).trigger()
+    dialog = app._spherex_export_dialog
+    assert len(dialog.datasets) == len(datasets)
+    assert dialog.order == "wavelength"
+    dialog.path_edit.setText(str(tmp_path / "all"))  # the extension is added
+    qtbot.mouseClick(dialog.export_button, qt_left())
+    qtbot.waitUntil(lambda: dialog.written is not None, timeout=60_000)
+    assert dialog.written == str(tmp_path / "all.fits")
+    info = Table.read(dialog.written, hdu=1)
+    assert len(info) == len(datasets)
+    lam = np.asarray(info["central_wavelength"])
+    assert np.all(np.diff(lam) >= 0)
+    assert lam[0] == pytest.approx(min(d.meta["central_wavelength"] for d in datasets), abs=1e-3)
+
+
+def test_compare_selected_cutouts(session, qtbot):
+    from glue_spherex.qt import COMPARE_SELECTED_LABEL
+
+    app, datasets = session
+    chosen = [datasets[i] for i in (0, 4, 8, 11)]
+    _select(app, chosen)
+    tabs = app.tab_widget.count()
+    _layer_action(app, COMPARE_SELECTED_LABEL).trigger()
+    assert app.tab_widget.count() == tabs + 1
+    viewers = [w.widget() for w in app.current_tab.subWindowList()]
+    assert len(viewers) == 4
+    shown = [next(la.layer for la in v.layers if la.visible) for v in viewers]
+    assert {id(d) for d in shown} == {id(d) for d in chosen}
+    lams = [d.meta["central_wavelength"] for d in shown]
+    assert lams == sorted(lams)
+    # a 2 x 2 grid: two distinct columns and two distinct rows of equal-sized panels
+    geoms = [v._mdi_wrapper.geometry() for v in viewers]
+    assert len({g.x() for g in geoms}) == 2 and len({g.y() for g in geoms}) == 2
+    assert len({(g.width(), g.height()) for g in geoms}) == 1
+
+
+def test_compare_needs_cutouts_and_says_so(glue_app, qtbot):
+    from glue_spherex.qt import COMPARE_LABEL
+
+    tabs = glue_app.tab_widget.count()
+    menu_action(glue_app._actions["plugins"], COMPARE_LABEL).trigger()
+    box = glue_app._spherex_notice
+    assert box.isVisible()
+    assert "at least 2 SPHEREx cutouts" in box.text() and "\n" not in box.text()
+    assert glue_app.tab_widget.count() == tabs
+    box.close()
+
+
+def qt_left():
+    from qtpy.QtCore import Qt
+
+    return Qt.LeftButton
