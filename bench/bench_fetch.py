@@ -1,0 +1,249 @@
+"""Benchmark: fetching N SPHEREx cutouts into one combined MEF, ours vs the IRSA tutorial.
+
+A local archive runs in its own process with a fixed latency per request (IRSA-like round
+trip). The M101 query (all bands, 0.1 deg cutouts) gives the URLs; if it has fewer than N rows
+the list is repeated with a distinct, ignored query parameter (``&rep=k``) so that all N
+requests are distinct. Each method then runs in its own subprocess, so its peak RSS can be read
+from ``wait4``:
+
+- ours: ``glue_spherex.fetch.fetch_to_file`` (W workers, streaming into the combined MEF);
+- tutorial: IRSA's ``spherex_cutouts`` notebook method, re-implemented faithfully: per row
+  ``fits.open(url, cache=False)``, the wavelength at the target via
+  ``WCS(header, fobj=hdulist, key='W')`` with ``sip = None``, every HDU renamed and
+  ``copy()``-ed into memory, ``ThreadPoolExecutor(W)``, then one ``writeto``;
+- the latency limit ``N * L / W``: no method with W connections can beat it.
+
+Usage::
+
+    python bench/bench_fetch.py              # N=700, W=10, L=0.15 s
+    python bench/bench_fetch.py --n 100      # quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+M101 = (210.80227, 54.34895)
+TARGETS = {"ours/limit": 1.15, "tutorial/ours": 2.0, "ours peak RSS (MB)": 600}
+
+
+# -- the two methods (run in child processes) ---------------------------------------------------
+
+def run_ours(plan_path, out_path, workers):
+    from astropy.coordinates import SkyCoord
+    from astropy.table import Table
+
+    from glue_spherex.fetch import fetch_to_file
+
+    table = Table.read(plan_path, format="ascii.ecsv")
+    t0 = time.perf_counter()
+    summary = fetch_to_file(table, out_path, target=SkyCoord(*M101, unit="deg"),
+                            size=table.meta["size"], workers=workers)
+    return dict(seconds=time.perf_counter() - t0, ok=summary.ok, failed=summary.failed)
+
+
+def run_tutorial(plan_path, out_path, workers):
+    """The notebook's process_cutout + ThreadPoolExecutor + writeto, on the same URLs."""
+    import concurrent.futures
+    import http.client
+    import urllib.error
+
+    import astropy.units as u
+    import numpy as np
+    from astropy.coordinates import SkyCoord
+    from astropy.io import fits
+    from astropy.table import Table
+    from astropy.utils.data import conf
+    from astropy.wcs import WCS
+
+    conf.remote_timeout = 120  # as the tutorial sets it (irsa-tutorials PR #164)
+    plan = Table.read(plan_path, format="ascii.ecsv")
+    ra, dec = M101
+
+    def process_cutout(row):
+        with fits.open(row["uri"], cache=False) as hdulist:
+            header = hdulist[1].header
+            x, y = WCS(header).world_to_pixel(SkyCoord(ra=ra, dec=dec, unit="deg",
+                                                       frame="icrs"))
+            spectral_wcs = WCS(header, fobj=hdulist, key="W")
+            spectral_wcs.sip = None
+            wavelength, bandwidth = spectral_wcs.pixel_to_world(x, y)
+            row["central_wavelength"] = wavelength.to(u.micrometer).value
+            hdus = []
+            for hdu in hdulist[1:]:
+                hdu.header["EXTNAME"] = f"{hdu.header['EXTNAME']}{row['cutout_index']}"
+                hdus.append(hdu.copy())
+            row["hdus"] = hdus
+
+    def process_cutout_with_error_handling(row):
+        try:
+            process_cutout(row)
+        except (urllib.error.HTTPError, http.client.IncompleteRead):
+            row["hdus"] = None
+
+    t0 = time.perf_counter()
+    results = Table({"uri": plan["cutout_url"], "time_bounds_lower": plan["t_min"]})
+    results["cutout_index"] = range(1, len(results) + 1)
+    results["central_wavelength"] = np.full(len(results), np.nan)
+    results["hdus"] = np.full(len(results), None)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as executor:
+        futures = [executor.submit(process_cutout_with_error_handling, row) for row in results]
+        concurrent.futures.wait(futures)
+    ok = results[[r["hdus"] is not None for r in results]]
+    cols = fits.ColDefs([
+        fits.Column(name="cutout_index", format="J", array=ok["cutout_index"], unit=""),
+        fits.Column(name="observation_date", format="D", array=ok["time_bounds_lower"],
+                    unit="d"),
+        fits.Column(name="central_wavelength", format="D", array=ok["central_wavelength"],
+                    unit="um"),
+        fits.Column(name="access_url", format="A200", array=ok["uri"], unit=""),
+    ])
+    table_hdu = fits.BinTableHDU.from_columns(cols)
+    table_hdu.header["EXTNAME"] = "CUTOUT_INFO"
+    hdus = [fits.PrimaryHDU(), table_hdu]
+    hdus.extend(hdu for cutout in ok["hdus"] for hdu in cutout)
+    fits.HDUList(hdus).writeto(out_path, overwrite=True)
+    return dict(seconds=time.perf_counter() - t0, ok=len(ok), failed=len(results) - len(ok))
+
+
+def child(method, plan_path, out_path, workers):
+    import logging
+
+    import astropy  # noqa: F401  (import before touching its logger, see products doc §9)
+
+    logging.getLogger("astropy").setLevel(logging.ERROR)  # the tutorial silences SIP notes
+    func = {"ours": run_ours, "tutorial": run_tutorial}[method]
+    print(json.dumps(func(plan_path, out_path, workers)), flush=True)
+
+
+# -- the driver ---------------------------------------------------------------------------------
+
+def start_archive(latency):
+    proc = subprocess.Popen([sys.executable, "-m", "glue_spherex.archive", "--port", "0",
+                             "--latency", str(latency)],
+                            stdout=subprocess.PIPE, text=True)
+    url = proc.stdout.readline().strip()
+    for line in proc.stdout:
+        if "ready" in line:
+            break
+    else:
+        raise SystemExit("the archive did not start")
+    return proc, url
+
+
+def make_plan(url, n, size, path):
+    from astropy.table import Table, vstack
+
+    from glue_spherex.query import SpherexArchive
+
+    rows = SpherexArchive(url).query_region(M101, size=size)
+    distinct = len(rows)
+    copies = []
+    for k in range(-(-n // distinct)):
+        copy = Table(rows, copy=True)
+        if k:
+            copy["cutout_url"] = [f"{u}&rep={k}" for u in copy["cutout_url"]]
+        copies.append(copy)
+    plan = vstack(copies)[:n]
+    plan["cutout_index"] = range(1, n + 1)
+    plan.meta.update(rows.meta)
+    plan.write(path, format="ascii.ecsv", overwrite=True)
+    return plan, distinct
+
+
+def run_child(method, plan_path, out_path, workers):
+    """(result dict, peak RSS in MB) of one method in its own process."""
+    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "_child", method,
+                             plan_path, out_path, str(workers)], stdout=subprocess.PIPE,
+                            text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{method} run failed with exit code {proc.returncode}")
+    return json.loads(out.strip().splitlines()[-1]), usage.ru_maxrss / 1024.0
+
+
+def compare_wavelengths(ours_path, tutorial_path):
+    import numpy as np
+    from astropy.table import Table
+
+    a = Table.read(ours_path, hdu="CUTOUT_INFO")
+    b = Table.read(tutorial_path, hdu="CUTOUT_INFO")
+    wl_b = dict(zip(b["cutout_index"], b["central_wavelength"]))
+    diffs = [abs(float(r["central_wavelength"]) - wl_b[r["cutout_index"]])
+             for r in a if r["cutout_index"] in wl_b and str(r["status"]).strip() == "ok"]
+    return len(diffs), float(np.max(diffs)) if diffs else float("nan")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=700, help="cutouts to fetch (default 700)")
+    parser.add_argument("--workers", type=int, default=10, help="concurrent requests (10)")
+    parser.add_argument("--latency", type=float, default=0.15, help="seconds per request")
+    parser.add_argument("--size", default="0.1deg", help="cutout size (default 0.1deg)")
+    parser.add_argument("--skip-tutorial", action="store_true", help="time ours only")
+    parser.add_argument("--keep", action="store_true", help="keep the output files")
+    args = parser.parse_args(argv)
+
+    tmp = tempfile.mkdtemp(prefix="bench_fetch_")
+    archive, url = start_archive(args.latency)
+    try:
+        plan_path = os.path.join(tmp, "plan.ecsv")
+        plan, distinct = make_plan(url, args.n, args.size, plan_path)
+        limit = args.n * args.latency / args.workers
+        print(f"archive {url} (separate process), latency {args.latency * 1e3:.0f} ms per "
+              f"request")
+        print(f"{args.n} cutouts of M101, all bands, {args.size} ({distinct} distinct images"
+              f"{', repeated with &rep=k' if args.n > distinct else ''}), "
+              f"{args.workers} workers")
+        print(f"latency limit N*L/W          {limit:8.2f} s")
+
+        ours_path = os.path.join(tmp, "ours.fits")
+        ours, ours_rss = run_child("ours", plan_path, ours_path, args.workers)
+        size_mb = os.path.getsize(ours_path) / 1e6
+        print(f"ours (fetch_to_file)         {ours['seconds']:8.2f} s   peak RSS "
+              f"{ours_rss:7.0f} MB   {ours['ok']} ok, {ours['failed']} failed, "
+              f"MEF {size_mb:.0f} MB")
+        figures = {"ours/limit": ours["seconds"] / limit, "ours peak RSS (MB)": ours_rss}
+        if not args.skip_tutorial:
+            tut_path = os.path.join(tmp, "tutorial.fits")
+            tut, tut_rss = run_child("tutorial", plan_path, tut_path, args.workers)
+            print(f"tutorial (fits.open + copy)  {tut['seconds']:8.2f} s   peak RSS "
+                  f"{tut_rss:7.0f} MB   {tut['ok']} ok, {tut['failed']} failed")
+            figures["tutorial/ours"] = tut["seconds"] / ours["seconds"]
+            figures["tutorial peak RSS (MB)"] = tut_rss
+            n, worst = compare_wavelengths(ours_path, tut_path)
+            print(f"central wavelength, ours vs tutorial: {n} cutouts, max |diff| "
+                  f"{worst:.2e} um")
+        print()
+        for name, value in figures.items():
+            target = TARGETS.get(name)
+            if target is None:
+                print(f"{name:24s} {value:8.2f}")
+                continue
+            ok = value >= target if name == "tutorial/ours" else value <= target
+            sign = ">=" if name == "tutorial/ours" else "<="
+            print(f"{name:24s} {value:8.2f}   target {sign} {target:g}   "
+                  f"{'met' if ok else 'NOT met'}")
+    finally:
+        archive.terminate()
+        archive.wait()
+        if args.keep:
+            print(f"files kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "_child":
+        child(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+    else:
+        main()
