@@ -1,0 +1,47 @@
+"""Real synthetic cutouts around a sky position, from the local archive's observation plan.
+
+Used by the spectrum, cube and live-spectrum tests: the frames of
+:func:`glue_spherex.synthetic.observation_plan` that cover a position, cut out the way IRSA
+does (:func:`glue_spherex.synthetic.cutout_bytes`) and opened as SpectralImages.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from glue_spherex.products import SpectralImage
+from glue_spherex.synthetic import cutout_bytes, cutout_window, observation_plan
+
+
+@lru_cache(maxsize=16)
+def covering_frames(ra, dec, size):
+    """``[(spec, window)]`` of every planned frame holding a full ``size``-px cutout at (ra, dec)."""
+    out = []
+    target = np.array([np.cos(np.radians(dec)) * np.cos(np.radians(ra)),
+                       np.cos(np.radians(dec)) * np.sin(np.radians(ra)), np.sin(np.radians(dec))])
+    for spec in observation_plan():
+        d = np.radians(spec.dec)
+        v = np.array([np.cos(d) * np.cos(np.radians(spec.ra)),
+                      np.cos(d) * np.sin(np.radians(spec.ra)), np.sin(d)])
+        if v @ target < np.cos(np.radians(2.6)):  # a frame is 3.5 deg on a side
+            continue
+        window = cutout_window(spec, ra, dec, size, size)
+        if window is not None and window[2:] == (size, size):
+            out.append((spec, window))
+    return tuple(out)
+
+
+def cutouts_at(ra, dec, per_detector=20, size=21):
+    """SpectralImages of up to ``per_detector`` frames per detector covering (ra, dec),
+    chosen evenly across the detector rows (so across each band's wavelengths)."""
+    chosen = []
+    frames = covering_frames(float(ra), float(dec), int(size))
+    for det in range(1, 7):
+        mine = sorted((f for f in frames if f[0].detector == det), key=lambda f: f[1][1])
+        if not mine:
+            continue
+        idx = np.unique(np.linspace(0, len(mine) - 1, min(per_detector, len(mine))).round())
+        chosen += [mine[int(i)] for i in idx]
+    return [SpectralImage.open(cutout_bytes(spec, *window)) for spec, window in chosen]
