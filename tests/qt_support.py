@@ -40,6 +40,27 @@ def glue_app(qtbot, monkeypatch):
     return app
 
 
+@pytest.fixture
+def modal_watchdog(qtbot):
+    """Names of modal dialogs that opened during the test (each is rejected at once, so a
+    regression shows up as a failed assertion instead of a hung test)."""
+    from qtpy import QtCore, QtWidgets
+
+    seen = []
+
+    def check():
+        widget = QtWidgets.QApplication.activeModalWidget()
+        if widget is not None:
+            seen.append(type(widget).__name__)
+            widget.reject() if hasattr(widget, "reject") else widget.close()
+
+    timer = QtCore.QTimer()
+    timer.timeout.connect(check)
+    timer.start(100)
+    yield seen
+    timer.stop()
+
+
 def menu_action(actions, label):
     return next(a for a in actions if a.text() == label)
 

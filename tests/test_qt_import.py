@@ -28,6 +28,7 @@ from glue_spherex.query import SpherexArchive
 
 pytestmark = pytest.mark.timeout(300)
 glue_app = qt_support.glue_app
+modal_watchdog = qt_support.modal_watchdog
 
 
 def _product_of(row):
@@ -37,12 +38,18 @@ def _product_of(row):
     return SpectralImage.open(response.content)
 
 
-def test_import_link_select_compare_and_screenshots(glue_app, qtbot, archive):
+def test_import_link_select_compare_and_screenshots(glue_app, qtbot, archive, monkeypatch,
+                                                    modal_watchdog):
+    from glue.config import settings
     from glue.core.roi import CircularROI
 
     from glue_spherex.plugin import is_spherex_data
     from glue_spherex.qt import COMPARE_LABEL
 
+    # A user's defaults: glue would ask about every link its autolinkers suggest, in a modal
+    # dialog. Importing SPHEREx cutouts must not trigger one (the watchdog records any).
+    for label in ("Astronomy WCS", "SPHEREx sky"):
+        monkeypatch.setitem(settings.AUTOLINK, label, "always_show")
     app, dc = glue_app, glue_app.data_collection
     dialog = open_import_dialog(app)
     assert dialog.isVisible() and dialog.data_collection is dc
@@ -85,9 +92,13 @@ def test_import_link_select_compare_and_screenshots(glue_app, qtbot, archive):
         np.testing.assert_array_equal(data["flux"], product.image)
         assert data.meta["bandpass"] == row["bandpass"]
 
-    # Linked by sky position: no glue autolink dialog was needed and every cutout is linked.
+    # Linked by sky position, without any link dialog -- also when glue runs its autolinkers
+    # over the loaded cutouts (it does after every importer, e.g. opening the dialog again).
     assert len(dc.external_links) > 0
-    assert not [w for w in app.findChildren(object) if type(w).__name__ == "AutoLinkPreview"]
+    second = open_import_dialog(app)
+    qtbot.wait(300)
+    assert modal_watchdog == []
+    second.close()
 
     # Compare across wavelengths from the Plugins menu.
     tabs_before = app.tab_widget.count()
@@ -169,6 +180,22 @@ def test_cancel_keeps_what_arrived_and_can_resume(glue_app, qtbot, make_archive)
     assert len(dc) == N_WINDOW
     keys = {(d.meta["obs_id"], d.meta["detector"]) for d in dc}
     assert len(keys) == N_WINDOW  # the resumed run fetched only what was missing
+
+
+def test_closing_mid_fetch_keeps_what_arrived(glue_app, qtbot, make_archive):
+    arch = make_archive(latency=0.4)
+    dc = glue_app.data_collection
+    dialog = open_import_dialog(glue_app)
+    fill(dialog, arch.url, size="1", workers=2)
+    search(qtbot, dialog)
+    qtbot.mouseClick(dialog.fetch_button, _left())
+    qtbot.waitUntil(lambda: len(dc) >= 1, timeout=60_000)
+    loaded = dialog.loaded  # the dialog deletes itself once its download has wound down
+    with qtbot.waitSignal(dialog.destroyed, timeout=60_000):
+        dialog.close()
+    assert 1 <= len(dc) < N_WINDOW
+    assert len(loaded) == len(dc)  # what arrived before the close was still added
+    assert all(d in dc.data for d in loaded)
 
 
 def test_failures_are_listed_and_retried(glue_app, qtbot, make_archive):
