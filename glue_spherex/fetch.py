@@ -45,7 +45,7 @@ import urllib3
 
 from .cache import CutoutCache
 from .config import settings
-from .errors import SpherexFormatError, SpherexInputError
+from .errors import SpherexError, SpherexFormatError, SpherexInputError
 from .fitsscan import scan_spectral_image, unwrap
 from .http import ConnectionTracker, make_session
 
@@ -107,7 +107,8 @@ class FetchResult:
     path : Path or None
         Cache file holding the cutout, when a cache is used.
     reason : str
-        Why it failed or was cancelled; empty when ok.
+        Why it failed or was cancelled; for an ok result, empty unless the cache could not be
+        written.
     attempts : int
         HTTP requests made (0 when it came from the cache).
     bytes : int
@@ -476,7 +477,9 @@ class _Run:
             try:
                 return self.results.get(timeout=_POLL)
             except queue.Empty:
-                continue
+                if not any(thread.is_alive() for thread in self.threads):
+                    raise SpherexError("internal error: the download threads stopped "
+                                       "before every cutout was accounted for") from None
 
     def cancel(self):
         self.stopping.set()
@@ -542,8 +545,13 @@ class _Run:
         self.limit.release(started, outcome.status in PUSHBACK_STATUSES)
         task.bytes += outcome.nbytes
         if outcome.kind == "ok":
-            path = cache.store(task.url, outcome.data) if cache is not None else None
-            return self._result(task, OK, data=outcome.data, path=path)
+            path, note = None, ""
+            if cache is not None:
+                try:
+                    path = cache.store(task.url, outcome.data)
+                except OSError as exc:  # the cutout itself is fine: keep it, say why uncached
+                    note = f"not cached: {exc}"
+            return self._result(task, OK, note, data=outcome.data, path=path)
         task.reason = outcome.reason
         if self.stopping.is_set():
             return self._result(task, CANCELLED, "cancelled while downloading")

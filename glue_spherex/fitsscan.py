@@ -28,7 +28,10 @@ _FITS_MAGIC = b"SIMPLE  =                    T"
 
 @dataclass(frozen=True)
 class HDUSpan:
-    """Where one HDU sits in the byte string (offsets in bytes; ``end`` includes the padding)."""
+    """Where one HDU sits in the byte string (offsets in bytes; ``end`` includes the padding).
+
+    ``shape`` is the data's numpy shape (NAXISn reversed), ``bitpix`` its FITS BITPIX.
+    """
 
     index: int
     extname: str
@@ -36,6 +39,10 @@ class HDUSpan:
     data_start: int
     data_size: int
     end: int
+    bitpix: int = 8
+    shape: tuple = ()
+    bscale: float = 1.0
+    bzero: float = 0.0
 
 
 def is_gzip(data):
@@ -61,7 +68,11 @@ def _describe_start(data):
 
 
 def scan_hdus(data, label="body"):
-    """The :class:`HDUSpan` of every HDU in ``data``; raises SpherexFormatError if incomplete."""
+    """The :class:`HDUSpan` of every HDU in ``data``; raises SpherexFormatError if incomplete.
+
+    ``data`` is any bytes-like object: bytes, a memoryview, or an :class:`mmap.mmap` of a file
+    (only the header blocks are then read from disk).
+    """
     n = len(data)
     if bytes(data[:len(_FITS_MAGIC)]) != _FITS_MAGIC:
         raise SpherexFormatError(f"{label} is not FITS: it starts with {_describe_start(data)}")
@@ -89,7 +100,7 @@ def scan_hdus(data, label="body"):
                     cards[key] = block[i + 10:i + CARD]
         if "XTENSION" not in cards and spans:
             raise SpherexFormatError(f"{label}: HDU {len(spans)} has no XTENSION card")
-        size = _data_size(cards, label, len(spans))
+        size, bitpix, shape = _data_size(cards, label, len(spans))
         data_start = offset
         offset += -(-size // BLOCK) * BLOCK
         if offset > n:  # the standard pads every HDU to 2880 bytes
@@ -97,7 +108,8 @@ def scan_hdus(data, label="body"):
                 f"{label} is truncated: HDU {len(spans)} needs {offset} bytes, got {n}")
         extname = _string(cards.get("EXTNAME", "'PRIMARY'" if not spans else "''"))
         spans.append(HDUSpan(len(spans), extname.upper(), header_start, data_start, size,
-                             offset))
+                             offset, bitpix, shape, _float(cards, "BSCALE", 1.0),
+                             _float(cards, "BZERO", 0.0)))
     return spans
 
 
@@ -125,16 +137,28 @@ def _int(cards, key, label, index, default=None):
 
 
 def _data_size(cards, label, index):
+    """``(bytes, BITPIX, numpy shape)`` of the HDU's data."""
     naxis = _int(cards, "NAXIS", label, index)
-    if naxis == 0:
-        return 0
     bitpix = _int(cards, "BITPIX", label, index)
+    if naxis == 0:
+        return 0, bitpix, ()
+    axes = [_int(cards, f"NAXIS{k}", label, index) for k in range(1, naxis + 1)]
     count = 1
-    for k in range(1, naxis + 1):
-        count *= _int(cards, f"NAXIS{k}", label, index)
+    for n in axes:
+        count *= n
     pcount = _int(cards, "PCOUNT", label, index, 0)
     gcount = _int(cards, "GCOUNT", label, index, 1)
-    return abs(bitpix) // 8 * gcount * (pcount + count)
+    return abs(bitpix) // 8 * gcount * (pcount + count), bitpix, tuple(reversed(axes))
+
+
+def _float(cards, key, default):
+    raw = cards.get(key)
+    if raw is None:
+        return default
+    try:
+        return float(raw.split("/")[0].replace("D", "E"))
+    except ValueError:
+        return default
 
 
 def _string(raw):

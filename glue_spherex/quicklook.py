@@ -10,6 +10,7 @@ canvas directly (no pyplot, no GUI backend); the PNG is written atomically.
 from __future__ import annotations
 
 import math
+import mmap
 import os
 import threading
 import warnings
@@ -17,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import SpherexInputError
+from .errors import SpherexFormatError, SpherexInputError
+from .fitsscan import scan_hdus
 
 __all__ = ["quicklook_png", "DEFAULT_MAX_PANELS"]
 
@@ -58,13 +60,47 @@ def quicklook_png(source, out_png, *, max_panels=DEFAULT_MAX_PANELS, title=None)
 def _panels(source):
     """``[(wavelength, loader)]``; loaders read one image on demand."""
     if isinstance(source, (str, os.PathLike)):
-        from .combined import read_combined
-
-        table, products = read_combined(source)
-        wl = {int(r["cutout_index"]): float(r["central_wavelength"]) for r in table
-              if str(r["status"]).strip() == "ok"}
-        return [(wl.get(p.cutout_index, _central_wavelength(p)), _loader(p)) for p in products]
+        return _file_panels(os.fspath(source))
     return [(_central_wavelength(p), _loader(p)) for p in source]
+
+
+def _file_panels(path):
+    """Panels of a combined file, reading only CUTOUT_INFO and the IMAGEn data needed.
+
+    The extensions are located by a header scan of the memory-mapped file and each image is
+    read with one numpy memmap, so a file of hundreds of cutouts (GBs of PSF cubes) costs
+    well under a second instead of parsing every header with astropy.
+    """
+    from astropy.io import fits
+    from astropy.table import Table
+
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            spans = {s.extname: s for s in scan_hdus(mm, label=path)}
+        # astropy reads HDUs lazily up to the one asked for by number (not by name)
+        with fits.open(path, memmap=True) as hdul:
+            info = Table.read(hdul[spans["CUTOUT_INFO"].index])
+    except FileNotFoundError:
+        raise SpherexInputError(f"{path}: no such file") from None
+    except (KeyError, ValueError, OSError) as exc:
+        raise SpherexFormatError(f"{path}: not a combined cutout file ({exc})") from None
+    panels = []
+    for row in info:
+        span = spans.get(f"IMAGE{int(row['cutout_index'])}")
+        if str(row["status"]).strip() == "ok" and span is not None and len(span.shape) == 2:
+            panels.append((float(row["central_wavelength"]),
+                           lambda span=span: _read_image(path, span)))
+    return panels
+
+
+def _read_image(path, span):
+    dtype = {-32: ">f4", -64: ">f8", 8: "u1", 16: ">i2", 32: ">i4", 64: ">i8"}[span.bitpix]
+    data = np.memmap(path, dtype=dtype, mode="r", offset=span.data_start, shape=span.shape)
+    image = np.array(data, dtype=np.float32)
+    del data
+    if span.bscale != 1.0 or span.bzero != 0.0:
+        image = image * span.bscale + span.bzero
+    return image
 
 
 def _loader(product):
@@ -155,9 +191,8 @@ def _render(images, out_png, title):
 def _cmap():
     import matplotlib
 
-    cmap = matplotlib.colormaps["gray"].copy()
-    cmap.set_bad("#1c2430")  # gaps and blank pixels: dark slate, distinct from dark sky
-    return cmap
+    # gaps and blank pixels: dark slate, distinct from dark sky
+    return matplotlib.colormaps["gray"].with_extremes(bad="#1c2430")
 
 
 def _save(fig, out_png):

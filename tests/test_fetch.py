@@ -270,3 +270,35 @@ def test_progress_and_inputs(archive):
         list(fetch_cutouts(["ftp://x/y"]))
     with pytest.raises(SpherexInputError):
         list(fetch_cutouts("http://x/y"))
+
+
+# -- quick-look ---------------------------------------------------------------------------------
+
+def png_size(path):
+    import struct
+
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])  # IHDR width, height
+
+
+def test_quicklook_from_file_and_products(archive, tmp_path):
+    from glue_spherex.quicklook import quicklook_png
+
+    table = query(archive, bandpass=["D1", "D4"], size="0.05deg")[:30]
+    out = tmp_path / "c.fits"
+    fetch_to_file(table, out, workers=6)
+    many = quicklook_png(out, tmp_path / "all.png")
+    few = quicklook_png(out, tmp_path / "few.png", max_panels=4)
+    assert png_size(few)[0] * png_size(few)[1] < png_size(many)[0] * png_size(many)[1] / 2
+    results = [r for r in fetch_cutouts(table[:5], workers=3)]
+    direct = quicklook_png([r.product for r in results], tmp_path / "direct.png")
+    assert png_size(direct)[0] > 100
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["all.png", "c.fits", "direct.png",
+                                                          "few.png"]  # no .part left behind
+    with pytest.raises(SpherexInputError):
+        quicklook_png(out, tmp_path / "x.png", max_panels=0)
+    with pytest.raises(SpherexInputError):
+        quicklook_png([], tmp_path / "x.png")
+    with pytest.raises(SpherexInputError):
+        quicklook_png(out, tmp_path / "no_such_dir" / "x.png")
