@@ -1,0 +1,215 @@
+"""SPHEREx spectral images as glue datasets: one :class:`~glue.core.data.Data` per cutout.
+
+Each dataset has the components ``flux`` (IMAGE), ``variance``, ``flags``, ``zodi``,
+``wavelength`` and ``bandwidth`` (per-pixel central wavelength and bandwidth in µm, from the
+``W`` spectral WCS), the celestial WCS (TAN-SIP, 2-D only) as ``coords``, and ``meta`` with
+the exposure's identity and times.  The pixel arrays stay memory-mapped from the file; the
+PSF cube is not read.
+
+The product a dataset came from is kept on the dataset (:func:`source_product`) for the
+exporter; ``meta['source_path']`` and ``meta['source_index']`` record where it was read, so
+a dataset restored from a session saved with its data can still find its file.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS, Sip
+from glue.core import Data
+from glue.core.component import Component
+
+from ..errors import SpherexError, SpherexFormatError
+
+__all__ = ["SPHEREX_COMPONENTS", "CelestialWCS", "celestial_wcs", "product_to_data",
+           "products_to_data", "is_spherex_data", "source_product", "data_label"]
+
+#: Component labels of a SPHEREx dataset, in order; the first four are the image HDUs.
+SPHEREX_COMPONENTS = ("flux", "variance", "flags", "zodi", "wavelength", "bandwidth")
+#: Image extension behind each array component.
+HDU_OF_COMPONENT = {"flux": "IMAGE", "variance": "VARIANCE", "flags": "FLAGS", "zodi": "ZODI"}
+
+_DEFAULT_UNITS = {"IMAGE": "MJy / sr", "VARIANCE": "MJy2 / sr2", "FLAGS": "", "ZODI": "MJy / sr"}
+_MJD0 = _dt.datetime(1858, 11, 17)
+
+
+class CelestialWCS(WCS):
+    """The celestial (TAN-SIP) WCS of a cutout, saved in glue sessions with its SIP terms.
+
+    glue saves a plain :class:`~astropy.wcs.WCS` with ``to_header_string()``, which drops
+    the SIP distortion; this subclass keeps it (``relax=True``).
+    """
+
+    def __gluestate__(self, context):
+        c = self.wcs
+        state = {"ctype": list(c.ctype), "crval": c.crval.tolist(), "crpix": c.crpix.tolist(),
+                 "cunit": [str(u) for u in c.cunit], "radesys": c.radesys,
+                 "equinox": _finite_or_none(c.equinox), "lonpole": _finite_or_none(c.lonpole),
+                 "latpole": _finite_or_none(c.latpole), "pixel_shape": self.pixel_shape}
+        if c.has_cd():
+            state["cd"] = c.cd.tolist()
+        else:
+            state["pc"], state["cdelt"] = c.get_pc().tolist(), c.cdelt.tolist()
+        if self.sip is not None:
+            state["sip"] = {name: getattr(self.sip, name.lower()).tolist()
+                            for name in ("A", "B", "AP", "BP")
+                            if getattr(self.sip, name.lower()) is not None}
+        return state
+
+    @classmethod
+    def __setgluestate__(cls, rec, context):
+        if "header" in rec:  # written before the keyword form
+            return cls(fits.Header.fromstring(rec["header"]))
+        sip = {name: np.array(m) for name, m in (rec.get("sip") or {}).items()}
+        return _build_wcs(rec, sip)
+
+
+def _sip_matrix(header, name):
+    order = header.get(f"{name}_ORDER")
+    if order is None:
+        return None
+    m = np.zeros((int(order) + 1, int(order) + 1))
+    for p in range(int(order) + 1):
+        for q in range(int(order) + 1 - p):
+            m[p, q] = header.get(f"{name}_{p}_{q}", 0.0)
+    return m
+
+
+def celestial_wcs(header):
+    """The 2-D celestial WCS (TAN with SIP) of an image header, as a :class:`CelestialWCS`.
+
+    Built from the primary WCS keywords directly rather than by astropy's header parser,
+    which would also digest the alternate ``A`` and ``W`` (-TAB) WCSs and ~200 other cards
+    (10x slower; glue must not see ``W`` anyway).  The axes are named (``CNAME``) so that
+    glue labels them without re-serialising the WCS.
+    """
+    get = header.get
+    values = {
+        "ctype": [str(get("CTYPE1", "")).strip(), str(get("CTYPE2", "")).strip()],
+        "crval": [get("CRVAL1", 0.0), get("CRVAL2", 0.0)],
+        "crpix": [get("CRPIX1", 0.0), get("CRPIX2", 0.0)],
+        "cunit": [str(get("CUNIT1", "deg")).strip(), str(get("CUNIT2", "deg")).strip()],
+        "radesys": str(get("RADESYS", "")).strip(),
+        "equinox": get("EQUINOX"), "lonpole": get("LONPOLE"), "latpole": get("LATPOLE"),
+    }
+    if "CD1_1" in header:
+        values["cd"] = [[get("CD1_1", 0.0), get("CD1_2", 0.0)],
+                        [get("CD2_1", 0.0), get("CD2_2", 0.0)]]
+    else:
+        values["pc"] = [[get("PC1_1", 1.0), get("PC1_2", 0.0)],
+                        [get("PC2_1", 0.0), get("PC2_2", 1.0)]]
+        values["cdelt"] = [get("CDELT1", 1.0), get("CDELT2", 1.0)]
+    if "NAXIS1" in header and "NAXIS2" in header:
+        values["pixel_shape"] = (int(header["NAXIS1"]), int(header["NAXIS2"]))
+    sip = {name: _sip_matrix(header, name) for name in ("A", "B", "AP", "BP")}
+    return _build_wcs(values, {k: m for k, m in sip.items() if m is not None})
+
+
+def _build_wcs(values, sip):
+    w = CelestialWCS(naxis=2)
+    c = w.wcs
+    c.ctype = values["ctype"]
+    c.crval = values["crval"]
+    c.crpix = values["crpix"]
+    if "cd" in values:
+        c.cd = values["cd"]
+    else:
+        c.pc = values["pc"]
+        c.cdelt = values["cdelt"]
+    c.cunit = values["cunit"]
+    if values.get("radesys"):
+        c.radesys = values["radesys"]
+    for key in ("equinox", "lonpole", "latpole"):
+        if values.get(key) is not None:
+            setattr(c, key, values[key])
+    c.cname = ["Right Ascension", "Declination"]
+    if "A" in sip and "B" in sip:
+        w.sip = Sip(sip["A"], sip["B"], sip.get("AP"), sip.get("BP"), c.crpix)
+    c.set()
+    if values.get("pixel_shape"):
+        w.pixel_shape = tuple(values["pixel_shape"])
+    return w
+
+
+def _finite_or_none(value):
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def is_spherex_data(data):
+    """True for a dataset made by :func:`product_to_data` (also after a session restore)."""
+    meta = getattr(data, "meta", None)
+    return bool(meta) and meta.get("spherex") is True
+
+
+def source_product(data):
+    """The :class:`~glue_spherex.products.SpectralImage` ``data`` was made from, or None."""
+    return getattr(data, "_spherex_product", None)
+
+
+def _date(mjd):
+    if not math.isfinite(mjd):
+        return "unknown date"
+    return (_MJD0 + _dt.timedelta(days=mjd)).strftime("%Y-%m-%d")
+
+
+def data_label(meta):
+    """A label a person can read, e.g. ``'D2 1.342 µm 2025-05-03 #17'``."""
+    mjd = meta["mjd_avg"] if math.isfinite(meta["mjd_avg"]) else meta["mjd_beg"]
+    which = f"#{meta['cutout_index']}" if meta["cutout_index"] is not None else meta["obs_id"]
+    return f"D{meta['detector']} {meta['central_wavelength']:.3f} µm {_date(mjd)} {which}"
+
+
+def _source_path(product):
+    label = getattr(getattr(product, "_backing", None), "label", None)
+    if isinstance(label, str) and os.path.isfile(label):
+        return os.path.abspath(label)
+    return None
+
+
+def product_to_data(product, label=None):
+    """One glue dataset from a :class:`~glue_spherex.products.SpectralImage`."""
+    try:
+        ny, nx = product.shape
+        wl_c, bw_c = product.pixel_to_wave((nx - 1) / 2.0, (ny - 1) / 2.0)
+        coords = celestial_wcs(product.header)
+        meta = {
+            "spherex": True,
+            "obs_id": product.obsid,
+            "detector": product.detector,
+            "bandpass": product.bandpass,
+            "mjd_beg": product.mjd_beg,
+            "mjd_avg": product.mjd_avg,
+            "mjd_end": product.mjd_end,
+            "exptime": product.exptime,
+            "central_wavelength": float(wl_c),
+            "central_bandwidth": float(bw_c),
+            "access_url": product.access_url,
+            "cutout_index": product.cutout_index,
+            "version": product.version,
+            "source_path": _source_path(product),
+            "source_index": product.cutout_index,
+        }
+        data = Data(label=label or data_label(meta), coords=coords)
+        for name in SPHEREX_COMPONENTS[:4]:
+            kind = HDU_OF_COMPONENT[name]
+            units = str(product.headers[kind].get("BUNIT", _DEFAULT_UNITS[kind])).strip()
+            data.add_component(Component(getattr(product, name if name != "flux" else "image"),
+                                         units=units), name)
+        data.add_component(Component(product.wavelength(), units="um"), "wavelength")
+        data.add_component(Component(product.bandwidth(), units="um"), "bandwidth")
+    except SpherexError:
+        raise
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise SpherexFormatError(f"{product!r}: cannot make a glue dataset ({exc})") from None
+    data.meta.update(meta)
+    data._spherex_product = product
+    return data
+
+
+def products_to_data(products):
+    """:func:`product_to_data` for each product, in order."""
+    return [product_to_data(p) for p in products]

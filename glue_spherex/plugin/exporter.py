@@ -1,0 +1,167 @@
+"""Write SPHEREx datasets back to SPHEREx files.
+
+* :func:`export_combined` -- many cutouts as one combined file (the layout of IRSA's cutouts
+  tutorial, written by :class:`~glue_spherex.combined.CombinedWriter`), cutout_index
+  assigned in wavelength or time order.
+* :func:`export_cutout` -- one dataset (or a subset of one) as a single spectral-image file,
+  registered as a glue data exporter ('SPHEREx spectral image (FITS)'), since glue's export
+  dialog hands exporters one dataset at a time.
+
+The original extensions of each cutout are used (headers, PSF cube, WCS-WAVE table) --
+copied byte for byte when the dataset still holds the file's arrays.  If the dataset's
+``flux``, ``variance``, ``flags`` or ``zodi`` were replaced, the values the dataset holds
+are written instead.  A dataset whose source file can no longer be found is recorded as a
+failed row of CUTOUT_INFO, with the reason, rather than aborting the export.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+
+import numpy as np
+from astropy.io import fits
+from glue.config import data_exporter
+from glue.core.subset import Subset
+
+from ..combined import CombinedWriter
+from ..errors import SpherexError, SpherexInputError
+from ..products import SpectralImage
+from .datasets import HDU_OF_COMPONENT, is_spherex_data, source_product
+
+__all__ = ["export_combined", "export_cutout", "EXPORTER_LABEL"]
+
+EXPORTER_LABEL = "SPHEREx spectral image (FITS)"
+ORDERS = ("wavelength", "time")
+
+
+def _source(data):
+    """The SpectralImage behind ``data``: the one it was made from, or reopened from meta."""
+    product = source_product(data)
+    if product is not None and not getattr(product, "_closed", False):
+        return product
+    path = data.meta.get("source_path")
+    if not path:
+        raise SpherexInputError(f"{data.label!r}: the file it was read from is not known")
+    if not os.path.isfile(path):
+        raise SpherexInputError(f"{data.label!r}: its source file {path} no longer exists")
+    product = SpectralImage.open(path, data.meta.get("source_index"))
+    data._spherex_product = product
+    return product
+
+
+def _modified(data, product, mask=None):
+    """``{extension: array}`` for the arrays ``data`` holds that differ from the file's."""
+    out = {}
+    for name, kind in HDU_OF_COMPONENT.items():
+        held = data.get_component(name).data
+        original = product.image if kind == "IMAGE" else getattr(product, name)
+        if mask is None and held is original:
+            continue
+        if np.shape(held) != tuple(product.shape):
+            raise SpherexInputError(
+                f"{data.label!r}: {name} has shape {np.shape(held)}, the file {product.shape}")
+        values = np.array(held, dtype=original.dtype)
+        if mask is not None and kind != "FLAGS":
+            values[~mask] = np.nan
+        out[kind] = values
+    return out
+
+
+def _hdulist(product, replace, suffix=""):
+    """PRIMARY + the six extensions of ``product``, with ``replace`` {EXTNAME: array}."""
+    primary = fits.PrimaryHDU()
+    if product.version:
+        primary.header["VERSION"] = product.version
+    hdus = product.hdulist(suffix)
+    for kind, values in replace.items():
+        hdus[kind + suffix].data = values
+    return fits.HDUList([primary, *hdus])
+
+
+def _sort_key(order):
+    def key(item):
+        position, data = item
+        wl = data.meta.get("central_wavelength", math.nan)
+        mjd = data.meta.get("mjd_beg", math.nan)
+        wl = wl if math.isfinite(wl) else math.inf
+        mjd = mjd if math.isfinite(mjd) else math.inf
+        return (wl, mjd, position) if order == "wavelength" else (mjd, wl, position)
+    return key
+
+
+def export_combined(datasets, path, order="wavelength", target=None):
+    """Write the SPHEREx cutouts among ``datasets`` as one combined file at ``path``.
+
+    Parameters
+    ----------
+    datasets : iterable of glue Data
+        Non-SPHEREx datasets are skipped; at least one must be a SPHEREx cutout.
+    path : str or PathLike
+        Output file; an existing file is replaced (atomically).
+    order : {'wavelength', 'time'}
+        cutout_index 1, 2, ... follow the central wavelength or the exposure start.
+    target : SkyCoord or (ra, dec) in degrees, optional
+        Where CUTOUT_INFO's central wavelength is evaluated (default: each cutout's centre).
+
+    Returns
+    -------
+    str
+        ``path``.
+    """
+    if order not in ORDERS:
+        raise SpherexInputError(f"order must be one of {ORDERS}, got {order!r}")
+    cutouts = [d for d in datasets if is_spherex_data(d)]
+    if not cutouts:
+        raise SpherexInputError("none of the datasets is a SPHEREx cutout; nothing to export")
+    ordered = [d for _, d in sorted(enumerate(cutouts), key=_sort_key(order))]
+    planned = [{"cutout_index": i, "access_url": d.meta.get("access_url") or "",
+                "obs_id": d.meta.get("obs_id"), "detector": d.meta.get("detector"),
+                "bandpass": d.meta.get("bandpass"), "observation_date": d.meta.get("mjd_beg"),
+                "mjd_end": d.meta.get("mjd_end")}
+               for i, d in enumerate(ordered, start=1)]
+    path = os.fspath(path)
+    with CombinedWriter(path, planned, target=target, overwrite=True) as writer:
+        for index, data in enumerate(ordered, start=1):
+            try:
+                product = _source(data)
+                replace = _modified(data, product)
+                writer.add(index, _hdulist(product, replace) if replace else product)
+            except SpherexError as exc:
+                if writer.statuses[index] != "failed":  # add() records its own failures
+                    writer.add_failure(index, str(exc))
+    return path
+
+
+def export_cutout(filename, data, components=None):
+    """glue data exporter: one SPHEREx dataset, or a subset of one, as a spectral-image file.
+
+    For a subset, ``flux``, ``variance`` and ``zodi`` are NaN outside it.  All extensions are
+    always written (``components`` is ignored: the format has a fixed layout).
+    """
+    mask = None
+    if isinstance(data, Subset):
+        mask, data = np.asarray(data.to_mask(), bool), data.data
+    if not is_spherex_data(data):
+        raise SpherexInputError(
+            f"{data.label!r} is not a SPHEREx cutout; this exporter writes SPHEREx datasets only")
+    product = _source(data)
+    hdul = _hdulist(product, _modified(data, product, mask))
+    directory = os.path.dirname(os.path.abspath(filename))
+    fd, tmp = tempfile.mkstemp(prefix=".spherex-", suffix=".fits.part", dir=directory)
+    os.close(fd)
+    try:
+        hdul.writeto(tmp, overwrite=True)
+        os.replace(tmp, filename)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return filename
+
+
+def register():
+    """Add the single-dataset exporter to glue's registry (once)."""
+    if not any(member[0] is export_cutout for member in data_exporter.members):
+        data_exporter(EXPORTER_LABEL, extension=["fits"])(export_cutout)

@@ -1,0 +1,265 @@
+"""Link every SPHEREx cutout of a session by sky position, in linear time.
+
+:func:`link_cutouts` joins each cutout to one *reference* cutout (a star: N-1 links for N
+cutouts) with a :class:`CutoutLink`: identity links between
+
+* the world coordinates ``Right Ascension`` and ``Declination`` (all SPHEREx WCSs are
+  ICRS), and
+* the per-pixel quantities ``flux``, ``variance``, ``flags``, ``zodi``, ``wavelength`` and
+  ``bandwidth``.
+
+With glue's pixel<->world coordinate links inside each dataset this is enough for
+
+* a pixel or sky ROI drawn on any cutout to select the same sky in every cutout (pixel of
+  A -> world of A = world of B -> pixel of B, through the WCS with SIP, exactly);
+* a condition on ``wavelength`` (or flux, flags, ...) of any cutout to select, in every
+  cutout, the pixels whose own value meets it -- e.g. 1.30 <= λ < 1.35 µm;
+* glue's image viewer to reproject any cutout onto any other (the reference dataset can
+  derive every layer's pixel components);
+* a scatter plot of one cutout's ``wavelength`` vs ``flux`` to show every cutout's pixels,
+  i.e. a spectrum.
+
+A :class:`CutoutLink` is a plain glue :class:`~glue.core.link_helpers.LinkCollection` of
+identity :class:`~glue.core.component_link.ComponentLink` objects (what
+:class:`~glue.core.link_helpers.LinkSame` makes, eight at a time), shown as one entry per
+cutout in glue's link editor and saved and restored with the session.  The cost of the
+link graph is kept linear by :mod:`glue_spherex.plugin.linkmanager`.
+
+glue's 'Astronomy WCS' autolinker would instead suggest a WCS link for every pair of images
+(N(N-1)/2 links, O(N^2) work on every data addition, and a modal dialog).  :func:`setup
+<glue_spherex.plugin.setup>` therefore
+
+* registers the 'SPHEREx sky' autolinker (:func:`spherex_autolink`), which runs
+  :func:`link_cutouts` whenever data are added to a GlueApplication and suggests nothing
+  (so no dialog); set ``glue.config.settings.AUTOLINK['SPHEREx sky'] = 'always_ignore'``
+  to switch that off;
+* wraps the 'Astronomy WCS' autolinker (:func:`exclude_cutouts_from_wcs_autolinker`) so it
+  sees only the non-SPHEREx datasets plus the reference cutout: another WCS image loaded
+  with the cutouts is offered one WCS link to the reference, which links it to all of them.
+  :func:`restore_wcs_autolinker` undoes the wrapping.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from glue.config import autolinker, settings
+from glue.core.component_link import ComponentLink
+from glue.core.hub import HubListener
+from glue.core.link_helpers import LinkCollection
+from glue.core.message import DataCollectionDeleteMessage
+
+from ..errors import SpherexInputError
+from .datasets import SPHEREX_COMPONENTS, is_spherex_data
+from .linkmanager import use_indexed_link_manager
+
+__all__ = ["link_cutouts", "CutoutLink", "reference_cutout", "sky_component_ids",
+           "spherex_autolink",
+           "exclude_cutouts_from_wcs_autolinker", "restore_wcs_autolinker",
+           "AUTOLINKER_LABEL", "LINKED_COMPONENTS"]
+
+AUTOLINKER_LABEL = "SPHEREx sky"
+WCS_AUTOLINKER_LABEL = "Astronomy WCS"
+#: Main components joined by identity links (in addition to RA and Dec).
+LINKED_COMPONENTS = SPHEREX_COMPONENTS
+
+
+def sky_component_ids(data):
+    """``(ra, dec)`` world component IDs of a dataset with a 2-D celestial WCS."""
+    wcs = getattr(data.coords, "wcs", None)
+    if wcs is None or data.ndim != 2 or wcs.lng < 0 or wcs.lat < 0:
+        raise SpherexInputError(f"{data.label!r} has no 2-D celestial WCS")
+    world = data.world_component_ids  # numpy order: world axis k is entry ndim - 1 - k
+    return world[data.ndim - 1 - wcs.lng], world[data.ndim - 1 - wcs.lat]
+
+
+def _linked_cids(data):
+    ra, dec = sky_component_ids(data)
+    own = {cid.label: cid for cid in data.main_components}
+    try:
+        return [ra, dec] + [own[name] for name in LINKED_COMPONENTS]
+    except KeyError as exc:
+        raise SpherexInputError(f"{data.label!r} has no {exc.args[0]!r} component") from None
+
+
+class CutoutLink(LinkCollection):
+    """Two SPHEREx cutouts share sky coordinates and per-pixel quantities.
+
+    Identity links between ``Right Ascension``, ``Declination`` and each of
+    :data:`LINKED_COMPONENTS` of ``data1`` and the same components of ``data2``.
+    """
+
+    display = "SPHEREx cutouts: same sky and quantities"
+    description = ("Identifies the right ascension, declination, flux, variance, flags, "
+                   "zodi, wavelength and bandwidth of two SPHEREx cutouts, so that "
+                   "selections made on one apply to the other, and each can be shown in "
+                   "the other's image viewer.")
+    labels1 = [f"{name}_1" for name in ("ra", "dec") + LINKED_COMPONENTS]
+    labels2 = [f"{name}_2" for name in ("ra", "dec") + LINKED_COMPONENTS]
+
+    def __init__(self, data1=None, data2=None, cids1=None, cids2=None):
+        if cids1 is None:
+            cids1 = _linked_cids(data1)
+        if cids2 is None:
+            cids2 = _linked_cids(data2)
+        if len(cids1) != len(cids2):
+            raise SpherexInputError("a CutoutLink needs as many components on each side")
+        super().__init__(data1=data1, data2=data2, cids1=list(cids1), cids2=list(cids2))
+        self._links = [ComponentLink([a], b) for a, b in zip(self.cids1, self.cids2)]
+
+
+def _star_links(data_collection):
+    """``{reference: set of datasets linked to it}`` from the CutoutLinks present."""
+    star = {}
+    for link in data_collection.external_links:
+        if isinstance(link, CutoutLink):
+            star.setdefault(link.data1, set()).add(link.data2)
+    return star
+
+
+def reference_cutout(data_collection):
+    """The cutout the others are (or will be) linked to, or None if there is no cutout.
+
+    It is the reference of the existing links if any (the one with most cutouts linked),
+    else the first SPHEREx dataset of the collection.
+    """
+    members = set(data_collection.data)
+    star = {ref: linked for ref, linked in _star_links(data_collection).items()
+            if ref in members}
+    if star:
+        return max(star, key=lambda ref: len(star[ref]))
+    return next((d for d in data_collection if is_spherex_data(d)), None)
+
+
+def link_cutouts(data_collection, datasets=None):
+    """Link SPHEREx cutouts by sky position (and same-named quantities) to one reference.
+
+    Parameters
+    ----------
+    data_collection : glue.core.DataCollection
+        The session's data collection.
+    datasets : list of Data, optional
+        The cutouts to link (all must be SPHEREx datasets in ``data_collection``); by
+        default every SPHEREx dataset of the collection.
+
+    Returns
+    -------
+    list of CutoutLink
+        The links added (none for cutouts that were already linked).  Calling it again is
+        cheap and adds nothing.
+    """
+    members = set(data_collection.data)
+    if datasets is None:
+        datasets = [d for d in data_collection if is_spherex_data(d)]
+    else:
+        datasets = list(datasets)
+        for d in datasets:
+            if not is_spherex_data(d):
+                raise SpherexInputError(
+                    f"{getattr(d, 'label', d)!r} is not a SPHEREx cutout; link_cutouts() "
+                    "accepts datasets made by the SPHEREx reader only")
+            if d not in members:
+                raise SpherexInputError(f"{d.label!r} is not in the data collection")
+    if not datasets:
+        return []
+
+    use_indexed_link_manager(data_collection)
+    _Relinker.watch(data_collection)
+    reference = reference_cutout(data_collection)
+    linked = _star_links(data_collection).get(reference, set())
+    ref_cids = _linked_cids(reference)
+    new = []
+    for d in datasets:
+        if d is reference or d in linked:
+            continue
+        new.append(CutoutLink(reference, d, cids1=ref_cids))
+        linked.add(d)
+    if new:
+        data_collection.add_link(new)
+    return new
+
+
+class _Relinker(HubListener):
+    """Re-links the cutouts to a new reference when the reference is removed."""
+
+    @classmethod
+    def watch(cls, data_collection):
+        if getattr(data_collection, "_spherex_relinker", None) is None:
+            data_collection._spherex_relinker = cls(data_collection)
+
+    def __init__(self, data_collection):
+        self._dc = data_collection
+        data_collection.hub.subscribe(self, DataCollectionDeleteMessage, handler=self._removed,
+                                      filter=lambda msg: msg.sender is data_collection)
+
+    def _removed(self, msg):
+        if is_spherex_data(msg.data) and any(is_spherex_data(d) for d in self._dc):
+            # the link manager has dropped the removed dataset's links by now
+            link_cutouts(self._dc)
+
+
+def spherex_autolink(data_collection):
+    """The 'SPHEREx sky' autolinker: link new cutouts right away, suggest nothing."""
+    if settings.AUTOLINK.get(AUTOLINKER_LABEL) == "always_ignore":
+        return []
+    link_cutouts(data_collection)
+    return []
+
+
+class _WithoutCutouts:
+    """What the WCS autolinker sees: non-SPHEREx datasets plus the reference cutout."""
+
+    def __init__(self, data_collection):
+        self._dc = data_collection
+        reference = reference_cutout(data_collection)
+        self._data = [d for d in data_collection if not is_spherex_data(d) or d is reference]
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def __len__(self):
+        return len(self._data)
+
+    @property
+    def data(self):
+        return list(self._data)
+
+    def __getattr__(self, name):
+        return getattr(self._dc, name)
+
+
+def exclude_cutouts_from_wcs_autolinker():
+    """Wrap the registered 'Astronomy WCS' autolinker so it skips SPHEREx cutouts.
+
+    Idempotent; returns True if the autolinker is (now) wrapped, False if none is registered.
+    """
+    members = autolinker.members
+    for i, (label, function) in enumerate(members):
+        if label != WCS_AUTOLINKER_LABEL:
+            continue
+        if getattr(function, "_spherex_wrapped", None) is not None:
+            return True
+
+        @functools.wraps(function)
+        def without_cutouts(data_collection, _function=function):
+            return _function(_WithoutCutouts(data_collection))
+
+        without_cutouts._spherex_wrapped = function
+        members[i] = (label, without_cutouts)
+        return True
+    return False
+
+
+def restore_wcs_autolinker():
+    """Undo :func:`exclude_cutouts_from_wcs_autolinker`."""
+    members = autolinker.members
+    for i, (label, function) in enumerate(members):
+        original = getattr(function, "_spherex_wrapped", None)
+        if original is not None:
+            members[i] = (label, original)
+
+
+def register_autolinker():
+    """Add the 'SPHEREx sky' autolinker to glue's registry (once)."""
+    if not any(label == AUTOLINKER_LABEL for label, _ in autolinker.members):
+        autolinker.add(AUTOLINKER_LABEL, spherex_autolink)

@@ -1,0 +1,159 @@
+"""glue plugin: registration and the data factory (full frame, IRSA cutout, combined file)."""
+
+import mmap
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.time import Time
+from astropy.wcs import WCS
+from glue.config import autolinker, data_exporter, data_factory
+from glue.core.data_factories import find_factory, load_data
+from plugin_cutouts import cutout_hdul, survey, write_combined
+from spherex_testfiles import make_frame
+
+from glue_spherex import plugin
+from glue_spherex.plugin import datasets, exporter, factory, linkmanager, links
+from glue_spherex.products import SpectralImage
+
+COMPONENTS = ["flux", "variance", "flags", "zodi", "wavelength", "bandwidth"]
+
+
+def memory_mapped(array):
+    while array is not None:
+        if isinstance(array, (np.memmap, mmap.mmap)):
+            return True
+        array = getattr(array, "base", None)
+    return False
+
+
+@pytest.fixture(scope="module", autouse=True)
+def registered():
+    plugin.setup()
+
+
+def test_setup_is_idempotent():
+    plugin.setup()
+    plugin.setup()
+    assert sum(m.function is factory.read_spherex for m in data_factory.members) == 1
+    assert sum(m.function is exporter.export_cutout for m in data_exporter.members) == 1
+    labels = [label for label, _ in autolinker.members]
+    assert labels.count(links.AUTOLINKER_LABEL) == 1
+    assert labels.count(links.WCS_AUTOLINKER_LABEL) == 1
+    wcs = dict(autolinker.members)[links.WCS_AUTOLINKER_LABEL]
+    assert wcs._spherex_wrapped is not None  # wrapped once, not twice
+    assert getattr(wcs._spherex_wrapped, "_spherex_wrapped", None) is None
+    assert linkmanager.installed()
+
+
+def test_teardown_restores_glue_and_setup_reapplies():
+    from glue.core import DataCollection
+    from glue.core.link_manager import LinkManager
+
+    plugin.teardown()
+    try:
+        assert not linkmanager.installed()
+        assert type(DataCollection()._link_manager) is LinkManager
+        wcs = dict(autolinker.members)[links.WCS_AUTOLINKER_LABEL]
+        assert getattr(wcs, "_spherex_wrapped", None) is None
+    finally:
+        plugin.setup()
+    assert isinstance(DataCollection()._link_manager, linkmanager.IndexedLinkManager)
+    assert sum(m.function is factory.read_spherex for m in data_factory.members) == 1
+
+
+@pytest.fixture(scope="module")
+def cutout_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("factory") / "cutout.fits"
+    cutout_hdul(detector=4, pa=30, size=30, mjd=61045.25, obsid="2026W02_1B_0042_3").writeto(path)
+    return path
+
+
+def test_cutout_file_opens_as_one_dataset(cutout_file):
+    assert find_factory(str(cutout_file)) is factory.read_spherex  # beats glue's FITS reader
+    data = load_data(str(cutout_file))
+    product = SpectralImage.open(cutout_file)
+
+    assert [c.label for c in data.main_components] == COMPONENTS
+    units = {c.label: data.get_component(c).units for c in data.main_components}
+    assert units == {"flux": "MJy / sr", "variance": "MJy2 / sr2", "flags": "",
+                     "zodi": "MJy / sr", "wavelength": "um", "bandwidth": "um"}
+    np.testing.assert_array_equal(data["flux"], product.image)
+    np.testing.assert_array_equal(data["flags"], product.flags)
+    np.testing.assert_array_equal(data["variance"], product.variance)
+    np.testing.assert_array_equal(data["zodi"], product.zodi)
+    np.testing.assert_array_equal(data["wavelength"], product.wavelength())
+    np.testing.assert_array_equal(data["bandwidth"], product.bandwidth())
+    assert memory_mapped(data.get_component("flux").data)  # not read into memory
+
+    meta = data.meta
+    assert meta["spherex"] is True and datasets.is_spherex_data(data)
+    assert (meta["obs_id"], meta["detector"], meta["bandpass"]) == \
+        ("2026W02_1B_0042_3", 4, "SPHEREx-D4")
+    assert (meta["mjd_beg"], meta["mjd_avg"], meta["mjd_end"]) == \
+        (61045.25, 61045.25 + 0.0007, 61045.25 + 0.0013)
+    wl, bw = product.pixel_to_wave(14.5, 14.5)
+    assert meta["central_wavelength"] == pytest.approx(float(wl))
+    assert meta["central_bandwidth"] == pytest.approx(float(bw))
+    assert 2.42 < meta["central_wavelength"] < 3.82  # the D4 band
+    assert meta["cutout_index"] is None and meta["access_url"] is None
+    assert meta["source_path"] == str(cutout_file)
+    date = Time(meta["mjd_avg"], format="mjd").datetime.strftime("%Y-%m-%d")
+    assert date == "2026-01-05"
+    assert data.label == f"D4 {meta['central_wavelength']:.3f} µm {date} 2026W02_1B_0042_3"
+
+
+def test_coords_are_the_celestial_wcs_only(cutout_file):
+    data = load_data(str(cutout_file))
+    with fits.open(cutout_file) as hdul:
+        reference = WCS(hdul["IMAGE"].header, naxis=2)  # primary WCS, with SIP
+    assert data.coords.pixel_n_dim == data.coords.world_n_dim == 2
+    assert data.coords.world_axis_physical_types == ["pos.eq.ra", "pos.eq.dec"]
+    assert [c.label for c in data.world_component_ids] == ["Declination", "Right Ascension"]
+    yy, xx = np.mgrid[-5:35, -5:35]
+    np.testing.assert_allclose(data.coords.all_pix2world(xx, yy, 0),
+                               reference.all_pix2world(xx, yy, 0), rtol=0, atol=1e-12)
+    ra, dec = reference.all_pix2world(7, 3, 0)
+    assert data["Right Ascension"][3, 7] == pytest.approx(float(ra), abs=1e-12)
+    assert data["Declination"][3, 7] == pytest.approx(float(dec), abs=1e-12)
+
+
+def test_full_frame_file(tmp_path):
+    frame = make_frame(detector=1)
+    frame["PSF"].data = frame["PSF"].data[:1].copy()  # keep the file small
+    for key in list(frame["PSF"].header):
+        if key[1:4] == "CTR" or key[1:4] == "WID":
+            del frame["PSF"].header[key]
+    path = tmp_path / "frame.fits"
+    frame.writeto(path)
+    data = load_data(str(path))
+    assert data.shape == (2040, 2040)
+    assert data.meta["detector"] == 1 and data.meta["cutout_index"] is None
+    assert memory_mapped(data.get_component("flux").data)
+    np.testing.assert_array_equal(data["wavelength"][::500, ::500],
+                                  SpectralImage.open(path).wavelength()[::500, ::500])
+
+
+def test_combined_file_opens_as_a_list(tmp_path):
+    hduls = survey(5)
+    path = write_combined(tmp_path / "combined.fits", hduls)
+    found = load_data(str(path))
+    assert isinstance(found, list) and len(found) == 5
+    assert [d.meta["cutout_index"] for d in found] == [1, 2, 3, 4, 5]
+    assert [d.meta["detector"] for d in found] == [1, 2, 3, 4, 5]
+    assert len({d.label for d in found}) == 5
+    assert all(d.label.endswith(f"#{i}") for i, d in enumerate(found, start=1))
+    assert [d.meta["access_url"] for d in found] == \
+        [f"http://127.0.0.1:1/cutout/{i}" for i in range(1, 6)]
+    for d, hdul in zip(found, hduls):
+        np.testing.assert_array_equal(d["flux"], hdul["IMAGE"].data)
+        product = SpectralImage.open(hdul)
+        np.testing.assert_array_equal(d["wavelength"], product.wavelength())
+
+
+def test_other_fits_files_are_left_to_glue(tmp_path):
+    path = tmp_path / "plain.fits"
+    fits.PrimaryHDU(np.zeros((4, 5))).writeto(path)
+    assert not factory.is_spherex_file(str(path))
+    assert find_factory(str(path)) is not factory.read_spherex
+    assert load_data(str(path)).shape == (4, 5)
