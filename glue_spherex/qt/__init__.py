@@ -91,13 +91,12 @@ def compare_selected_cutouts(layers, data_collection):
 
 
 def _open_export(datasets, app):
-    from ..errors import SpherexError
     from .export_action import ExportDialog
 
     try:
         dialog = ExportDialog(datasets, parent=app)
-    except SpherexError as exc:
-        _notice(app, str(exc))
+    except Exception as exc:  # noqa: BLE001 -- one line for the user, traceback in the log
+        _notice(app, exc)
         return None
     dialog.setAttribute(_delete_on_close())
     dialog.show()
@@ -106,20 +105,28 @@ def _open_export(datasets, app):
 
 
 def _compare(app, datasets):
-    from ..errors import SpherexError
     from .compare import open_wavelength_grid
 
     try:
         return open_wavelength_grid(app, datasets)
-    except SpherexError as exc:
-        _notice(app, str(exc))
+    except Exception as exc:  # noqa: BLE001 -- one line for the user, traceback in the log
+        _notice(app, exc)
         return None
 
 
-def _notice(parent, text):
-    """A non-blocking message box (never a traceback)."""
+def _notice(parent, exc):
+    """Show ``exc`` as one line in a non-blocking message box; unexpected errors also go to
+    the log (View ▸ Console Log) with their traceback."""
+    import logging
+
     from qtpy import QtWidgets
 
+    from ..errors import SpherexError
+    from .fetch_worker import one_line
+
+    if not isinstance(exc, SpherexError):
+        logging.getLogger(__name__).error("SPHEREx action failed", exc_info=exc)
+    text = one_line(exc)
     box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Information, "SPHEREx", text,
                                 QtWidgets.QMessageBox.Ok, parent)
     box.setAttribute(_delete_on_close())

@@ -99,6 +99,7 @@ def open_wavelength_grid(app, datasets=None, count=DEFAULT_PANELS):
             elif layer.layer is data:
                 _style(layer, data)
         viewer.state.title = data.label  # band, λ, date: 'D2 1.342 µm 2025-05-03 #17'
+        _select_layer(viewer, data)
         viewers.append(viewer)
 
     # Lay the panels out first: equal sizes give equal aspect corrections, so the shared
@@ -146,6 +147,18 @@ class _Follower:
 
     def changed(self, *args):
         self.shared.push(self.state)
+
+
+def _select_layer(viewer, data):
+    """Make the panel's own cutout (not the hidden reference) the layer glue's side panel
+    shows. (glue's ``select_artist`` uses an enum spelling PySide6 lacks, hence by hand.)"""
+    from qtpy.QtCore import QItemSelectionModel
+
+    layer_list = viewer.layer_view().layer_list
+    artist = next((a for a in viewer.layers if a.layer is data), None)
+    if artist is not None:
+        index = layer_list.model().index(layer_list.model().artist_row(artist))
+        layer_list.selectionModel().select(index, QItemSelectionModel.ClearAndSelect)
 
 
 def _style(layer, data):

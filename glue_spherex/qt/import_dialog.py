@@ -424,9 +424,14 @@ class SpherexImportDialog(QtWidgets.QDialog):
         if task is not self._task:
             return  # a search the user cancelled
         self._task = None
+        try:
+            preview = summarize(table, self.request)
+        except Exception as exc:  # noqa: BLE001 -- an unexpected answer, shown as one line
+            self._search_failed(None, f"the archive's answer could not be read: {one_line(exc)}")
+            return
         self.table = table
         self._loaded_indices = set()
-        self.preview = summarize(table, self.request)
+        self.preview = preview
         self._fill_preview()
         self._set_state("previewed")
         if self.preview.total:
@@ -436,7 +441,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
             self._show("")
 
     def _search_failed(self, task, message):
-        if task is not self._task:
+        if task is not None and task is not self._task:
             return
         self._task = None
         self.headline.setText("The search failed.")
