@@ -13,6 +13,7 @@ import numpy as np
 
 from glue_spherex.products import SpectralImage
 from glue_spherex.synthetic import cutout_bytes, cutout_window, observation_plan
+from glue_spherex.wavelength import reference_table
 
 
 @lru_cache(maxsize=16)
@@ -33,9 +34,17 @@ def covering_frames(ra, dec, size):
     return tuple(out)
 
 
-def cutouts_at(ra, dec, per_detector=20, size=21):
+def _wavelength(spec, window):
+    """Wavelength (µm) the frame sees at the centre of the window (parent-frame table)."""
+    x0, y0, nx, ny = window
+    wl, _ = reference_table(spec.detector).lookup(x0 + (nx - 1) / 2 + 1.0, y0 + (ny - 1) / 2 + 1.0)
+    return float(wl)
+
+
+def cutouts_at(ra, dec, per_detector=20, size=21, near=(), per_feature=2):
     """SpectralImages of up to ``per_detector`` frames per detector covering (ra, dec),
-    chosen evenly across the detector rows (so across each band's wavelengths)."""
+    chosen evenly across the detector rows (so across each band's wavelengths), plus the
+    ``per_feature`` frames seeing the position closest to each wavelength in ``near`` (µm)."""
     chosen = []
     frames = covering_frames(float(ra), float(dec), int(size))
     for det in range(1, 7):
@@ -44,4 +53,8 @@ def cutouts_at(ra, dec, per_detector=20, size=21):
             continue
         idx = np.unique(np.linspace(0, len(mine) - 1, min(per_detector, len(mine))).round())
         chosen += [mine[int(i)] for i in idx]
+    for wl in near:
+        rest = [f for f in frames if f not in chosen]
+        rest.sort(key=lambda f: abs(_wavelength(*f) - wl))
+        chosen += rest[:per_feature]
     return [SpectralImage.open(cutout_bytes(spec, *window)) for spec, window in chosen]
