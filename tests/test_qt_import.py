@@ -155,11 +155,13 @@ def test_import_link_select_compare_and_screenshots(glue_app, qtbot, archive, mo
     assert path.endswith("glue_import_linked.png")
 
 
-def test_cancel_keeps_what_arrived_and_can_resume(glue_app, qtbot, make_archive):
+def test_cancel_keeps_what_arrived_and_can_resume(glue_app, qtbot, make_archive, tmp_path):
     arch = make_archive(latency=0.4)
     dc = glue_app.data_collection
     dialog = open_import_dialog(glue_app)
     fill(dialog, arch.url, size="1", workers=2)
+    cache = tmp_path / "cache"
+    dialog.cache_edit.setText(str(cache))
     search(qtbot, dialog)
     assert dialog.preview.total == N_WINDOW
     qtbot.mouseClick(dialog.fetch_button, _left())
@@ -174,12 +176,14 @@ def test_cancel_keeps_what_arrived_and_can_resume(glue_app, qtbot, make_archive)
     assert dialog.status_label.text().startswith(f"Cancelled: {kept} of {N_WINDOW}")
     assert dialog.fetch_button.isEnabled()
     assert dialog.fetch_button.text() == f"Fetch {N_WINDOW - kept} remaining"
+    assert len(list(cache.glob("*.fits"))) >= kept  # the Advanced cache field is used
 
     arch.faults = type(arch.faults)()  # fast again
     fetch(qtbot, dialog)
     assert len(dc) == N_WINDOW
     keys = {(d.meta["obs_id"], d.meta["detector"]) for d in dc}
     assert len(keys) == N_WINDOW  # the resumed run fetched only what was missing
+    assert len(list(cache.glob("*.fits"))) == N_WINDOW
 
 
 def test_closing_mid_fetch_keeps_what_arrived(glue_app, qtbot, make_archive):

@@ -511,8 +511,9 @@ class SpherexImportDialog(QtWidgets.QDialog):
             from ..fetch import fetch_cutouts
             from ..plugin import product_to_data
 
-            for result in fetch_cutouts(table, workers=request.workers,
-                                        cache_dir=request.cache_dir, cancel=cancel):
+            cache = request.cache_dir if request.cache_dir is not None else ""  # "" = none
+            for result in fetch_cutouts(table, workers=request.workers, cache_dir=cache,
+                                        cancel=cancel):
                 data = None
                 if result.status == "ok":
                     try:
