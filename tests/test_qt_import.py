@@ -264,3 +264,68 @@ def _left():
 
     return Qt.LeftButton
 
+
+
+SESAME_M101 = """# M101	#Q1
+#=S=Simbad (CDS, via client/server):    1
+%I.0 M 101
+%J 210.80227 +54.34895 = 14:03:12.54 +54:20:56.2
+
+#====Done====
+"""
+
+
+@pytest.fixture
+def sesame():
+    """A stand-in for CDS Sesame on 127.0.0.1 that knows M101 only."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from astropy.coordinates.name_resolve import sesame_url
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = (SESAME_M101 if self.path.endswith("?M101") else
+                    "# X\n#! *** Nothing found ***\n").encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with sesame_url.set([f"http://127.0.0.1:{server.server_address[1]}/sesame/"]):
+        yield
+    server.shutdown()
+    server.server_close()
+
+
+def test_object_names_are_resolved_off_the_gui_thread(glue_app, qtbot, archive, sesame):
+    dialog = open_import_dialog(glue_app)
+    fill(dialog, archive.url, target="M101", size="1")
+    assert "Object name" in dialog.target_hint.text()
+    search(qtbot, dialog)
+    assert dialog.state == "previewed", dialog.status_label.text()
+    assert dialog.preview.total == N_WINDOW
+    assert "RA 210.80227°" in dialog.target_hint.text()
+
+    dialog.target_edit.setText("NoSuchGalaxy")
+    search(qtbot, dialog)
+    text = dialog.status_label.text()
+    assert dialog.state == "idle" and "\n" not in text
+    assert text.startswith("unknown target 'NoSuchGalaxy'") and "RA Dec" in text
+
+
+def test_unreachable_name_resolver_is_one_line(glue_app, qtbot, archive):
+    from astropy.coordinates.name_resolve import sesame_url
+
+    dialog = open_import_dialog(glue_app)
+    fill(dialog, archive.url, target="M101")
+    with sesame_url.set(["http://127.0.0.1:9/sesame/"]):
+        search(qtbot, dialog)
+    text = dialog.status_label.text()
+    assert dialog.state == "idle" and "\n" not in text
+    assert text.startswith("could not resolve 'M101'") and "RA Dec" in text

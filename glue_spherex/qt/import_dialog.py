@@ -411,14 +411,25 @@ class SpherexImportDialog(QtWidgets.QDialog):
             from ..query import SpherexArchive
 
             archive = SpherexArchive(archive_url=request.archive_url)
+            coord = request.coord
+            if coord is None:
+                coord = resolve_name(request.target)
+                report(coord)
             return archive.query_region(
-                request.query_target, size=request.size, bandpass=list(request.bandpasses),
+                coord, size=request.size, bandpass=list(request.bandpasses),
                 collection=request.collection, time=request.time, via=request.via)
 
         self._task = task = BackgroundTask(run, self)
+        task.reported.connect(lambda coord: self._resolved(task, coord))
         task.succeeded.connect(lambda table: self._search_done(task, table))
         task.failed.connect(lambda message: self._search_failed(task, message))
         task.start()
+
+    def _resolved(self, task, coord):
+        if task is self._task:
+            self.target_hint.setText(f"{self.request.target}:  RA {coord.ra.deg:.5f}°   "
+                                     f"Dec {coord.dec.deg:+.5f}°   (ICRS, from CDS Sesame)")
+            self.target_hint.setStyleSheet(_GREY)
 
     def _search_done(self, task, table):
         if task is not self._task:
@@ -626,6 +637,23 @@ class SpherexImportDialog(QtWidgets.QDialog):
 
     def reject(self):  # Esc
         self.close()
+
+
+def resolve_name(name):
+    """ICRS position of an object name from CDS Sesame, with errors worded for this dialog."""
+    from ..errors import SpherexInputError, SpherexServiceError
+    from ..resolve import resolve_target
+
+    try:
+        return resolve_target(name)
+    except SpherexInputError as exc:
+        if not str(exc).startswith("unknown target"):
+            raise
+        raise SpherexInputError(f"unknown target {name!r}: CDS Sesame does not know this name; "
+                                "check it or type the position as 'RA Dec'") from None
+    except SpherexServiceError:
+        raise SpherexServiceError(f"could not resolve {name!r}: the name resolver (CDS Sesame) "
+                                  "cannot be reached; type the position as 'RA Dec'") from None
 
 
 class _Failure:
