@@ -12,11 +12,22 @@ pytest.importorskip("glue_qt")
 
 from glue.config import settings  # noqa: E402
 
-#: M101 in the local archive; between these MJDs every band sees it 4 times (24 cutouts).
+#: M101 in the local archive, and a time window in which every band sees it a few times.
 TARGET = "210.80227 54.34895"
 WINDOW = (60832.50, 60832.64)
-N_WINDOW = 24
 STATIC = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "_static")
+
+
+@pytest.fixture(scope="session")
+def window_size(archive):
+    """How many cutouts the archive holds for TARGET in WINDOW (checked to suit the tests:
+    a few dozen at most, spread over the bands)."""
+    from glue_spherex.query import SpherexArchive
+
+    table = SpherexArchive(archive_url=archive.url).query_region(TARGET, size="1arcmin",
+                                                                 time=WINDOW)
+    assert 12 <= len(table) <= 40 and len(set(table["bandpass"])) >= 5
+    return len(table)
 
 
 @pytest.fixture

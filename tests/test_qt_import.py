@@ -9,7 +9,6 @@ import pytest
 import qt_support
 import requests
 from qt_support import (
-    N_WINDOW,
     TARGET,
     WINDOW,
     axes_region,
@@ -29,6 +28,7 @@ from glue_spherex.query import SpherexArchive
 pytestmark = pytest.mark.timeout(300)
 glue_app = qt_support.glue_app
 modal_watchdog = qt_support.modal_watchdog
+window_size = qt_support.window_size
 
 
 def _product_of(row):
@@ -39,7 +39,7 @@ def _product_of(row):
 
 
 def test_import_link_select_compare_and_screenshots(glue_app, qtbot, archive, monkeypatch,
-                                                    modal_watchdog):
+                                                    modal_watchdog, window_size):
     from glue.config import settings
     from glue.core.roi import CircularROI
 
@@ -60,25 +60,26 @@ def test_import_link_select_compare_and_screenshots(glue_app, qtbot, archive, mo
     # The count-first preview agrees with the archive's own answer, band by band.
     expected = SpherexArchive(archive_url=archive.url).query_region(
         TARGET, size="3arcmin", time=WINDOW)
-    assert len(expected) == N_WINDOW and dialog.preview.total == N_WINDOW
+    n = window_size
+    assert len(expected) == n and dialog.preview.total == n
     for band in dialog.preview.bands:
         assert band.count == int(np.sum(expected["bandpass"] == band.band))
     table_text = [dialog.preview_table.item(r, 2).text()
                   for r in range(dialog.preview_table.rowCount())]
-    assert table_text[-1] == str(N_WINDOW)
+    assert table_text[-1] == str(n)
     # The size estimate (PSF cube + 4 planes) is within 5 % of a real cutout's size.
     real_size = len(requests.get(expected[0]["cutout_url"], timeout=60).content)
-    assert dialog.preview.nbytes / N_WINDOW == pytest.approx(real_size, rel=0.05)
+    assert dialog.preview.nbytes / n == pytest.approx(real_size, rel=0.05)
 
     seen_sizes = []
     dc_sizes = lambda: seen_sizes.append(len(dc))  # noqa: E731
     dialog._batch_timer.timeout.connect(dc_sizes)
     fetch(qtbot, dialog)
     assert dialog.failures == []
-    assert len(dc) == N_WINDOW and all(is_spherex_data(d) for d in dc)
-    assert dialog.status_label.text().startswith("All 24 cutouts are in the session")
+    assert len(dc) == n and all(is_spherex_data(d) for d in dc)
+    assert dialog.status_label.text().startswith(f"All {n} cutouts are in the session")
     # Cutouts were added while downloading, in batches, not all at the end.
-    assert any(0 < n < N_WINDOW for n in seen_sizes)
+    assert any(0 < size < n for size in seen_sizes)
     dialog.advanced_button.setChecked(False)  # as a user first sees it (no random port shown)
     qtbot.wait(50)
     save_screenshot(dialog.grab(), "import_dialog.png")
@@ -155,7 +156,8 @@ def test_import_link_select_compare_and_screenshots(glue_app, qtbot, archive, mo
     assert path.endswith("glue_import_linked.png")
 
 
-def test_cancel_keeps_what_arrived_and_can_resume(glue_app, qtbot, make_archive, tmp_path):
+def test_cancel_keeps_what_arrived_and_can_resume(glue_app, qtbot, make_archive, tmp_path,
+                                                  window_size):
     arch = make_archive(latency=0.4)
     dc = glue_app.data_collection
     dialog = open_import_dialog(glue_app)
@@ -163,30 +165,30 @@ def test_cancel_keeps_what_arrived_and_can_resume(glue_app, qtbot, make_archive,
     cache = tmp_path / "cache"
     dialog.cache_edit.setText(str(cache))
     search(qtbot, dialog)
-    assert dialog.preview.total == N_WINDOW
+    assert dialog.preview.total == window_size
     qtbot.mouseClick(dialog.fetch_button, _left())
     qtbot.waitUntil(lambda: len(dc) >= 2, timeout=60_000)
     qtbot.mouseClick(dialog.cancel_button, _left())
     qtbot.waitUntil(lambda: dialog.state == "finished", timeout=60_000)
 
     kept = len(dc)
-    assert 2 <= kept < N_WINDOW
+    assert 2 <= kept < window_size
     assert len(dialog.loaded) == kept and all(d in dc.data for d in dialog.loaded)
     assert dialog.failures == []  # cancelled cutouts are not failures
-    assert dialog.status_label.text().startswith(f"Cancelled: {kept} of {N_WINDOW}")
+    assert dialog.status_label.text().startswith(f"Cancelled: {kept} of {window_size}")
     assert dialog.fetch_button.isEnabled()
-    assert dialog.fetch_button.text() == f"Fetch {N_WINDOW - kept} remaining"
+    assert dialog.fetch_button.text() == f"Fetch {window_size - kept} remaining"
     assert len(list(cache.glob("*.fits"))) >= kept  # the Advanced cache field is used
 
     arch.faults = type(arch.faults)()  # fast again
     fetch(qtbot, dialog)
-    assert len(dc) == N_WINDOW
+    assert len(dc) == window_size
     keys = {(d.meta["obs_id"], d.meta["detector"]) for d in dc}
-    assert len(keys) == N_WINDOW  # the resumed run fetched only what was missing
-    assert len(list(cache.glob("*.fits"))) == N_WINDOW
+    assert len(keys) == window_size  # the resumed run fetched only what was missing
+    assert len(list(cache.glob("*.fits"))) == window_size
 
 
-def test_closing_mid_fetch_keeps_what_arrived(glue_app, qtbot, make_archive):
+def test_closing_mid_fetch_keeps_what_arrived(glue_app, qtbot, make_archive, window_size):
     arch = make_archive(latency=0.4)
     dc = glue_app.data_collection
     dialog = open_import_dialog(glue_app)
@@ -197,7 +199,7 @@ def test_closing_mid_fetch_keeps_what_arrived(glue_app, qtbot, make_archive):
     loaded = dialog.loaded  # the dialog deletes itself once its download has wound down
     with qtbot.waitSignal(dialog.destroyed, timeout=60_000):
         dialog.close()
-    assert 1 <= len(dc) < N_WINDOW
+    assert 1 <= len(dc) < window_size
     assert len(loaded) == len(dc)  # what arrived before the close was still added
     assert all(d in dc.data for d in loaded)
 
@@ -303,13 +305,14 @@ def sesame():
     server.server_close()
 
 
-def test_object_names_are_resolved_off_the_gui_thread(glue_app, qtbot, archive, sesame):
+def test_object_names_are_resolved_off_the_gui_thread(glue_app, qtbot, archive, sesame,
+                                                      window_size):
     dialog = open_import_dialog(glue_app)
     fill(dialog, archive.url, target="M101", size="1")
     assert "Object name" in dialog.target_hint.text()
     search(qtbot, dialog)
     assert dialog.state == "previewed", dialog.status_label.text()
-    assert dialog.preview.total == N_WINDOW
+    assert dialog.preview.total == window_size
     assert "RA 210.80227°" in dialog.target_hint.text()
 
     dialog.target_edit.setText("NoSuchGalaxy")
