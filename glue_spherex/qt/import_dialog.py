@@ -16,6 +16,9 @@ Every error is shown in the dialog as one line.
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 from astropy.time import Time
 from qtpy import QtCore, QtGui, QtWidgets
 
@@ -23,6 +26,7 @@ from ..errors import SpherexError
 from .fetch_worker import BackgroundTask, one_line
 from .import_request import (
     BANDS,
+    SIZE_UNITS,
     build_request,
     cutout_bytes,
     format_bytes,
@@ -37,7 +41,6 @@ BATCH_SECONDS = 0.5
 
 _COLLECTIONS = (("Wide survey", "wide"), ("Deep fields", "deep"), ("Wide and deep", "both"))
 _SERVICES = (("TAP (ADQL)", "tap"), ("SIA2", "sia"))
-_SIZE_UNITS = ("arcmin", "arcsec", "deg", "px")
 _LAUNCH_MJD = 60740.0  # SPHEREx launched on 2025 March 11
 _GREY = "color: #5f6368;"
 _RED = "color: #b3261e;"
@@ -53,7 +56,8 @@ class SpherexImportDialog(QtWidgets.QDialog):
     ``workers_spin``, ``archive_edit``, ``cache_edit``), the buttons (``search_button``,
     ``fetch_button``, ``cancel_button``, ``close_button``), ``status_label``, ``state``
     (``'idle'``, ``'searching'``, ``'previewed'``, ``'fetching'``, ``'finished'``),
-    ``loaded`` (the Data added so far) and ``failures`` (the failed FetchResults).
+    ``loaded`` (the Data added so far) and ``failures`` (failed cutouts: index, observation,
+    reason).
     """
 
     state_changed = QtCore.Signal(str)
@@ -112,7 +116,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
         self.size_edit = QtWidgets.QLineEdit()
         self.size_edit.setMaximumWidth(90)
         self.size_unit = QtWidgets.QComboBox()
-        self.size_unit.addItems(_SIZE_UNITS)
+        self.size_unit.addItems(SIZE_UNITS)
         self.size_hint = _small_label()
         row = _row(self.size_edit, self.size_unit, self.size_hint, stretch=True)
         form.addRow("Cutout size", row)
@@ -266,7 +270,11 @@ class SpherexImportDialog(QtWidgets.QDialog):
         self.cancel_button.clicked.connect(self.cancel)
         self.close_button.clicked.connect(self.close)
 
+        # Fields that change what a search finds invalidate the preview; the download settings
+        # (parallel downloads, cache directory) are read when Fetch is pressed.
         for widget in self._inputs():
+            if widget in (self.workers_spin, self.cache_edit):
+                continue
             for name in ("textChanged", "toggled", "currentIndexChanged", "valueChanged"):
                 signal = getattr(widget, name, None)
                 if signal is not None:
@@ -504,7 +512,10 @@ class SpherexImportDialog(QtWidgets.QDialog):
             table = self.table
         else:
             return
-        request = self.request
+        cache = self.cache_edit.text().strip()
+        request = self.request = dataclasses.replace(
+            self.request, workers=self.workers_spin.value(),
+            cache_dir=Path(cache).expanduser() if cache else None)
         self._to_fetch = table
         self._rows = {int(r["cutout_index"]): (str(r["obs_id"]), str(r["bandpass"]))
                       for r in table}
