@@ -44,6 +44,7 @@ def setup():
     layer_action.add(layer_action.item(
         COMPARE_SELECTED_LABEL, "Show the selected SPHEREx cutouts side by side, sky-linked",
         compare_selected_cutouts, None, False, False, False, False))
+    from . import spectrum_action  # noqa: F401 -- registers the live-spectrum action (#7)
     _registered = True
 
 

@@ -1,0 +1,290 @@
+"""The live spectrum in glue: a spectrum table that follows a region across every cutout."""
+
+from __future__ import annotations
+
+import astropy.units as u
+import numpy as np
+import pytest
+from astropy.coordinates import SkyCoord
+from glue.core import DataCollection
+from glue.core.roi import CircularROI, RectangularROI
+from glue.core.subset import RangeSubsetState, RoiSubsetState
+from synthetic_cutouts import cutouts_at
+
+from glue_spherex.errors import SpherexInputError
+from glue_spherex.live_spectrum import (
+    CutoutSelectionSubsetState,
+    LiveSpectrum,
+    live_spectra,
+    selection_label,
+    sky_circle_of,
+    spectrum_label,
+)
+from glue_spherex.plugin import (
+    SkyCircleSubsetState,
+    link_cutouts,
+    products_to_data,
+    sky_subset,
+)
+from glue_spherex.spectrum import extract_spectrum
+from glue_spherex.synthetic import default_sky
+
+S1 = default_sky().source("M101-S1")
+RADIUS = 6.0 / 3600  # degrees
+
+
+@pytest.fixture(scope="module")
+def products():
+    return cutouts_at(S1.ra, S1.dec, per_detector=4)
+
+
+@pytest.fixture
+def session(products):
+    datasets = products_to_data(products)
+    dc = DataCollection(datasets)
+    link_cutouts(dc)
+    return dc, datasets
+
+
+def _offset(arcsec_east, arcsec_north=0.0):
+    return (S1.ra + arcsec_east / 3600 / np.cos(np.radians(S1.dec)),
+            S1.dec + arcsec_north / 3600)
+
+
+def _expected(products, ra, dec, radius_deg, **kwargs):
+    return extract_spectrum(products, SkyCoord(ra * u.deg, dec * u.deg), radius_deg * u.deg,
+                            **kwargs)
+
+
+def _rows(spectrum):
+    """(obs_id, flux) of each row of the spectrum dataset, sorted by obs_id."""
+    return sorted(zip(spectrum["obs_id"], spectrum["flux"]))
+
+
+def _same(spectrum, table):
+    got = _rows(spectrum)
+    want = sorted(zip(table["obs_id"], u.Quantity(table["flux"], u.uJy).value))
+    assert [o for o, _ in got] == [o for o, _ in want]
+    assert np.allclose([f for _, f in got], [f for _, f in want], equal_nan=True)
+
+
+def test_spectrum_table_appears_and_follows_the_region(session, products):
+    dc, datasets = session
+    ra, dec = _offset(8.0)
+    group = sky_subset(dc, ra, dec, RADIUS, label="source")
+    live = LiveSpectrum(dc, group)
+    spectrum = live.spectrum
+    assert spectrum in dc and spectrum.label == spectrum_label("source") == \
+        "SPHEREx spectrum: source"
+    assert spectrum.shape == (len(datasets),) and len(datasets) >= 20
+    for name in ("wavelength", "flux", "error", "mjd", "cutout_index", "detector", "obs_id",
+                 "status", "cutout"):
+        assert spectrum.id[name] is not None
+    assert spectrum.get_component("flux").units == "uJy"
+    assert np.all(np.diff(spectrum["wavelength"]) >= 0)
+    assert sorted(spectrum["cutout"]) == sorted(d.label for d in datasets)
+    _same(spectrum, _expected(products, ra, dec, RADIUS))
+    off_flux = np.nanmedian(spectrum["flux"])
+
+    # move the region onto the star: glue sends one message per dataset, we compute once
+    n = live.n_computations
+    group.subset_state = SkyCircleSubsetState(S1.ra, S1.dec, RADIUS)
+    assert live.n_computations == n + 1
+    assert live.spectrum is spectrum and spectrum in dc  # updated in place
+    _same(spectrum, _expected(products, S1.ra, S1.dec, RADIUS))
+    assert np.nanmedian(spectrum["flux"]) > 1.5 * off_flux
+    # a "move" below a milliarcsecond changes nothing
+    group.subset_state = SkyCircleSubsetState(S1.ra + 1e-10, S1.dec, RADIUS)
+    assert live.n_computations == n + 1
+    assert live_spectra(dc)[group] is live
+
+
+def test_moves_are_debounced(session, products):
+    dc, _ = session
+    pending = []
+    group = sky_subset(dc, S1.ra, S1.dec, RADIUS, label="drag")
+    live = LiveSpectrum(dc, group, schedule=pending.append)
+    assert live.n_computations == 1
+    for east in (3.0, 6.0, 9.0):  # a drag: three moves before the timer fires
+        group.subset_state = SkyCircleSubsetState(*_offset(east), RADIUS)
+    assert len(pending) == 1 and live.n_computations == 1
+    pending.pop()()
+    assert live.n_computations == 2
+    _same(live.spectrum, _expected(products, *_offset(9.0), RADIUS))
+
+
+def test_region_drawn_on_a_cutout(session, products):
+    dc, datasets = session
+    d = datasets[3]
+    wcs = d.coords
+    x, y = (float(v) for v in wcs.world_to_pixel(SkyCoord(S1.ra * u.deg, S1.dec * u.deg)))
+    px, py = d.pixel_component_ids[1], d.pixel_component_ids[0]
+    group = dc.new_subset_group("drawn", RoiSubsetState(px, py, CircularROI(x, y, 1.5)))
+    circle = sky_circle_of(group.subset_state, dc)
+    assert SkyCoord(circle.ra * u.deg, circle.dec * u.deg).separation(
+        SkyCoord(S1.ra * u.deg, S1.dec * u.deg)).arcsec < 0.01
+    assert circle.radius_arcsec == pytest.approx(1.5 * 6.153, rel=2e-3)
+    live = LiveSpectrum(dc, group)
+    _same(live.spectrum, _expected(products, circle.ra, circle.dec, circle.radius_arcsec / 3600))
+
+    # a rectangle becomes the circle of the same area and centroid; moving it updates
+    n = live.n_computations
+    group.subset_state = RoiSubsetState(px, py, RectangularROI(x - 2, x + 2, y - 1, y + 3))
+    circle = sky_circle_of(group.subset_state, dc)
+    assert circle.radius_arcsec == pytest.approx(np.sqrt(16 / np.pi) * 6.153, rel=2e-3)
+    cx, cy = wcs.world_to_pixel(SkyCoord(circle.ra * u.deg, circle.dec * u.deg))
+    assert (float(cx), float(cy)) == pytest.approx((x, y + 1), abs=1e-3)
+    assert live.n_computations == n + 1
+    assert live.circle == circle
+
+    # any other subset state: the centroid and area of its mask on a cutout
+    state = RangeSubsetState(-1, 1e9, d.id["flux"]) & RoiSubsetState(
+        px, py, RectangularROI(x - 1.5, x + 1.5, y - 1.5, y + 1.5))
+    masked = sky_circle_of(state, dc)
+    assert masked.radius_arcsec == pytest.approx(np.sqrt(9 / np.pi) * 6.153, rel=0.05)
+
+
+def test_selecting_points_identifies_their_cutouts(session):
+    dc, datasets = session
+    group = sky_subset(dc, S1.ra, S1.dec, RADIUS, label="star")
+    live = LiveSpectrum(dc, group)
+    seen = []
+    live.selection_callbacks.append(seen.append)
+    spectrum = live.spectrum
+    wl = spectrum["wavelength"]
+    lo, hi = np.nanpercentile(wl, 30), np.nanpercentile(wl, 60)
+    pick = dc.new_subset_group("pick", RangeSubsetState(lo, hi, spectrum.id["wavelength"]))
+    by_label = {d.label: d for d in datasets}
+    expected = {spectrum["cutout"][i] for i in np.flatnonzero((wl >= lo) & (wl <= hi))}
+    assert 2 <= len(expected) < len(datasets)
+    assert {d.label for d in live.selected_cutouts} == expected
+    assert seen and {d.label for d in seen[-1]} == expected
+    # the companion subset lights up the aperture on exactly those cutouts
+    companion = live.selection
+    assert companion.label == selection_label("star")
+    assert isinstance(companion.subset_state, CutoutSelectionSubsetState)
+    for d in datasets:
+        subset = next(s for s in d.subsets if s.group is companion)
+        assert (subset.to_mask().sum() > 0) == (d.label in expected), d.label
+    # changing the selection updates the companion
+    pick.subset_state = RangeSubsetState(np.nanmin(wl) - 1, lo - 1e-6, spectrum.id["wavelength"])
+    fewer = {spectrum["cutout"][i] for i in np.flatnonzero(wl < lo)}
+    assert {d.label for d in live.selected_cutouts} == fewer
+    mask = next(s for s in by_label[sorted(expected)[0]].subsets if s.group is companion)
+    assert mask.to_mask().sum() == 0
+    # moving the region re-evaluates the selection on the new spectrum
+    group.subset_state = SkyCircleSubsetState(*_offset(4.0), RADIUS)
+    assert {d.label for d in live.selected_cutouts} == fewer
+
+
+def test_new_cutouts_join_and_close_stops_following(session, products):
+    dc, datasets = session
+    extra = products_to_data(cutouts_at(S1.ra, S1.dec, per_detector=5))
+    extra = [d for d in extra if d.meta["obs_id"] not in {x.meta["obs_id"] for x in datasets}
+             or d.meta["detector"] not in {x.meta["detector"] for x in datasets}]
+    assert extra
+    group = sky_subset(dc, S1.ra, S1.dec, RADIUS, label="grow")
+    live = LiveSpectrum(dc, group)
+    dc.append(extra[0])
+    assert live.spectrum.shape == (len(datasets) + 1,)
+    live.close()
+    n = live.n_computations
+    group.subset_state = SkyCircleSubsetState(*_offset(5.0), RADIUS)
+    assert live.n_computations == n and group not in live_spectra(dc)
+    assert live.spectrum in dc   # the spectrum stays
+
+
+def test_datasets_restored_from_a_session(session, products):
+    """After a session round trip glue no longer holds the products (no PSF extension)."""
+    from glue.core.state import GlueSerializer, GlueUnSerializer
+
+    dc, _ = session
+    restored = GlueUnSerializer.loads(GlueSerializer(dc).dumps()).object("__main__")
+    group = sky_subset(restored, S1.ra, S1.dec, 12.0 / 3600, label="restored")
+    live = LiveSpectrum(restored, group, aperture_correction="none")
+    _same(live.spectrum, _expected(products, S1.ra, S1.dec, 12.0 / 3600,
+                                   aperture_correction="none"))
+    psf = LiveSpectrum(restored, sky_subset(restored, S1.ra, S1.dec, RADIUS, label="psf"))
+    assert set(psf.spectrum["status"]) == {"no_psf"}
+
+
+def test_a_region_off_every_cutout_and_a_subset_with_no_region(session):
+    dc, datasets = session
+    live = LiveSpectrum(dc, sky_subset(dc, 10.0, -40.0, RADIUS, label="elsewhere"))
+    assert set(live.spectrum["status"]) == {"off_image"}      # rows kept, flux NaN
+    assert np.isnan(live.spectrum["flux"]).all()
+    nothing = dc.new_subset_group("nothing", RangeSubsetState(1e30, 2e30, datasets[0].id["flux"]))
+    with pytest.raises(SpherexInputError, match="no pixel"):
+        LiveSpectrum(dc, nothing)
+    empty = DataCollection([])
+    with pytest.raises(SpherexInputError):
+        LiveSpectrum(empty, empty.new_subset_group("x", SkyCircleSubsetState(1, 2, 0.01)))
+
+
+# --- Qt -------------------------------------------------------------------------------------
+
+@pytest.fixture
+def glue_app(qtbot, monkeypatch):
+    pytest.importorskip("glue_qt")
+    from glue.config import settings
+    from glue_qt.app import GlueApplication
+
+    import glue_spherex.plugin
+    import glue_spherex.qt
+
+    glue_spherex.plugin.setup()
+    glue_spherex.qt.setup()
+    for name in list(settings.AUTOLINK):
+        monkeypatch.setitem(settings.AUTOLINK, name, "always_ignore")
+    monkeypatch.setitem(settings.AUTOLINK, "Astronomy WCS", "always_ignore")
+    app = GlueApplication()
+    qtbot.addWidget(app)
+    return app
+
+
+def test_qt_action_opens_a_scatter_viewer_of_the_spectrum(glue_app, products, qtbot):
+    from glue_qt.viewers.scatter import ScatterViewer
+
+    from glue_spherex.qt.spectrum_action import LABEL
+
+    app = glue_app
+    datasets = products_to_data(products)
+    app.data_collection.extend(datasets)
+    link_cutouts(app.data_collection)
+    group = sky_subset(app.data_collection, *_offset(6.0), RADIUS, label="star")
+    tree = app._layer_widget.ui.layerTree
+    tree.set_selected_layers([group])
+    action = app._layer_widget._actions[LABEL]
+    assert action.isEnabled()
+    action.trigger()
+
+    viewers = [v for tab in app.viewers for v in tab if isinstance(v, ScatterViewer)]
+    assert len(viewers) == 1
+    viewer = viewers[0]
+    spectrum = next(d for d in app.data_collection if d.label == spectrum_label("star"))
+    assert viewer.state.x_att is spectrum.id["wavelength"]
+    assert viewer.state.y_att is spectrum.id["flux"]
+    layer = next(s for s in viewer.state.layers if s.layer is spectrum)
+    assert layer.yerr_visible and layer.yerr_att is spectrum.id["error"]
+    first = np.array(spectrum["flux"])
+
+    # moving the region updates the plotted table once the debounce timer fires
+    live = live_spectra(app.data_collection)[group]
+    n = live.n_computations
+    group.subset_state = SkyCircleSubsetState(S1.ra, S1.dec, RADIUS)
+    assert live.n_computations == n
+    qtbot.waitUntil(lambda: live.n_computations == n + 1, timeout=5000)
+    assert not np.allclose(spectrum["flux"], first, equal_nan=True)
+    _same(spectrum, _expected(products, S1.ra, S1.dec, RADIUS))
+
+    # selecting points in the scatter viewer names their cutouts in the status bar
+    wl = spectrum["wavelength"]
+    app.data_collection.new_subset_group(
+        "pick", RangeSubsetState(np.nanmin(wl) - 1, np.nanmedian(wl), spectrum.id["wavelength"]))
+    assert live.selected_cutouts
+    assert "SPHEREx selection" in app.statusBar().currentMessage()
+
+    # the action again brings back the same viewer
+    tree.set_selected_layers([group])
+    action.trigger()
+    assert len([v for tab in app.viewers for v in tab if isinstance(v, ScatterViewer)]) == 1
