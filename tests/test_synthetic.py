@@ -261,6 +261,14 @@ def test_footprint_reproduces_the_real_sia_row():
     assert fp["s_fov"] == 3.485
 
 
+def test_real_file_name_and_version():
+    """The real file of REAL_SPEC is ..._0684_2D3_spx_l2b-v21-2025-354.fits (its SIA row): same
+    name up to the processing date, v21 as the 152-card FLAGS header copied from it."""
+    assert REAL_SPEC.file_name.startswith("level2_2025W51_1A_0684_2D3_spx_l2b-v21-2025-")
+    assert REAL_SPEC.key.startswith("qr2/level2/2025W51_1A/l2b-v21-2025-")
+    assert len(real_header("FLAGS").cards) == 152
+
+
 def test_footprints_cross_ra_zero():
     crossing = [s for s in observation_plan()
                 if np.ptp(footprint(s)["corners"][:, 0]) > 180]

@@ -16,7 +16,6 @@ replacements.
 from __future__ import annotations
 
 import io
-import zlib
 from datetime import datetime, timedelta
 from functools import cache, lru_cache
 
@@ -39,6 +38,7 @@ from .geometry import (
 )
 from .psf import DETECTOR_FWHM, psf_header
 from .render import frame_state
+from .spec import survey_target_id
 
 __all__ = ["frame_headers", "frame_cards", "cutout_cards", "KINDS", "PIPELINE_VERSION",
            "iso_time", "survey_target_id"]
@@ -64,12 +64,6 @@ def iso_time(mjd):
     """ISO-8601 UTC string with milliseconds, as in ``DATE-OBS``."""
     return (_MJD0 + timedelta(milliseconds=round(float(mjd) * 86_400_000))).isoformat(
         timespec="milliseconds")
-
-
-def survey_target_id(spec):
-    """``SPS_TARGET``: the survey-planning id of the large slew (shared by its small slews)."""
-    slew = "_".join(spec.obsid.split("_")[:3])
-    return 10_000 + zlib.crc32(slew.encode()) % 90_000
 
 
 # --- templates -------------------------------------------------------------------------------

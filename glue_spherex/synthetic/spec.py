@@ -12,8 +12,9 @@ import re
 import zlib
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
 
-__all__ = ["FrameSpec", "XPOSURE", "TELAPSE", "DURATION_S", "bandpass_name"]
+__all__ = ["FrameSpec", "XPOSURE", "TELAPSE", "DURATION_S", "bandpass_name", "survey_target_id"]
 
 #: Exposure keywords copied from a real QR2 header (§10.2: MJD-END - MJD-BEG is neither).
 XPOSURE = 113.5826
@@ -25,6 +26,19 @@ _MJD_EPOCH = date(1858, 11, 17)
 def bandpass_name(detector):
     """IRSA's bandpass name, e.g. ``'SPHEREx-D2'`` for detector 2."""
     return f"SPHEREx-D{int(detector)}"
+
+
+def survey_target_id(spec):
+    """``SPS_TARGET``: the survey-planning id of the large slew (shared by its small slews)."""
+    slew = "_".join(spec.obsid.split("_")[:3])
+    return 10_000 + zlib.crc32(slew.encode()) % 90_000
+
+
+@lru_cache(maxsize=4096)
+def _version_tag(mjd_day):
+    # The calendar day of an MJD is plain arithmetic (astropy Time gives the same, slower).
+    t = _MJD_EPOCH + timedelta(days=mjd_day)
+    return f"l2b-v21-{t.year}-{t.timetuple().tm_yday:03d}"
 
 
 @dataclass(frozen=True)
@@ -74,10 +88,12 @@ class FrameSpec:
 
     @property
     def version_tag(self):
-        """Processing tag ``l2b-v20-YYYY-DDD``: processed a week after the exposure."""
-        # The calendar day of an MJD is plain arithmetic (astropy Time gives the same, slower).
-        t = _MJD_EPOCH + timedelta(days=int(self.mjd_beg + 7.0))
-        return f"l2b-v20-{t.year}-{t.timetuple().tm_yday:03d}"
+        """Processing tag ``l2b-v21-YYYY-DDD``: processed a week after the exposure.
+
+        v21 is the QR2 processing version of the real headers the synthetic files copy (the
+        152-card FLAGS header with the GHOST, BLOOM, SNOWBALL and HALO bits).
+        """
+        return _version_tag(int(self.mjd_beg + 7.0))
 
     @property
     def file_name(self):
