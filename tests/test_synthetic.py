@@ -25,6 +25,7 @@ from glue_spherex.synthetic import (
     cutout_window,
     default_sky,
     footprint,
+    footprints,
     frame_bytes,
     frame_headers,
     frame_wcs,
@@ -261,6 +262,27 @@ def test_footprint_reproduces_the_real_sia_row():
     assert fp["s_fov"] == 3.485
 
 
+def test_footprints_of_plan_frames_are_astropys_wcs():
+    """The vectorised footprints equal astropy's all_pix2world of each frame's TAN-SIP WCS, and
+    footprint(spec) gives the same numbers and s_region string."""
+    plan = observation_plan()
+    sample = plan[::97] + [max(plan, key=lambda s: s.dec), min(plan, key=lambda s: s.dec)]
+    assert {s.collection for s in sample} == {"spherex_qr2", "spherex_qr2_deep"}
+    fps = footprints(sample)
+    pixels = np.array([[-0.5, -0.5], [2039.5, -0.5], [2039.5, 2039.5], [-0.5, 2039.5],
+                       [1019.5, 1019.5]])
+    for i, spec in enumerate(sample):
+        sky = frame_wcs(spec).all_pix2world(pixels, 0)
+        ours = np.vstack([fps["corners"][i], [fps["s_ra"][i], fps["s_dec"][i]]])
+        assert np.abs((ours[:, 0] - sky[:, 0] + 180) % 360 - 180).max() < 1e-9
+        assert np.abs(ours[:, 1] - sky[:, 1]).max() < 1e-9
+        verts = np.array(fps["s_region"][i].split()[2:], float).reshape(5, 2)
+        assert np.array_equal(verts[:4], fps["corners"][i]) and np.array_equal(verts[4], verts[0])
+        one = footprint(spec)
+        assert (one["s_region"], one["s_ra"], one["s_dec"]) == (
+            fps["s_region"][i], fps["s_ra"][i], fps["s_dec"][i])
+
+
 def test_real_file_name_and_version():
     """The real file of REAL_SPEC is ..._0684_2D3_spx_l2b-v21-2025-354.fits (its SIA row): same
     name up to the processing date, v21 as the 152-card FLAGS header copied from it."""
@@ -270,11 +292,11 @@ def test_real_file_name_and_version():
 
 
 def test_footprints_cross_ra_zero():
-    crossing = [s for s in observation_plan()
-                if np.ptp(footprint(s)["corners"][:, 0]) > 180]
-    assert crossing
-    s = crossing[0]
-    corners = footprint(s)["corners"]
+    plan = observation_plan()
+    corners = footprints(plan)["corners"]
+    crossing = np.flatnonzero(np.ptp(corners[:, :, 0], axis=1) > 180)
+    assert crossing.size
+    s, corners = plan[crossing[0]], corners[crossing[0]]
     assert np.all((corners[:, 0] >= 0) & (corners[:, 0] < 360))
     # the field is small, not 360 degrees wide: corners are close on the sphere
     ra, dec = frame_geometry(s).pix2world(np.array([-0.5, 2039.5]), np.array([-0.5, -0.5]))

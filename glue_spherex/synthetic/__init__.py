@@ -8,30 +8,39 @@
 - :mod:`.headers` -- the real keyword set filled in per frame;
 - :mod:`.frames` -- whole files and IRSA-style cutouts, as HDU lists or bytes;
 - :mod:`.plan` -- the observation plan of the local archive.
+
+The names below are imported from their module on first use, so that the plan and the
+footprints (all the local archive needs to build its tables) load without astropy or scipy.
 """
 
-from .flags import BAD_BITS, BITS, bit_mask
-from .frames import clip_window, cutout_bytes, frame_bytes, make_cutout, make_frame, write_frame
-from .geometry import (
-    NPIX,
-    OMEGA_PIX_SR,
-    PIXEL_SCALE_ARCSEC,
-    cutout_window,
-    footprint,
-    frame_wcs,
-)
-from .headers import PIPELINE_VERSION, frame_headers, survey_target_id
-from .plan import observation_plan, plan_by_key
-from .psf import DETECTOR_FWHM, psf_cube, psf_header
-from .render import render_window, source_pixels
-from .sky import BANDS, TARGETS, SkyModel, Source, default_sky
-from .spec import FrameSpec
+from importlib import import_module
 
-__all__ = [
-    "FrameSpec", "SkyModel", "Source", "default_sky", "make_frame", "make_cutout",
-    "render_window", "frame_wcs", "footprint", "cutout_window", "psf_cube", "psf_header",
-    "frame_headers", "observation_plan", "plan_by_key", "TARGETS", "frame_bytes",
-    "cutout_bytes", "write_frame", "clip_window", "source_pixels", "BITS", "BAD_BITS",
-    "bit_mask", "NPIX", "OMEGA_PIX_SR", "PIXEL_SCALE_ARCSEC", "DETECTOR_FWHM", "BANDS",
-    "PIPELINE_VERSION", "survey_target_id",
-]
+_EXPORTS = {
+    "flags": ("BAD_BITS", "BITS", "bit_mask"),
+    "frames": ("clip_window", "cutout_bytes", "frame_bytes", "make_cutout", "make_frame",
+               "write_frame"),
+    "geometry": ("NPIX", "OMEGA_PIX_SR", "PIXEL_SCALE_ARCSEC", "cutout_window", "footprint",
+                 "footprints", "frame_wcs"),
+    "headers": ("PIPELINE_VERSION", "frame_headers"),
+    "plan": ("observation_plan", "plan_by_key"),
+    "psf": ("DETECTOR_FWHM", "psf_cube", "psf_header"),
+    "render": ("render_window", "source_pixels"),
+    "sky": ("BANDS", "TARGETS", "SkyModel", "Source", "default_sky"),
+    "spec": ("FrameSpec", "survey_target_id"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

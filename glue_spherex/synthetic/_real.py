@@ -4,25 +4,33 @@ Two headers of a real IRSA cutout (``2025W51_1A_0684_2`` D3, ``l2b-v21``) are th
 every synthetic header: their keyword set, order, comments and constant values (SIP
 coefficients, readout settings, HISTORY) are copied; only what depends on the exposure is
 replaced.
+
+The SIP coefficients are read from the text with a regular expression, so that the geometry
+(and the archive's catalog built from it) works without importing ``astropy.io.fits``.
 """
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib import resources
 
 import numpy as np
-from astropy.io import fits
 
 __all__ = ["real_header", "real_sip"]
 
 _FILES = {"IMAGE": "qr2_cutout_image_header.txt", "FLAGS": "qr2_flags_header.txt"}
 
 
+def _text(kind):
+    return resources.files("glue_spherex.data").joinpath(_FILES[kind]).read_text()
+
+
 @cache
 def _parsed(kind):
-    text = resources.files("glue_spherex.data").joinpath(_FILES[kind]).read_text()
-    return fits.Header.fromstring(text, sep="\n")
+    from astropy.io import fits
+
+    return fits.Header.fromstring(_text(kind), sep="\n")
 
 
 def real_header(kind):
@@ -36,13 +44,9 @@ def real_sip():
 
     ``M[p, q]`` multiplies ``u**p * v**q`` (p + q <= 3), including the non-zero ``A_0_0``.
     """
-    hdr = _parsed("IMAGE")
-    out = []
-    for name in ("A", "B", "AP", "BP"):
-        m = np.zeros((4, 4))
-        for p in range(4):
-            for q in range(4 - p):
-                m[p, q] = hdr.get(f"{name}_{p}_{q}", 0.0)
+    out = {name: np.zeros((4, 4)) for name in ("A", "B", "AP", "BP")}
+    for name, p, q, value in re.findall(r"^(A|B|AP|BP)_(\d)_(\d) *= *(\S+)", _text("IMAGE"), re.M):
+        out[name][int(p), int(q)] = float(value)
+    for m in out.values():
         m.setflags(write=False)
-        out.append(m)
-    return tuple(out)
+    return out["A"], out["B"], out["AP"], out["BP"]

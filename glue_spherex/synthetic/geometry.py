@@ -8,7 +8,9 @@ reproduces the real PC matrix exactly.
 :class:`FrameGeometry` evaluates that WCS with numpy (the gnomonic projection as vectors, SIP
 forward, Newton-inverted SIP), which is what the renderer needs for a few points per frame;
 it agrees with astropy's ``all_pix2world`` to ~1e-10 deg. :func:`frame_wcs` gives the astropy
-object for everything else.
+object for everything else. :func:`footprints` evaluates it at the pixel-grid corners and centre
+of many frames at once: the SIP offsets of those five pixels are the same for every frame, only
+the rotation and the tangent point differ.
 """
 
 from __future__ import annotations
@@ -16,15 +18,14 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from astropy.wcs import WCS, Sip
 
 from ._real import real_sip
 
 __all__ = [
     "NPIX", "CRPIX", "PIXEL_SCALE_ARCSEC", "OMEGA_PIX_SR", "REAL_PC",
-    "FrameGeometry", "frame_geometry", "frame_wcs", "footprint", "cutout_window",
-    "pc_matrix", "unit_vector", "radec", "ecliptic_latitude", "ecliptic_lonlat",
-    "ARRAY_SPACING_DEG", "array_index", "move_along_x", "boresight",
+    "FrameGeometry", "frame_geometry", "frame_wcs", "footprint", "footprints",
+    "cutout_window", "pc_matrix", "pc_matrices", "unit_vector", "radec", "ecliptic_latitude",
+    "ecliptic_lonlat", "ARRAY_SPACING_DEG", "array_index", "move_along_x", "boresight",
 ]
 
 NPIX = 2040
@@ -41,17 +42,23 @@ S_FOV = round(NPIX * 6.15 / 3600.0, 3)
 _OBLIQUITY = np.deg2rad(23.4392911)
 
 
-def pc_matrix(pa):
-    """The real PC matrix rotated by ``pa`` degrees (north through east).
+def pc_matrices(pa):
+    """The real PC matrix rotated by ``pa`` degrees (north through east), shape ``(..., 2, 2)``.
 
     Rounded to 12 significant digits like the real header, so that the matrix written to the
     header is exactly the one used everywhere.
     """
-    if pa == 0:
-        return REAL_PC.copy()
-    c, s = np.cos(np.deg2rad(pa)), np.sin(np.deg2rad(pa))
-    pc = np.array([[c, s], [-s, c]]) @ REAL_PC
-    return np.array([[float(f"{v:.12g}") for v in row] for row in pc])
+    t = np.deg2rad(np.asarray(pa, float))
+    c, s = np.cos(t), np.sin(t)
+    (a, b), (d, e) = REAL_PC
+    pc = np.stack([np.stack([c * a + s * d, c * b + s * e], -1),
+                   np.stack([-s * a + c * d, -s * b + c * e], -1)], -2)
+    return np.array([float(f"{v:.12g}") for v in pc.ravel().tolist()]).reshape(pc.shape)
+
+
+def pc_matrix(pa):
+    """The (2, 2) PC matrix of one frame rotated by ``pa`` degrees; see :func:`pc_matrices`."""
+    return pc_matrices(float(pa))
 
 
 def unit_vector(ra, dec):
@@ -86,11 +93,12 @@ def ecliptic_lonlat(ra, dec):
 
 
 def local_basis(ra, dec):
-    """Unit vectors (centre, east, north) at a sky position."""
+    """Unit vectors (centre, east, north) at sky positions, stacked on the last axis."""
     a, d = np.deg2rad(ra), np.deg2rad(dec)
-    c = np.array([np.cos(d) * np.cos(a), np.cos(d) * np.sin(a), np.sin(d)])
-    east = np.array([-np.sin(a), np.cos(a), 0.0])
-    north = np.array([-np.sin(d) * np.cos(a), -np.sin(d) * np.sin(a), np.cos(d)])
+    ca, sa, cd, sd = np.cos(a), np.sin(a), np.cos(d), np.sin(d)
+    c = np.stack(np.broadcast_arrays(cd * ca, cd * sa, sd), axis=-1)
+    east = np.stack(np.broadcast_arrays(-sa, ca, np.zeros_like(sa)), axis=-1)
+    north = np.stack(np.broadcast_arrays(-sd * ca, -sd * sa, cd), axis=-1)
     return c, east, north
 
 
@@ -103,6 +111,23 @@ def _powers(u):
 def _poly(m, pu, pv):
     """``sum m[p, q] u**p v**q`` from the stacked powers of ``u`` and ``v``."""
     return np.einsum("p...,pq,q...->...", pu, m, pv)
+
+
+def _sip_offsets(x, y):
+    """Offsets from CRPIX of 0-based pixels ``(x, y)`` with the forward SIP applied (pixels)."""
+    a, b, _, _ = real_sip()
+    u = x + 1.0 - CRPIX
+    v = y + 1.0 - CRPIX
+    (pu, _), (pv, _) = _powers(u), _powers(v)
+    return u + _poly(a, pu, pv), v + _poly(b, pu, pv)
+
+
+def _deproject(c, e, n, pc, uf, vf):
+    """``(ra, dec)`` of SIP-corrected offsets ``(uf, vf)`` through ``pc`` and the gnomonic
+    projection at the tangent point with basis ``(c, e, n)``; all broadcast together."""
+    xi = np.deg2rad(pc[..., 0, 0] * uf + pc[..., 0, 1] * vf)
+    eta = np.deg2rad(pc[..., 1, 0] * uf + pc[..., 1, 1] * vf)
+    return radec(c + xi[..., None] * e + eta[..., None] * n)
 
 
 class FrameGeometry:
@@ -118,15 +143,8 @@ class FrameGeometry:
     def pix2world(self, x, y):
         """Sky position (deg) of 0-based pixel positions, SIP applied (``all_pix2world``)."""
         x, y = np.broadcast_arrays(np.asarray(x, float), np.asarray(y, float))
-        u = x + 1.0 - CRPIX
-        v = y + 1.0 - CRPIX
-        (pu, _), (pv, _) = _powers(u), _powers(v)
-        uf = u + _poly(self._a, pu, pv)
-        vf = v + _poly(self._b, pu, pv)
-        xi = np.deg2rad(self.pc[0, 0] * uf + self.pc[0, 1] * vf)
-        eta = np.deg2rad(self.pc[1, 0] * uf + self.pc[1, 1] * vf)
-        vec = (self._c + xi[..., None] * self._e + eta[..., None] * self._n)
-        return radec(vec)
+        uf, vf = _sip_offsets(x, y)
+        return _deproject(self._c, self._e, self._n, self.pc, uf, vf)
 
     def world2pix(self, ra, dec):
         """0-based pixel positions of sky positions; NaN on the far hemisphere."""
@@ -209,6 +227,8 @@ def frame_wcs(spec):
 
     Equivalent to ``WCS(make_frame(spec)['IMAGE'].header)``.
     """
+    from astropy.wcs import WCS, Sip
+
     g = frame_geometry(spec)
     w = WCS(naxis=2)
     w.wcs.crpix = [CRPIX, CRPIX]
@@ -228,27 +248,44 @@ def frame_wcs(spec):
     return w
 
 
-#: 0-based outer corners of the pixel grid, in the order IRSA writes s_region.
-_CORNERS = np.array([[-0.5, -0.5], [NPIX - 0.5, -0.5], [NPIX - 0.5, NPIX - 0.5], [-0.5, NPIX - 0.5]])
+#: 0-based outer corners of the pixel grid, in the order IRSA writes s_region, then the centre.
+_FOOTPRINT_PIXELS = np.array([[-0.5, -0.5], [NPIX - 0.5, -0.5], [NPIX - 0.5, NPIX - 0.5],
+                              [-0.5, NPIX - 0.5], [(NPIX - 1) / 2, (NPIX - 1) / 2]])
 
 
-@lru_cache(maxsize=8192)
-def footprint(spec):
-    """SIA footprint of a frame, computed from its WCS with SIP as IRSA does (§2.5).
+def footprints(specs):
+    """SIA footprints of many frames at once, computed from their WCS with SIP as IRSA does (§2.5).
 
-    Returns a dict with ``s_ra``, ``s_dec`` (pixel 1019.5, 1019.5), ``corners`` (4x2 array of
-    ra, dec), ``s_region`` (``'POLYGON ICRS ra1 dec1 ... ra4 dec4 ra1 dec1'``) and ``s_fov``
-    (deg, the mean side of the footprint).
+    Every frame shares the pixel grid, CRPIX and SIP, so the SIP offsets of the four outer
+    corners and the centre pixel (1019.5, 1019.5) are evaluated once; the rotation by each
+    frame's PC and the gnomonic deprojection at its CRVAL are vectorised over the frames.
+
+    Returns a dict with ``s_ra``, ``s_dec`` (arrays, the centre pixel), ``corners`` (N x 4 x 2
+    array of ra, dec), ``s_region`` (list of ``'POLYGON ICRS ra1 dec1 ... ra4 dec4 ra1 dec1'``)
+    and ``s_fov`` (deg, IRSA's 2040 px x 6.15 arcsec, the same for every frame).
     """
-    g = frame_geometry(spec)
-    ra, dec = g.pix2world(_CORNERS[:, 0], _CORNERS[:, 1])
-    s_ra, s_dec = g.pix2world(np.array((NPIX - 1) / 2), np.array((NPIX - 1) / 2))
-    corners = np.column_stack([ra, dec])
-    corners.setflags(write=False)
-    verts = list(corners) + [corners[0]]
-    region = "POLYGON ICRS " + " ".join(f"{float(r)!r} {float(d)!r}" for r, d in verts)
-    return {"s_ra": float(s_ra), "s_dec": float(s_dec), "s_region": region,
-            "corners": corners, "s_fov": S_FOV}
+    specs = list(specs)
+    n = len(specs)
+    ra = np.fromiter((s.ra for s in specs), float, n) % 360.0
+    dec = np.fromiter((s.dec for s in specs), float, n)
+    pa = np.fromiter((s.pa for s in specs), float, n)
+    c, e, north = local_basis(ra, dec)
+    uf, vf = _sip_offsets(_FOOTPRINT_PIXELS[:, 0], _FOOTPRINT_PIXELS[:, 1])
+    sky_ra, sky_dec = _deproject(c[:, None], e[:, None], north[:, None], pc_matrices(pa)[:, None],
+                                 uf, vf)
+    corners = np.stack([sky_ra[:, :4], sky_dec[:, :4]], axis=-1)
+    closed = np.concatenate([corners, corners[:, :1]], axis=1).reshape(n, 10)
+    regions = ["POLYGON ICRS " + " ".join(map(repr, row)) for row in closed.tolist()]
+    return {"s_ra": sky_ra[:, 4], "s_dec": sky_dec[:, 4], "corners": corners,
+            "s_region": regions, "s_fov": S_FOV}
+
+
+def footprint(spec):
+    """SIA footprint of one frame: :func:`footprints` of ``[spec]``, with floats for ``s_ra``,
+    ``s_dec``, a 4 x 2 array ``corners`` and one ``s_region`` string."""
+    fp = footprints([spec])
+    return {"s_ra": float(fp["s_ra"][0]), "s_dec": float(fp["s_dec"][0]),
+            "s_region": fp["s_region"][0], "corners": fp["corners"][0], "s_fov": S_FOV}
 
 
 def cutout_window(spec, ra, dec, width_px, height_px):

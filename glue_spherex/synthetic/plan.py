@@ -159,6 +159,7 @@ def _visits(name, rng):
     ra, dec = TARGETS[name]
     deep = COLLECTIONS[name].endswith("_deep")
     n_per_array = 46 if deep else 24  # visits per array over the year
+    elon = float(ecliptic_lonlat(ra, dec)[0])
     visits = []
     for array in range(3):
         # y positions stratified over the array's visits so the target crosses the band
@@ -170,9 +171,8 @@ def _visits(name, rng):
                 mjd = SURVEY_START_MJD + 2 + rng.uniform(0, 360)
                 roll_ref = None  # roll turns with the season
             else:
-                elon, _ = ecliptic_lonlat(ra, dec)
                 pass_no = j % 2
-                target_sun = (float(elon) + (90.0 if pass_no == 0 else -90.0)) % 360.0
+                target_sun = (elon + (90.0 if pass_no == 0 else -90.0)) % 360.0
                 t0 = SURVEY_START_MJD + 12
                 centre = t0 + ((target_sun - _sun_longitude(t0)) % 360.0) / 0.9856474
                 mjd = centre + rng.uniform(-10.0, 10.0)
@@ -190,18 +190,18 @@ def _build():
     rows = []  # per exposure: target vec, array, x, y, pa, mjd, obsid, collection
     for name in TARGETS:
         rng = np.random.default_rng(zlib.crc32(f"plan/{name}".encode()))
-        ra, dec = TARGETS[name]
+        ecliptic_north_pa = _ecliptic_north_pa(*TARGETS[name])
         visits = sorted(_visits(name, rng), key=lambda v: v["mjd"])
         for v in visits:
             start, period, slew = slots.take(v["mjd"], v["n_small"])
             if v["epa"] is None:
                 pa0 = 360.0 * (start - SURVEY_START_MJD) / 365.25
             else:
-                pa0 = _ecliptic_north_pa(ra, dec) + v["epa"] - theta_y0
+                pa0 = ecliptic_north_pa + v["epa"] - theta_y0
             pa0 += rng.normal(0.0, 2.0)
             for k in range(v["n_small"]):
-                y = float(np.clip(v["y"] + k * v["step"], 8, 2031))
-                x = float(np.clip(v["x"] + rng.normal(0, 2.0), 8, 2031))
+                y = min(max(float(v["y"] + k * v["step"]), 8.0), 2031.0)
+                x = min(max(float(v["x"] + rng.normal(0, 2.0)), 8.0), 2031.0)
                 rows.append((name, v["array"], x, y, (pa0 + rng.normal(0, 0.05) + 180) % 360 - 180,
                              start + k * EXPOSURE_SPACING_S / 86400.0,
                              f"{period}_{slew:04d}_{k + 1}"))
@@ -213,18 +213,18 @@ def _build():
     target = unit_vector(np.array([TARGETS[n][0] for n in names]),
                          np.array([TARGETS[n][1] for n in names]))
     covering = _aim(target, pa, x, y)
-    pointing = {}
+    pointing = []  # per array index: ra, dec and pa lists over the exposures
     for a in range(3):
         c2, pa2 = _along_x(covering, pa, (a - array) * ARRAY_SPACING_DEG)
-        pointing[a] = (c2, np.where(array == a, pa, pa2))
+        ra_a, dec_a = radec(c2)
+        pointing.append((ra_a.tolist(), dec_a.tolist(), np.where(array == a, pa, pa2).tolist()))
     specs = []
     for i, (name, _, _, _, _, mjd, obsid) in enumerate(rows):
+        mjd, collection = round(float(mjd), 9), COLLECTIONS[name]
         for det in range(1, 7):
-            c, p = pointing[(det - 1) % 3]
-            r, d = radec(c[i])
-            specs.append(FrameSpec(obsid, det, round(float(r), 10) % 360.0, round(float(d), 10),
-                                   round(float(p[i]), 6), round(float(mjd), 9),
-                                   COLLECTIONS[name]))
+            r, d, p = pointing[(det - 1) % 3]
+            specs.append(FrameSpec(obsid, det, round(r[i], 10) % 360.0, round(d[i], 10),
+                                   round(p[i], 6), mjd, collection))
     specs.sort(key=lambda s: (s.mjd_beg, s.detector))
     return tuple(specs)
 
