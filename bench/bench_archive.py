@@ -1,14 +1,13 @@
-"""Measure the local archive: start time, TAP latency, CONTAINS cost, cutout throughput,
+"""Measure the local archive: start time (a fresh process until it accepts connections and
+until it answers the tutorial TAP query), TAP latency, CONTAINS cost, cutout throughput,
 full-frame first request, and overlap of injected latency.
 
 Run: ``.venv/bin/python bench/bench_archive.py`` (about a minute; prints the figures).
 """
 
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,6 +17,7 @@ import requests
 from glue_spherex.archive import LocalArchive
 
 M101 = (210.80227, 54.34895)
+N_STARTS = 5
 TUTORIAL = (
     "SELECT 'https://irsa.ipac.caltech.edu/' || a.uri || '?center=210.80227,54.34895d&size=0.1' "
     "AS uri, p.time_bounds_lower FROM spherex.artifact a JOIN spherex.plane p "
@@ -25,26 +25,29 @@ TUTORIAL = (
     "AND p.energy_bandpassname = 'SPHEREx-D2' ORDER BY p.time_bounds_lower")
 
 _START = """
-import time, socket
+import time
 t0 = time.perf_counter()
+import socket, sys, urllib.parse, urllib.request
 from glue_spherex.archive import LocalArchive
 t_import = time.perf_counter() - t0
-t1 = time.perf_counter()
 arch = LocalArchive().start()
 socket.create_connection(("127.0.0.1", arch.port)).close()
-t_listen = time.perf_counter() - t1
-arch.wait_ready()
-t_ready = time.perf_counter() - t1
-print(f"{t_import:.3f} {t_listen:.4f} {t_ready:.3f}")
+t_listen = time.perf_counter() - t0
+form = urllib.parse.urlencode({"REQUEST": "doQuery", "LANG": "ADQL", "QUERY": sys.argv[1]})
+with urllib.request.urlopen(arch.tap_url + "/sync", form.encode()) as r:
+    n_rows = r.read().count(b"<TR>")
+t_answer = time.perf_counter() - t0
+print(f"{t_import:.4f} {t_listen:.4f} {t_answer:.4f} {n_rows}")
 arch.stop()
 """
 
 
-def start_times(cache_dir):
-    env = dict(os.environ, XDG_CACHE_HOME=cache_dir)
-    out = subprocess.run([sys.executable, "-c", _START], env=env, capture_output=True,
+def start_times():
+    """Seconds from the start of a fresh process (before ``import glue_spherex.archive``) to:
+    the import done, the server accepting connections, the tutorial TAP query answered."""
+    out = subprocess.run([sys.executable, "-c", _START, TUTORIAL], capture_output=True,
                          text=True, check=True).stdout.split()
-    return [float(x) for x in out]
+    return [float(x) for x in out[:3]] + [int(out[3])]
 
 
 def median_time(fn, n):
@@ -57,15 +60,13 @@ def median_time(fn, n):
 
 
 def main():
-    with tempfile.TemporaryDirectory() as cache:
-        cold = start_times(cache)            # builds the catalog and writes the disk cache
-        warm = start_times(cache)            # loads it
-    print("server start (fresh process)")
-    print(f"  import glue_spherex.archive            {cold[0]:.2f} s")
-    print(f"  start() until accepting connections    {warm[1] * 1000:.1f} ms")
-    print(f"  until tables ready, catalog cached     {warm[2]:.2f} s")
-    print(f"  until tables ready, catalog built      {cold[2]:.2f} s  (first run after a change "
-          "to the synthetic code)")
+    runs = [start_times() for _ in range(N_STARTS)]
+    print(f"server start, {N_STARTS} fresh processes (no disk cache exists); seconds since the "
+          "process began importing, min / median / max")
+    for i, label in enumerate(("import glue_spherex.archive", "accepting connections",
+                               f"tutorial TAP query answered ({runs[0][3]} rows)")):
+        t = sorted(r[i] for r in runs)
+        print(f"  {label:<42} {t[0]:.3f} / {statistics.median(t):.3f} / {t[-1]:.3f}")
 
     with LocalArchive() as arch:
         arch.wait_ready()

@@ -1,5 +1,6 @@
 """``python -m glue_spherex.archive``: prints its URL, serves with the given faults, stops on
-SIGTERM; bad flags give a one-line error."""
+SIGTERM; bad flags give a one-line error. A fresh process builds the tables and answers TAP
+without importing astropy or scipy (they would cost seconds at every start)."""
 
 import signal
 import subprocess
@@ -32,3 +33,21 @@ def test_bad_flags_fail_with_one_line():
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "probability" in proc.stderr
+
+
+def test_tables_and_tap_need_neither_astropy_nor_scipy():
+    code = """
+import sys, urllib.parse, urllib.request
+from glue_spherex.archive import LocalArchive
+with LocalArchive() as arch:
+    query = "SELECT COUNT(*) FROM spherex.obscore WHERE 1 = CONTAINS(POINT(210.8, 54.3), s_region)"
+    form = urllib.parse.urlencode({"LANG": "ADQL", "QUERY": query, "FORMAT": "csv"})
+    with urllib.request.urlopen(arch.tap_url + "/sync", form.encode(), timeout=60) as r:
+        print(r.read().decode().split()[1])
+print(sorted({m.split(".")[0] for m in sys.modules} & {"astropy", "scipy"}))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    count, heavy = proc.stdout.split("\n")[:2]
+    assert int(count) > 50 and heavy == "[]"

@@ -15,6 +15,7 @@ import pyvo
 import requests
 from astropy import units as u
 from astropy.coordinates import SkyCoord
+from astropy.io import fits
 from astropy.time import Time
 
 from glue_spherex.archive.catalog import EM_RANGES
@@ -139,6 +140,12 @@ def test_sia2_through_pyvo(archive):
     assert (row["em_min"], row["em_max"], row["em_res_power"]) == EM_RANGES[spec.detector]
     assert (row["t_min"], row["t_max"]) == (spec.mjd_beg, spec.mjd_end)
     assert row["obs_publisher_did"] == f"ivo://irsa.ipac/spherex_qr2?{spec.obsid}/D{spec.detector}"
+    # target_name is the file's SPS_TARGET, as in IRSA's rows ('SPS_87514')
+    cutout = requests.get(f"{row['access_url']}?center={row['s_ra']},{row['s_dec']}&size=0.005")
+    with fits.open(io.BytesIO(cutout.content)) as hdul:
+        hdr = hdul["IMAGE"].header
+        assert (hdr["OBSID"], hdr["DETECTOR"]) == (row["obs_id"], spec.detector)
+        assert row["target_name"] == f"SPS_{hdr['SPS_TARGET']}"
     assert json.loads(row["cloud_access"]) == {"aws": {
         "bucket_name": "nasa-irsa-spherex", "key": spec.key, "region": "us-east-1"}}
     # the footprint's first vertex is repeated at the end, as in IRSA's s_region

@@ -2,20 +2,16 @@
 
 Each :class:`~glue_spherex.synthetic.FrameSpec` becomes one ``spherex.plane`` row, one
 ``spherex.artifact`` row and one ``spherex.obscore`` row (the SIA2 columns of products doc
-§5.2), with the footprint computed from the frame's WCS by ``synthetic.footprint``.  The rows
-that do not depend on the server's URL are built once per process and shared by every
+§5.2), with the footprints of all frames computed at once by ``synthetic.footprints``.  The
+whole plan takes well under a second, without astropy; the rows that do not depend on the
+server's URL are built once per process and shared by every
 :class:`~glue_spherex.archive.LocalArchive`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import os
-import pickle
-import tempfile
 import threading
-from pathlib import Path
+from datetime import datetime, timedelta
 
 from .schema import SIA_COLUMNS
 
@@ -49,49 +45,15 @@ def cloud_access_json(key):
 
 
 class Catalog:
-    """The frames and the URL-independent table rows derived from them.
+    """The frames and the URL-independent table rows derived from them."""
 
-    Frames are kept as plain field tuples, so a pickled catalog loads, and the tables can be
-    built, without importing the synthetic package (and astropy.wcs with it); :attr:`specs`
-    and :attr:`by_key` make the FrameSpec objects on first use.
-    """
-
-    def __init__(self, spec_fields, keys, plane, artifact, obscore, specs=None):
-        self.spec_fields = spec_fields     # FrameSpec field tuples
+    def __init__(self, specs, keys, plane, artifact, obscore):
+        self.specs = specs                 # FrameSpecs, in row order
         self.keys = keys                   # spec.key of each frame
+        self.by_key = dict(zip(keys, specs))
         self.plane = plane
         self.artifact = artifact
         self.obscore = obscore             # rows with None in place of access_url
-        self._specs = specs
-        self._by_key = None
-        self._lock = threading.Lock()
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        for name in ("_specs", "_by_key", "_lock"):
-            del state[name]
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._specs = self._by_key = None
-        self._lock = threading.Lock()
-
-    @property
-    def specs(self):
-        """The frames, as :class:`~glue_spherex.synthetic.FrameSpec` (same order as the rows)."""
-        with self._lock:
-            if self._specs is None:
-                from ..synthetic import FrameSpec
-                self._specs = [FrameSpec(*f) for f in self.spec_fields]
-            return self._specs
-
-    @property
-    def by_key(self):
-        """``{key: FrameSpec}``; the key is the path below ``/ibe/data/spherex/``."""
-        if self._by_key is None:
-            self._by_key = dict(zip(self.keys, self.specs))
-        return self._by_key
 
     def table_rows(self, base_url):
         """All rows for :class:`~.adql.AdqlEngine`, with ``access_url`` on ``base_url``."""
@@ -105,40 +67,43 @@ class Catalog:
                 "spherex.obscore": obscore}
 
 
-def _target_name(spec):
-    return f"SPS_{spec.expidn % 100000:05d}"
+_MJD0 = datetime(1858, 11, 17)
 
 
-def build_catalog(specs, footprint=None):
-    """Rows for ``specs``; ``footprint`` defaults to ``glue_spherex.synthetic.footprint``."""
-    import numpy as np
-    from astropy.time import Time
+def _release_date(mjd):
+    """``obs_release_date``: 45 days after the exposure, ``'YYYY-MM-DD hh:mm:ss'`` (UTC)."""
+    t = _MJD0 + timedelta(milliseconds=round((mjd + 45.0) * 86_400_000))
+    return t.isoformat(sep=" ", timespec="seconds")
 
-    if footprint is None:
-        from ..synthetic import footprint
+
+def build_catalog(specs):
+    """The :class:`Catalog` of a list of FrameSpecs."""
+    from ..synthetic import footprints, survey_target_id
+
     specs = list(specs)
-    release = Time(np.array([s.mjd_beg for s in specs], float) + 45.0, format="mjd",
-                   scale="utc").iso if specs else []
+    fp = footprints(specs)
+    s_fov = fp["s_fov"]
     keys = [spec.key for spec in specs]
     plane, artifact, obscore = [], [], []
-    for planeid, (spec, key, rel) in enumerate(zip(specs, keys, release), start=1):
-        fp = footprint(spec)
+    for planeid, (spec, key, s_ra, s_dec, region) in enumerate(
+            zip(specs, keys, fp["s_ra"].tolist(), fp["s_dec"].tolist(), fp["s_region"]), start=1):
         em_min, em_max, em_res = EM_RANGES[spec.detector]
-        point = f"POINT ICRS {fp['s_ra']!r} {fp['s_dec']!r}"
-        plane.append((planeid, spec.obsid, fp["s_region"], point, spec.mjd_beg, spec.mjd_end,
-                      em_min, em_max, spec.bandpass, spec.obs_publisher_did, "image", 2))
+        did = spec.obs_publisher_did
+        bandpass = spec.bandpass
+        mjd_beg, mjd_end = spec.mjd_beg, spec.mjd_end
+        plane.append((planeid, spec.obsid, region, f"POINT ICRS {s_ra!r} {s_dec!r}", mjd_beg,
+                      mjd_end, em_min, em_max, bandpass, did, "image", 2))
         artifact.append((planeid, f"ibe/data/spherex/{key}", "science"))
         obscore.append((
-            fp["s_ra"], fp["s_dec"], "SPHEREx", "SPHEREx", "science", 2, "image",
-            spec.bandpass, "Infrared", spec.obsid, S_RESOLUTION, em_min, em_max, em_res,
+            s_ra, s_dec, "SPHEREx", "SPHEREx", "science", 2, "image",
+            bandpass, "Infrared", spec.obsid, S_RESOLUTION, em_min, em_max, em_res,
             "SPHEREx LVF Survey Data", None, "image/fits", ACCESS_ESTSIZE_KB, XPOSURE_S,
-            fp["s_region"], spec.collection, "science", "exposure", None, None, None, None,
-            None, "SPHEREx", _target_name(spec), "field", 0, 0, None, rel[:19], NPIX, NPIX,
-            S_PIXEL_SCALE, 0, spec.mjd_beg, spec.mjd_end, None, None, spec.obs_publisher_did,
-            fp["s_fov"], None, None, None, cloud_access_json(key), None, 1,
+            region, spec.collection, "science", "exposure", None, None, None, None,
+            None, "SPHEREx", f"SPS_{survey_target_id(spec)}", "field", 0, 0, None,
+            _release_date(mjd_beg), NPIX, NPIX, S_PIXEL_SCALE, 0, mjd_beg, mjd_end, None, None,
+            did, s_fov, None, None, None, cloud_access_json(key), None, 1,
         ))
-    fields = [dataclasses.astuple(spec) for spec in specs]
-    return Catalog(fields, keys, plane, artifact, obscore, specs=specs)
+    return Catalog(specs, keys, plane, artifact, obscore)
 
 
 _ACCESS_URL_INDEX = [c.name for c in SIA_COLUMNS].index("access_url")
@@ -146,54 +111,12 @@ _lock = threading.Lock()
 _default = None
 
 
-def _source_hash():
-    """Hash of everything the default catalog derives from."""
-    from importlib.metadata import version
-
-    root = Path(__file__).resolve().parent.parent
-    h = hashlib.sha256(f"{version('astropy')} {version('numpy')}".encode())
-    files = sorted(root.joinpath("synthetic").glob("*.py")) + sorted(root.joinpath("data").glob("*"))
-    for path in files + [Path(__file__), Path(__file__).with_name("schema.py")]:
-        if path.is_file():
-            h.update(path.name.encode())
-            h.update(path.read_bytes())
-    return h.hexdigest()[:20]
-
-
-def _cache_path():
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "glue-spherex" / f"archive-catalog-{_source_hash()}.pickle"
-
-
-def _load_or_build():
-    path = _cache_path()
-    try:
-        with open(path, "rb") as f:
-            catalog = pickle.load(f)
-        if isinstance(catalog, Catalog):
-            return catalog
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, TypeError):
-        pass
-    from ..synthetic import observation_plan
-
-    catalog = build_catalog(observation_plan())
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".part")
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(catalog, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except OSError:                # a read-only home only costs the rebuild next time
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
-    return catalog
-
-
 def default_catalog():
-    """The catalog of ``synthetic.observation_plan()``, built or loaded on first use."""
+    """The catalog of ``synthetic.observation_plan()``, built on first use in this process."""
     global _default
     with _lock:
         if _default is None:
-            _default = _load_or_build()
+            from ..synthetic import observation_plan
+
+            _default = build_catalog(observation_plan())
         return _default

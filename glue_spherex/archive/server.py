@@ -14,6 +14,10 @@ Every response carries Content-Length and connections are kept alive.  Each conn
 its own daemon thread, so slow responses (injected latency, bandwidth caps, stalls) overlap.
 Faults (:mod:`.faults`) are drawn per request from one seeded stream; every request is
 recorded in :attr:`LocalArchive.log`.
+
+The server accepts connections as soon as :meth:`LocalArchive.start` returns; the tables (and
+the SQL engine, sqlglot and spherical-geometry with them) are built in a background thread,
+which TAP and SIA requests wait for.
 """
 
 from __future__ import annotations
@@ -29,8 +33,7 @@ from typing import NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..errors import SpherexServiceError
-from . import sia, tap, vosi
-from .adql import AdqlEngine
+from . import vosi
 from .catalog import build_catalog, default_catalog
 from .faults import FaultConfig, is_body_fault, new_rng
 from .files import serve_file
@@ -298,6 +301,8 @@ class LocalArchive:
 
     def _build(self):
         try:
+            from .adql import AdqlEngine
+
             catalog = default_catalog() if self._specs is None else build_catalog(self._specs)
             self._engine = AdqlEngine(catalog.table_rows(self.url))
             self._catalog = catalog
@@ -305,8 +310,6 @@ class LocalArchive:
             traceback.print_exc(file=sys.stderr)
             self._build_error = e
         self._ready.set()
-        if self._build_error is None:
-            _ = self._catalog.by_key     # make the FrameSpecs now, not on the first file request
 
     def wait_ready(self, timeout=120.0):
         """Block until the tables are built; raises SpherexServiceError if that failed."""
@@ -375,6 +378,8 @@ class LocalArchive:
     # -- routing -------------------------------------------------------------------------------
 
     def _dispatch(self, method, path, query, form, headers):
+        from . import sia, tap  # they import the SQL engine, loaded by the table build
+
         if form is None:
             return tap.error("Table uploads (multipart/form-data) are not supported")
         if path.startswith(DATA_PREFIX):
