@@ -88,7 +88,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
         self._set_state("idle")
         self._update_target_hint()
         self._update_size_hint()
-        self.resize(620, 720)
+        self.resize(640, self.sizeHint().height())
 
     # ------------------------------------------------------------------ layout
 
@@ -216,6 +216,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
         self.failure_table.setVisible(False)
         res.addWidget(self.failure_label)
         res.addWidget(self.failure_table)
+        res.addStretch(1)
         outer.addWidget(results, stretch=1)
 
         self.status_label = QtWidgets.QLabel()
@@ -295,6 +296,12 @@ class SpherexImportDialog(QtWidgets.QDialog):
     def _toggle_advanced(self, shown):
         self.advanced.setVisible(shown)
         self.advanced_button.setArrowType(QtCore.Qt.DownArrow if shown else QtCore.Qt.RightArrow)
+        if not shown:  # give the space back once the layout has caught up
+            QtCore.QTimer.singleShot(0, self._shrink)
+
+    def _shrink(self):
+        self.adjustSize()
+        self.resize(max(self.width(), 640), self.height())
 
     def _browse_cache(self):
         path = QtWidgets.QFileDialog.getExistingDirectory(self, "Cache directory for cutouts",
