@@ -9,7 +9,8 @@ Plugins ▸ Plugin Manager). It registers:
 * Plugins ▸ **Export SPHEREx cutouts as MEF…** — every cutout in the session, one file.
 * Plugins ▸ **Compare SPHEREx cutouts across wavelengths** — a grid of linked image viewers.
 * Right-click in the data collection (and the Data Manager menu): **Export selected SPHEREx
-  cutouts as MEF…** and **Compare selected SPHEREx cutouts across wavelengths**.
+  cutouts as MEF…** and **Compare selected SPHEREx cutouts across wavelengths**; on a subset,
+  **SPHEREx: live spectrum of this region** (:mod:`.spectrum_action`).
 """
 
 from __future__ import annotations
