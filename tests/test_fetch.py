@@ -302,3 +302,61 @@ def test_quicklook_from_file_and_products(archive, tmp_path):
         quicklook_png([], tmp_path / "x.png")
     with pytest.raises(SpherexInputError):
         quicklook_png(out, tmp_path / "no_such_dir" / "x.png")
+
+
+# -- the fast append path -------------------------------------------------------------------------
+
+def test_raw_cutout_matches_spectral_image():
+    import gzip
+
+    from astropy.wcs import WCS
+    from spherex_testfiles import make_cutout, make_frame, to_bytes
+
+    from glue_spherex.errors import SpherexFormatError
+    from glue_spherex.products import SpectralImage
+    from glue_spherex.rawcutout import RawCutout
+
+    # interior, corner-clipped and edge windows, every detector (D3/D4 have non-square tables)
+    windows = {1: (1000, 1000, 59, 59), 2: (0, 0, 20, 30), 3: (2020, 1500, 20, 40),
+               4: (1990, 2000, 50, 40), 5: (700, 2030, 33, 10), 6: (5, 1200, 117, 117)}
+    for det, (x0, y0, nx, ny) in windows.items():
+        cut = make_cutout(make_frame(detector=det), x0, y0, nx, ny)
+        data = to_bytes(cut)
+        targets = WCS(cut["IMAGE"].header).pixel_to_world([nx / 2 - 0.3, -3.0, nx + 40.0],
+                                                          [ny / 2 + 0.2, 2.0, 1.0])
+        for body in (data, gzip.compress(data, 1)):
+            raw = RawCutout(body)
+            with SpectralImage.open(body) as image:
+                for attr in ("shape", "obsid", "detector", "bandpass", "version"):
+                    assert getattr(raw, attr) == getattr(image, attr)
+                assert raw.mjd_beg == image.mjd_beg and raw.mjd_end == image.mjd_end
+                for target in targets:
+                    assert raw.wavelength_at(target) == pytest.approx(
+                        image.wavelength_at(target), rel=1e-13, nan_ok=True)
+                assert b"".join(raw._extension_bytes("17")) == \
+                    b"".join(bytes(c) for c in image._extension_bytes("17"))
+    with pytest.raises(SpherexFormatError, match="truncated"):
+        RawCutout(data[:-5000])
+
+
+def test_combined_file_is_the_same_from_bytes_or_products(archive, tmp_path):
+    from glue_spherex.combined import CombinedWriter
+    from glue_spherex.products import SpectralImage
+
+    table = query(archive, bandpass=["D1", "D3", "D4", "D6"], size="0.05deg")[::9][:10]
+    results = sorted(fetch_cutouts(table, workers=5), key=lambda r: r.cutout_index)
+    planned = [dict(cutout_index=int(r["cutout_index"]), access_url=str(r["cutout_url"]))
+               for r in table]
+    target = (M101[0], M101[1])
+    paths = []
+    for name, product in (("bytes", lambda r: r.data),
+                          ("products", lambda r: SpectralImage.open(r.data))):
+        path = tmp_path / f"{name}.fits"
+        with CombinedWriter(path, planned, target=target) as writer:
+            for r in results:
+                writer.add(r.cutout_index, product(r))
+        paths.append(path)
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    info, products = read_combined(paths[0])
+    assert len(products) == len(table)
+    assert all(0.7 < w < 5.1 for w in info["central_wavelength"])
