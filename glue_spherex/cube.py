@@ -18,6 +18,7 @@ class does (``__gluestate__``).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import astropy.units as u
@@ -210,6 +211,14 @@ def reproject_cube(products, *, band=None, wcs=None, shape=None, order="waveleng
     if order not in ORDERS:
         raise SpherexInputError(f"order must be one of {ORDERS}, got {order!r}")
     detector = _band_filter(band)
+    if isinstance(products, (str, os.PathLike)):
+        opened = _load_products(products)
+        try:
+            return reproject_cube(opened, band=band, wcs=wcs, shape=shape, order=order,
+                                  bad_flags=bad_flags, subtract_zodi=subtract_zodi)
+        finally:
+            for p in opened:
+                p.close()
     products = [p for p in _load_products(products)
                 if detector is None or int(p.detector) == detector]
     if not products:

@@ -227,16 +227,23 @@ def extract_spectrum(products_or_path, coord, radius=6 * u.arcsec, *,
         (0-based pixel of the centre), ``background`` (MJy/sr), ``pixel_area`` (arcsec2),
         ``product_index`` (position in the input), ``status``; sorted by wavelength.
     """
-    products = _load_products(products_or_path)
+    options = _check_options(coord, radius, annulus, aperture_correction,
+                             min_unmasked_fraction)
     names = [bad_flags] if isinstance(bad_flags, str) else list(bad_flags)
-    frames = [p if isinstance(p, Frame)
-              else Frame.from_product(p, bad_flags=names, subtract_zodi=subtract_zodi)
-              for p in products]
-    table = measure_frames(frames, coord, radius, annulus=annulus,
-                           aperture_correction=aperture_correction,
-                           min_unmasked_fraction=min_unmasked_fraction)
+    mask_from_names(np.zeros(1, np.int32), names)  # unknown flag names fail before any I/O
+    opened = isinstance(products_or_path, (str, os.PathLike))
+    products = _load_products(products_or_path)
+    try:
+        frames = [p if isinstance(p, Frame)
+                  else Frame.from_product(p, bad_flags=names, subtract_zodi=subtract_zodi)
+                  for p in products]
+        table = _measure_all(frames, *options)
+    finally:
+        if opened:
+            for p in products:
+                p.close()
     table.meta.update(bad_flags=names, subtract_zodi=bool(subtract_zodi))
-    if isinstance(products_or_path, (str, os.PathLike)):
+    if opened:
         table.meta["source"] = os.fspath(products_or_path)
     return table
 
@@ -244,6 +251,11 @@ def extract_spectrum(products_or_path, coord, radius=6 * u.arcsec, *,
 def measure_frames(frames, coord, radius=6 * u.arcsec, *, annulus=None,
                    aperture_correction="psf", min_unmasked_fraction=0.5):
     """The photometry of :func:`extract_spectrum` on prepared :class:`Frame` objects."""
+    return _measure_all(frames, *_check_options(coord, radius, annulus, aperture_correction,
+                                                min_unmasked_fraction))
+
+
+def _check_options(coord, radius, annulus, aperture_correction, min_unmasked_fraction):
     coord = _check_coord(coord)
     radius = _check_angle(radius, "the aperture radius")
     if annulus is not None:
@@ -263,20 +275,27 @@ def measure_frames(frames, coord, radius=6 * u.arcsec, *, annulus=None,
         raise SpherexInputError(
             f"aperture_correction must be one of {APERTURE_CORRECTIONS}, "
             f"got {aperture_correction!r}")
-    if not 0 < float(min_unmasked_fraction) <= 1:
+    try:
+        fraction = float(min_unmasked_fraction)
+    except (TypeError, ValueError):
+        fraction = float("nan")
+    if not 0 < fraction <= 1:
         raise SpherexInputError(
             f"min_unmasked_fraction must be in (0, 1], got {min_unmasked_fraction!r}")
+    return coord, radius, annulus, aperture_correction, fraction
+
+
+def _measure_all(frames, coord, radius, annulus, aperture_correction, min_unmasked_fraction):
     if not frames:
         raise SpherexInputError("no cutouts to measure")
-
-    rows = [_measure(i, f, coord, radius, annulus, aperture_correction,
-                     float(min_unmasked_fraction)) for i, f in enumerate(frames)]
+    rows = [_measure(i, f, coord, radius, annulus, aperture_correction, min_unmasked_fraction)
+            for i, f in enumerate(frames)]
     table = _rows_to_table(rows)
     table.meta.update(
         ra=float(coord.ra.deg), dec=float(coord.dec.deg), radius_arcsec=float(radius.value),
         annulus_arcsec=None if annulus is None else [float(a.value) for a in annulus],
         aperture_correction=aperture_correction,
-        min_unmasked_fraction=float(min_unmasked_fraction),
+        min_unmasked_fraction=min_unmasked_fraction,
         pixel_solid_angle="pixel of each cutout's linear WCS (PC matrix), no SIP",
         status_meanings=dict(STATUS),
     )
@@ -587,7 +606,10 @@ def to_spectrum1d(table):
 
 
 def write_spectrum1d(table, path):
-    """Write :func:`to_spectrum1d` of the table as a specutils ``tabular-fits`` file, atomically."""
+    """Write :func:`to_spectrum1d` of the table as a specutils ``tabular-fits`` file, atomically.
+
+    (specutils has no ECSV writer for spectra; :func:`write_ecsv` writes the full table.)
+    """
     spec = to_spectrum1d(table)
     return _write_atomically(
         path, lambda tmp: spec.write(tmp, format="tabular-fits", overwrite=True))

@@ -195,3 +195,20 @@ def test_band_grid_and_order_options(products):
             reproject_cube(products[:3], **kwargs)
     with pytest.raises(SpherexInputError, match="no cutouts"):
         reproject_cube([p for p in products if p.detector == 1], band=2)
+
+
+def test_cube_from_a_combined_file(products, tmp_path):
+    from glue_spherex.combined import CombinedWriter
+
+    few = products[:5]
+    path = tmp_path / "combined.fits"
+    planned = [dict(cutout_index=i + 1, access_url=f"http://127.0.0.1/{i + 1}")
+               for i in range(len(few))]
+    with CombinedWriter(path, planned, target=CENTRE) as writer:
+        for i, p in enumerate(few):
+            writer.add(i + 1, p)
+    from_file = reproject_cube(path)
+    direct = reproject_cube(few)
+    assert sorted(from_file.slices["cutout_index"]) == [1, 2, 3, 4, 5]
+    assert np.allclose(from_file.flux, direct.flux, equal_nan=True)
+    assert np.array_equal(from_file.flagged, direct.flagged)
