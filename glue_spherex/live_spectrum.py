@@ -110,7 +110,7 @@ def cutouts_in(data_collection):
 
 def _component(data, name):
     try:
-        return np.asarray(data[name], dtype=float)
+        return np.asarray(data[name])  # no copy: windows become float64 when measured
     except (IncompatibleAttribute, KeyError):
         return None
 
@@ -146,7 +146,7 @@ def frame_from_data(data, bad_flags=DEFAULT_BAD_FLAGS, subtract_zodi=True):
         variance = np.full(flux.shape, np.nan)
     flags = _component(data, "flags")
     bits = product.flag_bits if product is not None else DEFAULT_BITS
-    bad = (mask_from_names(flags.astype(np.int64), bad_flags, bits=bits) if flags is not None
+    bad = (mask_from_names(flags, bad_flags, bits=bits) if flags is not None
            else np.zeros(flux.shape, bool))
     wl_map = _component(data, "wavelength")
     bw_map = _component(data, "bandwidth")
@@ -347,9 +347,8 @@ class LiveSpectrum(HubListener):
         ``schedule(fn)`` runs ``fn`` later (debounce); default: at once.
     radius : angle, optional
         Override the region's radius (the centre still follows the region).
-    Other keywords go to :func:`glue_spherex.spectrum.measure_frames` (``annulus``,
-    ``aperture_correction``, ``min_unmasked_fraction``) or pick pixels (``bad_flags``,
-    ``subtract_zodi``).
+    bad_flags, subtract_zodi, annulus, aperture_correction, min_unmasked_fraction
+        As for :func:`glue_spherex.spectrum.extract_spectrum`.
     """
 
     def __init__(self, data_collection, subset_group, *, schedule=None, radius=None,

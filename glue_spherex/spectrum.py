@@ -128,14 +128,14 @@ class Frame:
     @classmethod
     def from_product(cls, product, bad_flags=DEFAULT_BAD_FLAGS, subtract_zodi=True):
         """A frame from a :class:`glue_spherex.products.SpectralImage`."""
-        image = np.asarray(product.image, dtype=float)
+        image = np.asarray(product.image)  # float32; windows become float64 when measured
         if subtract_zodi:
-            image = image - np.asarray(product.zodi, dtype=float)
+            image = image - np.asarray(product.zodi)
         bad = mask_from_names(product.flags, bad_flags, bits=product.flag_bits)
         index = product.cutout_index
         return cls(
             image=image,
-            variance=np.asarray(product.variance, dtype=float),
+            variance=np.asarray(product.variance),
             bad=bad,
             wcs=product.wcs,
             wave=lambda x, y: tuple(_as_um(v) for v in product.pixel_to_wave(x, y)),
