@@ -1,6 +1,7 @@
 """glue plugin: registration and the data factory (full frame, IRSA cutout, combined file)."""
 
 import mmap
+import os
 
 import numpy as np
 import pytest
@@ -157,3 +158,19 @@ def test_other_fits_files_are_left_to_glue(tmp_path):
     assert not factory.is_spherex_file(str(path))
     assert find_factory(str(path)) is not factory.read_spherex
     assert load_data(str(path)).shape == (4, 5)
+
+
+def test_the_factory_takes_over_what_the_identifier_opened(tmp_path):
+    path = write_combined(tmp_path / "c.fits", survey(3))
+    assert factory.is_spherex_file(str(path))
+    (kept,) = factory._identified.values()
+    datasets = factory.read_spherex(str(path))
+    assert [d._spherex_product for d in datasets] == kept  # not read a second time
+    assert factory._identified == {}
+    # a file replaced after it was identified is read again
+    assert factory.is_spherex_file(str(path))
+    (stale,) = factory._identified.values()
+    other = write_combined(tmp_path / "d.fits", survey(2, seed=5))
+    os.replace(other, path)
+    datasets = factory.read_spherex(str(path))
+    assert len(datasets) == 2 and not any(d._spherex_product in stale for d in datasets)

@@ -33,7 +33,8 @@ SPHEREX_COMPONENTS = ("flux", "variance", "flags", "zodi", "wavelength", "bandwi
 #: Image extension behind each array component.
 HDU_OF_COMPONENT = {"flux": "IMAGE", "variance": "VARIANCE", "flags": "FLAGS", "zodi": "ZODI"}
 
-_DEFAULT_UNITS = {"IMAGE": "MJy / sr", "VARIANCE": "MJy2 / sr2", "FLAGS": "", "ZODI": "MJy / sr"}
+#: BUNIT of each image extension, as the SPHEREx Level-2 format defines them.
+_UNITS = {"IMAGE": "MJy / sr", "VARIANCE": "MJy2 / sr2", "FLAGS": "", "ZODI": "MJy / sr"}
 _MJD0 = _dt.datetime(1858, 11, 17)
 
 
@@ -194,9 +195,12 @@ def product_to_data(product, label=None):
             "source_index": product.cutout_index,
         }
         data = Data(label=label or data_label(meta), coords=coords)
+        flux_units = str(product.header.get("BUNIT", _UNITS["IMAGE"])).strip()
         for name in SPHEREX_COMPONENTS[:4]:
             kind = HDU_OF_COMPONENT[name]
-            units = str(product.headers[kind].get("BUNIT", _DEFAULT_UNITS[kind])).strip()
+            # the format fixes the other extensions' units; reading their headers for them
+            # would cost more than the rest of this function
+            units = flux_units if kind == "IMAGE" else _UNITS[kind]
             data.add_component(Component(getattr(product, name if name != "flux" else "image"),
                                          units=units), name)
         data.add_component(Component(product.wavelength(), units="um"), "wavelength")

@@ -1,14 +1,24 @@
 """glue data factory for SPHEREx files: full frames, IRSA cutouts and combined cutout files.
 
-Recognised by content (:func:`glue_spherex.products.is_spherex_product`), not by name, with
-priority 200 so it wins over glue's generic FITS reader (priority 100).  A combined file
-opens as a list of datasets, one per cutout.
+Recognised by content (the reader, :mod:`glue_spherex.products`), not by name, with priority
+200 so it wins over glue's generic FITS reader (priority 100).  A combined file opens as a
+list of datasets, one per cutout.
+
+glue calls the identifier and then, for the winning factory, the factory on the same file.
+Identifying a combined file means reading its headers, which is most of the cost of opening
+it (thousands of headers for hundreds of cutouts), so the identifier keeps what it opened
+and the factory takes it over -- keyed by path, size and modification time, at most one file,
+dropped as soon as the factory takes it or another file is identified.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+
 from glue.config import data_factory
 
+from ..errors import SpherexError
 from ..products import is_spherex_product, open_products
 from .datasets import products_to_data
 
@@ -17,15 +27,49 @@ __all__ = ["read_spherex", "is_spherex_file", "FACTORY_LABEL", "FACTORY_PRIORITY
 FACTORY_LABEL = "SPHEREx spectral image(s)"
 FACTORY_PRIORITY = 200
 
+_lock = threading.Lock()
+_identified = {}  # {file key: products} -- the last file identified, not yet read
+
+
+def _key(filename):
+    try:
+        st = os.stat(filename)
+    except (OSError, TypeError, ValueError):
+        return None
+    return (os.path.abspath(filename), st.st_size, st.st_mtime_ns)
+
+
+def _keep(key, products):
+    with _lock:
+        for old in _identified.values():
+            for product in old:
+                product.close()
+        _identified.clear()
+        if key is not None:
+            _identified[key] = products
+
 
 def is_spherex_file(filename, **kwargs):
     """glue identifier: True for a SPHEREx spectral image or combined cutout file."""
-    return is_spherex_product(filename)
+    key = _key(filename)
+    if key is None:  # not a plain file: let the reader decide without keeping anything
+        return is_spherex_product(filename)
+    try:
+        products = open_products(filename)
+    except (SpherexError, OSError, ValueError, TypeError, KeyError):
+        return False
+    _keep(key, products)
+    return True
 
 
 def read_spherex(filename, **kwargs):
     """glue factory: one Data per spectral image in ``filename`` (a list for combined files)."""
-    datasets = products_to_data(open_products(filename))
+    key = _key(filename)
+    with _lock:
+        products = _identified.pop(key, None) if key is not None else None
+    if products is None:
+        products = open_products(filename)
+    datasets = products_to_data(products)
     return datasets[0] if len(datasets) == 1 else datasets
 
 

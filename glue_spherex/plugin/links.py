@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 from glue.config import autolinker, settings
 from glue.core.component_link import ComponentLink
 from glue.core.hub import HubListener
@@ -82,18 +83,69 @@ def _linked_cids(data):
         raise SpherexInputError(f"{data.label!r} has no {exc.args[0]!r} component") from None
 
 
-class CutoutLink(LinkCollection):
-    """Two SPHEREx cutouts share sky coordinates and per-pixel quantities.
+class _PixelMap:
+    """Pixel (x, y) of one cutout -> pixel (x, y) of another, through the sky (exact WCS).
 
-    Identity links between ``Right Ascension``, ``Declination`` and each of
-    :data:`LINKED_COMPONENTS` of ``data1`` and the same components of ``data2``.
+    glue evaluates the x and the y output of a two-output link separately, with the same
+    inputs, one right after the other; the last result is kept so the second costs nothing.
+    """
+
+    _last = None  # (pixel map, x, y, result), shared by all maps
+
+    def __init__(self, source, target):
+        self.source = source
+        self.target = target
+
+    def __call__(self, x, y):
+        last = _PixelMap._last
+        if last is not None and last[0] is self and np.shape(x) == np.shape(last[1]) \
+                and np.array_equal(x, last[1], equal_nan=True) \
+                and np.array_equal(y, last[2], equal_nan=True):
+            return last[3]
+        result = self.target.world_to_pixel_values(*self.source.pixel_to_world_values(x, y))
+        _PixelMap._last = (self, x, y, result)
+        return result
+
+
+class _Output:
+    """One output (0: x, 1: y) of a :class:`_PixelMap`, as a glue link function."""
+
+    def __init__(self, pixel_map, index):
+        self.pixel_map = pixel_map
+        self.index = index
+        self.__name__ = "sky_to_pixel_" + "xy"[index]
+
+    def __call__(self, x, y):
+        return self.pixel_map(x, y)[self.index]
+
+
+def _pixel_links(data1, data2):
+    """x and y of each dataset's pixels from the other's, through the two WCSs."""
+    links = []
+    for a, b in ((data1, data2), (data2, data1)):
+        pixel_map = _PixelMap(a.coords, b.coords)
+        inputs = [a.pixel_component_ids[1], a.pixel_component_ids[0]]  # x, y
+        for index, output in enumerate((b.pixel_component_ids[1], b.pixel_component_ids[0])):
+            links.append(ComponentLink(inputs, output, using=_Output(pixel_map, index),
+                                       input_names=["x", "y"], output_name="xy"[index]))
+    return links
+
+
+class CutoutLink(LinkCollection):
+    """Two SPHEREx cutouts share the sky and their per-pixel quantities.
+
+    * identity links between ``Right Ascension``, ``Declination`` and each of
+      :data:`LINKED_COMPONENTS` of ``data1`` and the same components of ``data2``;
+    * each dataset's pixel x and y from the other's, through both WCSs (with SIP): the
+      shortest chain for pixel selections and image reprojection, one WCS round trip.
     """
 
     display = "SPHEREx cutouts: same sky and quantities"
     description = ("Identifies the right ascension, declination, flux, variance, flags, "
-                   "zodi, wavelength and bandwidth of two SPHEREx cutouts, so that "
-                   "selections made on one apply to the other, and each can be shown in "
-                   "the other's image viewer.")
+                   "zodi, wavelength and bandwidth of two SPHEREx cutouts, and maps their "
+                   "pixels onto each other through their WCSs, so that selections made on "
+                   "one apply to the other and each can be shown in the other's image "
+                   "viewer.")
     labels1 = [f"{name}_1" for name in ("ra", "dec") + LINKED_COMPONENTS]
     labels2 = [f"{name}_2" for name in ("ra", "dec") + LINKED_COMPONENTS]
 
@@ -104,8 +156,12 @@ class CutoutLink(LinkCollection):
             cids2 = _linked_cids(data2)
         if len(cids1) != len(cids2):
             raise SpherexInputError("a CutoutLink needs as many components on each side")
+        data1 = data1 if data1 is not None else cids1[0].parent
+        data2 = data2 if data2 is not None else cids2[0].parent
+        sky_component_ids(data1), sky_component_ids(data2)  # both need a celestial WCS
         super().__init__(data1=data1, data2=data2, cids1=list(cids1), cids2=list(cids2))
         self._links = [ComponentLink([a], b) for a, b in zip(self.cids1, self.cids2)]
+        self._links += _pixel_links(data1, data2)
 
 
 def _star_links(data_collection):

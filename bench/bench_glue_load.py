@@ -1,0 +1,215 @@
+"""Load, link and select hundreds of SPHEREx cutouts in a headless GlueApplication (issue #6).
+
+For N = 100, 300 and 700 synthetic 0.1-degree cutouts of M101 (58x58 px, the local
+archive's observation plan, frames repeated to reach 700), each in a fresh process:
+
+1. ``load``   -- glue's ``load_data`` on a combined cutout file (the plugin's data factory);
+2. ``add``    -- ``app.add_data(*datasets)`` (GlueApplication, autolinkers included);
+3. ``link``   -- ``link_cutouts(data_collection)``;
+4. ``subset`` -- one pixel-box subset drawn on the first cutout, masks computed on all N;
+
+then, for responsiveness, the time Qt needs to process the pending events (the data
+collection list), to open an image viewer on one cutout and to overlay a second cutout on it.
+Prints seconds per stage, the total (stages 1-4), t(700)/t(100) and peak RSS.
+
+Run: ``.venv/bin/python bench/bench_glue_load.py`` (a few minutes: generating the files
+takes most of it).  ``--workdir DIR`` keeps the generated files for later runs;
+``--glue-link-manager`` runs glue's own LinkManager instead of the plugin's (the figures
+before the fix; give ``--sizes 100`` and a ``--timeout``, it is cubic).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+SIZES = (100, 300, 700)
+CUTOUT_PX = 58  # 0.1 deg at 6.15"/px
+
+
+def generate(workdir, sizes):
+    """Combined files ``m101_<N>.fits`` of the first N M101 cutouts (frames repeated)."""
+    from glue_spherex.combined import CombinedWriter
+    from glue_spherex.synthetic import TARGETS, cutout_bytes, cutout_window, observation_plan
+
+    paths = {n: os.path.join(workdir, f"m101_{n}.fits") for n in sizes}
+    if all(os.path.exists(p) for p in paths.values()):
+        return paths
+    ra, dec = TARGETS["M101"]
+    windows = []
+    for spec in observation_plan():
+        window = cutout_window(spec, ra, dec, CUTOUT_PX, CUTOUT_PX)
+        if window is not None and tuple(window[2:]) == (CUTOUT_PX, CUTOUT_PX):
+            windows.append((spec, window))
+    print(f"M101 plan: {len(windows)} frames with a full {CUTOUT_PX}x{CUTOUT_PX} window; "
+          f"repeating them to reach {max(sizes)} cutouts", flush=True)
+    t0 = time.perf_counter()
+    singles = []  # one file per distinct cutout, copied byte for byte into the combined files
+    for k in range(min(len(windows), max(sizes))):
+        spec, window = windows[k]
+        single = os.path.join(workdir, f"cutout_{k:04d}.fits")
+        with open(single, "wb") as f:
+            f.write(cutout_bytes(spec, *window))
+        singles.append(single)
+    for n in sorted(sizes):
+        planned = [{"cutout_index": i, "access_url": f"http://127.0.0.1/cutout/{i}"}
+                   for i in range(1, n + 1)]
+        with CombinedWriter(paths[n], planned, target=(ra, dec), size=0.1,
+                            overwrite=True) as writer:
+            for i in range(n):
+                writer.add(i + 1, singles[i % len(singles)])
+    for single in singles:
+        os.unlink(single)
+    print(f"generated {', '.join(f'{n}' for n in sorted(sizes))}-cutout files in "
+          f"{time.perf_counter() - t0:.0f} s", flush=True)
+    return paths
+
+
+def worker(path, n, glue_link_manager, core):
+    """One measurement in this (fresh) process; prints one JSON line."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from glue.config import settings
+    from glue.core import DataCollection
+    from glue.core.data_factories import load_data
+    from glue.core.roi import RectangularROI
+    from glue.core.subset import RoiSubsetState
+
+    from glue_spherex import plugin
+    from glue_spherex.plugin import link_cutouts, linkmanager
+
+    plugin.setup()
+    if glue_link_manager:
+        linkmanager.uninstall()
+    # no modal autolink dialog, and linking timed separately below
+    settings.AUTOLINK["Astronomy WCS"] = "always_ignore"
+    settings.AUTOLINK["SPHEREx sky"] = "always_ignore"
+    if core:
+        app, dc = None, DataCollection()
+    else:
+        from glue_qt.app import GlueApplication
+        from glue_qt.utils import get_qapp
+
+        get_qapp()
+        app = GlueApplication()
+        dc = app.data_collection
+    if not glue_link_manager:
+        assert isinstance(dc._link_manager, linkmanager.IndexedLinkManager)
+    out = {"n": n}
+
+    def stage(name, fn):
+        t0 = time.perf_counter()
+        result = fn()
+        out[name] = time.perf_counter() - t0
+        return result
+
+    datasets = stage("load", lambda: load_data(path))
+    assert len(datasets) == n
+    stage("add", lambda: dc.extend(datasets) if core else app.add_data(*datasets))
+    out["links"] = len(stage("link", lambda: link_cutouts(dc)))
+    reference = datasets[0]
+
+    def select():
+        state = RoiSubsetState(reference.pixel_component_ids[1], reference.pixel_component_ids[0],
+                               RectangularROI(15.5, 42.5, 15.5, 42.5))
+        group = dc.new_subset_group("box", state)
+        return sum(bool(s.to_mask().any()) for s in group.subsets)
+
+    out["nonempty"] = stage("subset", select)
+    out["total"] = sum(out[k] for k in ("load", "add", "link", "subset"))
+    out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if core:
+        print(json.dumps(out), flush=True)
+        return
+    from glue_qt.utils import process_events
+    from glue_qt.viewers.image import ImageViewer
+
+    stage("gui_events", lambda: process_events(0.1))  # data collection list, subsets
+
+    def open_viewer():
+        viewer = app.new_data_viewer(ImageViewer, data=reference)
+        process_events(0.1)
+        return viewer
+
+    viewer = stage("viewer", open_viewer)
+
+    def overlay():
+        viewer.add_data(datasets[n // 2])
+        viewer.axes.figure.canvas.draw()
+        process_events(0.1)
+        return all(layer.enabled for layer in viewer.layers)
+
+    out["overlay_enabled"] = stage("overlay", overlay)
+    out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(out), flush=True)
+    app.close()
+
+
+def run(path, n, glue_link_manager, core, timeout):
+    cmd = [sys.executable, __file__, "--worker", str(n), path]
+    if glue_link_manager:
+        cmd.append("--glue-link-manager")
+    if core:
+        cmd.append("--core")
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"n": n, "timeout": timeout}
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    if done.returncode or not lines:
+        sys.stderr.write(done.stderr[-3000:])
+        raise SystemExit(f"worker for N={n} failed (exit {done.returncode})")
+    return json.loads(lines[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--workdir", help="keep the generated files here (default: temporary)")
+    parser.add_argument("--glue-link-manager", action="store_true",
+                        help="use glue's own LinkManager (figures before the fix)")
+    parser.add_argument("--core", action="store_true",
+                        help="a plain DataCollection instead of a GlueApplication (no Qt)")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per N")
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("path", nargs="?", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.path, args.worker, args.glue_link_manager, args.core)
+        return
+
+    with tempfile.TemporaryDirectory(prefix="bench-glue-") as tmp:
+        workdir = args.workdir or tmp
+        os.makedirs(workdir, exist_ok=True)
+        paths = generate(workdir, args.sizes)
+        which = "glue's LinkManager" if args.glue_link_manager else "IndexedLinkManager"
+        where = "DataCollection, no Qt" if args.core else "headless GlueApplication"
+        print(f"\n{which}, {where}; seconds per stage (each N in a fresh process)")
+        head = (f"{'N':>5} {'load':>7} {'add':>7} {'link':>7} {'subset':>7} {'TOTAL':>7} "
+                f"{'events':>7} {'viewer':>7} {'overlay':>7} {'RSS MB':>7}  non-empty masks")
+        print(head)
+        results = {}
+        for n in args.sizes:
+            r = results[n] = run(paths[n], n, args.glue_link_manager, args.core, args.timeout)
+            if "timeout" in r:
+                print(f"{n:>5} did not finish within {args.timeout:.0f} s")
+                continue
+            gui = [f"{r[k]:7.2f}" if k in r else f"{'-':>7}"
+                   for k in ("gui_events", "viewer", "overlay")]
+            print(f"{n:>5} {r['load']:7.2f} {r['add']:7.2f} {r['link']:7.2f} {r['subset']:7.2f} "
+                  f"{r['total']:7.2f} {' '.join(gui)} {r['rss_mb']:7.0f}  {r['nonempty']}/{n}"
+                  f"{'' if r.get('overlay_enabled', True) else '  (overlay layer disabled!)'}",
+                  flush=True)
+        lo, hi = min(args.sizes), max(args.sizes)
+        if lo != hi and "total" in results[lo] and "total" in results[hi]:
+            ratio = results[hi]["total"] / results[lo]["total"]
+            print(f"\nt({hi})/t({lo}) = {ratio:.2f}   (N ratio {hi / lo:.1f})")
+
+
+if __name__ == "__main__":
+    main()
