@@ -49,6 +49,18 @@ def run_ours(plan_path, out_path, workers):
     return dict(seconds=time.perf_counter() - t0, ok=summary.ok, failed=summary.failed)
 
 
+def run_fetch_only(plan_path, out_path, workers):
+    """Diagnostic: our fetcher with every body validated, then dropped (no MEF written)."""
+    from astropy.table import Table
+
+    from glue_spherex.fetch import fetch_cutouts
+
+    table = Table.read(plan_path, format="ascii.ecsv")
+    t0 = time.perf_counter()
+    ok = sum(r.ok for r in fetch_cutouts(table, workers=workers))
+    return dict(seconds=time.perf_counter() - t0, ok=ok, failed=len(table) - ok)
+
+
 def run_tutorial(plan_path, out_path, workers):
     """The notebook's process_cutout + ThreadPoolExecutor + writeto, on the same URLs."""
     import concurrent.futures
@@ -119,7 +131,7 @@ def child(method, plan_path, out_path, workers):
     import astropy  # noqa: F401  (import before touching its logger, see products doc §9)
 
     logging.getLogger("astropy").setLevel(logging.ERROR)  # the tutorial silences SIP notes
-    func = {"ours": run_ours, "tutorial": run_tutorial}[method]
+    func = {"ours": run_ours, "fetch-only": run_fetch_only, "tutorial": run_tutorial}[method]
     print(json.dumps(func(plan_path, out_path, workers)), flush=True)
 
 
@@ -190,10 +202,14 @@ def main(argv=None):
     parser.add_argument("--latency", type=float, default=0.15, help="seconds per request")
     parser.add_argument("--size", default="0.1deg", help="cutout size (default 0.1deg)")
     parser.add_argument("--skip-tutorial", action="store_true", help="time ours only")
+    parser.add_argument("--fetch-only", action="store_true",
+                        help="also time our fetcher alone, without writing the MEF")
     parser.add_argument("--keep", action="store_true", help="keep the output files")
+    parser.add_argument("--dir", default=None,
+                        help="directory for the MEFs (default: the system temporary directory)")
     args = parser.parse_args(argv)
 
-    tmp = tempfile.mkdtemp(prefix="bench_fetch_")
+    tmp = tempfile.mkdtemp(prefix="bench_fetch_", dir=args.dir)
     archive, url = start_archive(args.latency)
     try:
         plan_path = os.path.join(tmp, "plan.ecsv")
@@ -204,6 +220,7 @@ def main(argv=None):
         print(f"{args.n} cutouts of M101, all bands, {args.size} ({distinct} distinct images"
               f"{', repeated with &rep=k' if args.n > distinct else ''}), "
               f"{args.workers} workers")
+        print(f"MEFs written in {tmp}")
         print(f"latency limit N*L/W          {limit:8.2f} s")
 
         ours_path = os.path.join(tmp, "ours.fits")
@@ -213,6 +230,10 @@ def main(argv=None):
               f"{ours_rss:7.0f} MB   {ours['ok']} ok, {ours['failed']} failed, "
               f"MEF {size_mb:.0f} MB")
         figures = {"ours/limit": ours["seconds"] / limit, "ours peak RSS (MB)": ours_rss}
+        if args.fetch_only:
+            only, only_rss = run_child("fetch-only", plan_path, "", args.workers)
+            print(f"  diagnostic: fetch only     {only['seconds']:8.2f} s   peak RSS "
+                  f"{only_rss:7.0f} MB   (bodies validated, then dropped; no MEF)")
         if not args.skip_tutorial:
             tut_path = os.path.join(tmp, "tutorial.fits")
             tut, tut_rss = run_child("tutorial", plan_path, tut_path, args.workers)
