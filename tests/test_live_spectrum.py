@@ -290,3 +290,25 @@ def test_qt_action_opens_a_scatter_viewer_of_the_spectrum(glue_app, products, qt
     tree.set_selected_layers([group])
     action.trigger()
     assert len([v for tab in app.viewers for v in tab if isinstance(v, ScatterViewer)]) == 1
+
+
+def test_qt_region_drawn_in_an_image_viewer(glue_app, products):
+    from glue_qt.viewers.image import ImageViewer
+
+    from glue_spherex.qt.spectrum_action import open_live_spectrum
+
+    app = glue_app
+    datasets = products_to_data(products[:8])
+    app.data_collection.extend(datasets)
+    image = app.new_data_viewer(ImageViewer, data=datasets[2])
+    x, y = (float(v) for v in datasets[2].coords.world_to_pixel(
+        SkyCoord(S1.ra * u.deg, S1.dec * u.deg)))
+    image.apply_roi(CircularROI(x, y, 1.0))   # what the circle tool does
+    group = app.data_collection.subset_groups[-1]
+    viewer = open_live_spectrum(app, group)
+    spectrum = viewer.state.layers[0].layer
+    assert spectrum.label == spectrum_label(group.label)
+    circle = live_spectra(app.data_collection)[group].circle
+    assert SkyCoord(circle.ra * u.deg, circle.dec * u.deg).separation(
+        SkyCoord(S1.ra * u.deg, S1.dec * u.deg)).arcsec < 0.01
+    _same(spectrum, _expected(products[:8], circle.ra, circle.dec, circle.radius_arcsec / 3600))
