@@ -410,8 +410,7 @@ def fetch_to_file(table, out_path, *, target=None, size=None, overwrite=False, *
                 _tally(summary, result)
                 result.data = None  # the writer has it; keep memory bounded
         finally:
-            results.close()
-            summary.seconds = time.monotonic() - t0
+            results.close()  # on an exception: stop the downloads before the file is finished
     summary.seconds = time.monotonic() - t0
     return summary
 
