@@ -109,10 +109,12 @@ def cutouts_in(data_collection):
 
 
 def _component(data, name):
-    try:
-        return np.asarray(data[name])  # no copy: windows become float64 when measured
-    except (IncompatibleAttribute, KeyError):
-        return None
+    # Look among the dataset's own components: data[name] would search every component
+    # derivable through the links too, which grows with the number of linked cutouts.
+    for cid in data.main_components:
+        if cid.label == name:
+            return np.asarray(data.get_component(cid).data)  # no copy (float32, mmap)
+    return None
 
 
 def _celestial(data):
@@ -131,7 +133,7 @@ def frame_from_data(data, bad_flags=DEFAULT_BAD_FLAGS, subtract_zodi=True):
     from scipy.ndimage import map_coordinates
 
     from .plugin.datasets import source_product
-    from .spectrum import _product_psf
+    from .spectrum import _product_psf, flag_bits_for
 
     flux = _component(data, "flux")
     if flux is None:
@@ -145,7 +147,7 @@ def frame_from_data(data, bad_flags=DEFAULT_BAD_FLAGS, subtract_zodi=True):
     if variance is None:
         variance = np.full(flux.shape, np.nan)
     flags = _component(data, "flags")
-    bits = product.flag_bits if product is not None else DEFAULT_BITS
+    bits = flag_bits_for(product, bad_flags) if product is not None else DEFAULT_BITS
     bad = (mask_from_names(flags, bad_flags, bits=bits) if flags is not None
            else np.zeros(flux.shape, bool))
     wl_map = _component(data, "wavelength")

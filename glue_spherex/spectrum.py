@@ -131,7 +131,7 @@ class Frame:
         image = np.asarray(product.image)  # float32; windows become float64 when measured
         if subtract_zodi:
             image = image - np.asarray(product.zodi)
-        bad = mask_from_names(product.flags, bad_flags, bits=product.flag_bits)
+        bad = mask_from_names(product.flags, bad_flags, bits=flag_bits_for(product, bad_flags))
         index = product.cutout_index
         return cls(
             image=image,
@@ -145,6 +145,24 @@ class Frame:
                       bandpass=str(product.bandpass), mjd=float(product.mjd_avg),
                       cutout_index=-1 if index is None else int(index)),
         )
+
+
+def flag_bits_for(product, names):
+    """``{name: bit}`` of the named flags from the product's FLAGS header.
+
+    Looks up only the ``MP_<NAME>`` keywords asked for (a few dictionary look-ups) and falls
+    back to parsing every card (``product.flag_bits``, ~10 ms a header) when one is missing,
+    e.g. in QR3's ``MSKNnnnn`` style.
+    """
+    header = product.headers["FLAGS"]
+    bits = {}
+    for name in [names] if isinstance(names, str) else names:
+        key = str(name).strip().upper().removeprefix("MP_")
+        value = header.get(f"MP_{key}")
+        if not isinstance(value, int) or isinstance(value, bool):
+            return product.flag_bits
+        bits[key] = value
+    return bits
 
 
 def _product_psf(product, x, y):
