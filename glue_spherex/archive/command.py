@@ -36,7 +36,7 @@ def add_arguments(parser):
     parser.add_argument("--gzip-cutouts", action="store_true",
                         help="gzip cutouts unless the request says gzip=false")
     g = parser.add_argument_group("fault injection")
-    g.add_argument("--latency", default="0", metavar="SPEC",
+    g.add_argument("--latency", default=0.0, metavar="SPEC",
                    help="delay per request: seconds (0.15), uniform:LOW,HIGH or "
                         "lognormal:MEDIAN,SIGMA")
     g.add_argument("--bandwidth", type=float, default=None, metavar="BYTES_PER_S",

@@ -238,6 +238,8 @@ class _Handler(BaseHTTPRequestHandler):
 class LocalArchive:
     """An IRSA-compatible archive serving synthetic SPHEREx data on ``127.0.0.1``.
 
+    Use as a context manager, or call :meth:`start` and :meth:`stop`.
+
     Parameters
     ----------
     port : int
@@ -250,8 +252,6 @@ class LocalArchive:
         Server-wide default of the cutout ``gzip`` parameter (False, see :mod:`.files`).
     specs : list of FrameSpec, optional
         Frames to serve instead of ``synthetic.observation_plan()``.
-
-    Use as a context manager, or call :meth:`start` and :meth:`stop`.
     """
 
     def __init__(self, port=0, faults=None, seed=0, gzip_cutouts=False, specs=None):
