@@ -244,7 +244,7 @@ def _appendable(product):
     """What :meth:`CombinedWriter.add` reads a product with.
 
     Downloaded bytes go through :class:`~glue_spherex.rawcutout.RawCutout` (header scan, a
-    fifth of the CPU of a full parse, byte-identical output); anything else -- and bytes it
+    tenth of the CPU of a full parse, byte-identical output); anything else -- and bytes it
     refuses, so that the error message is SpectralImage's -- through SpectralImage.open.
     """
     if isinstance(product, (bytes, bytearray, memoryview)):
