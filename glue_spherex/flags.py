@@ -55,13 +55,16 @@ DEFAULT_BITS = {name: bit for bit, name, _ in FLAG_TABLE}
 
 #: Flags whose pixels carry no trustworthy surface brightness: readout or onboard-processing
 #: failures (TRANSIENT, OVERFLOW, SUR_ERROR, MISSING_DATA), dead or abnormal pixels (NONFUNC,
-#: HOT, COLD) and pixels whose nonlinearity or persistence could not be corrected
-#: (NONLINEAR, PERSIST). Left out on purpose: SOURCE (40-70 % of pixels, it marks sky, not
-#: defects), FULLSAMPLE (information only), OUTLIER (bright real sources trip it), DICHROIC
-#: (low but calibrated throughput) and the ghost/artifact bits, which depend on the science.
+#: HOT, COLD), pixels whose nonlinearity or persistence could not be corrected (NONLINEAR,
+#: PERSIST), and statistical outliers (OUTLIER). IRSA's mosaic tool trusts OUTLIER; for
+#: aperture photometry a masked pixel costs little while an outlier left in biases the sum, so
+#: we mask it (pass ``bad_flags`` to choose otherwise; spectra report ``n_masked``). Left out on
+#: purpose: SOURCE (40-70 % of pixels, it marks sky, not defects), FULLSAMPLE (information
+#: only), DICHROIC (low but calibrated throughput) and the ghost/artifact bits, which depend on
+#: the science.
 DEFAULT_BAD_FLAGS = (
     "TRANSIENT", "OVERFLOW", "SUR_ERROR", "NONFUNC", "MISSING_DATA",
-    "HOT", "COLD", "NONLINEAR", "PERSIST",
+    "HOT", "COLD", "NONLINEAR", "PERSIST", "OUTLIER",
 )
 
 _MSKN = re.compile(r"^MSKN(\d{4})$")
