@@ -4,6 +4,7 @@ import dialog driven like a user would, and pixel checks on screenshots."""
 from __future__ import annotations
 
 import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -15,7 +16,11 @@ from glue.config import settings  # noqa: E402
 #: M101 in the local archive, and a time window in which every band sees it a few times.
 TARGET = "210.80227 54.34895"
 WINDOW = (60832.50, 60832.64)
-STATIC = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "_static")
+#: Where screenshots go: a temporary directory, so a test run leaves the checkout untouched;
+#: ``GLUE_SPHEREX_SCREENSHOT_DIR=docs/_static python -m pytest tests/test_qt_import.py``
+#: refreshes the pictures the documentation shows.
+SHOTS = os.environ.get("GLUE_SPHEREX_SCREENSHOT_DIR") or os.path.join(
+    tempfile.gettempdir(), "glue-spherex-screenshots")
 
 
 @pytest.fixture(scope="session")
@@ -141,9 +146,9 @@ def axes_region(window_image, window, viewer, inset=4):
 
 
 def save_screenshot(image, name):
-    """Write a QImage/QPixmap into docs/_static atomically; returns the final path."""
-    os.makedirs(STATIC, exist_ok=True)
-    path = os.path.abspath(os.path.join(STATIC, name))
+    """Write a QImage/QPixmap into :data:`SHOTS` atomically; returns the final path."""
+    os.makedirs(SHOTS, exist_ok=True)
+    path = os.path.abspath(os.path.join(SHOTS, name))
     tmp = path + ".part.png"
     assert image.save(tmp, "PNG")
     os.replace(tmp, path)
