@@ -91,6 +91,8 @@ def _float_arg(what):
 
 def add_parser(subparsers):
     """Register the ``spectrum`` subcommand."""
+    from .flags import DEFAULT_BAD_FLAGS
+
     parser = subparsers.add_parser(
         "spectrum", help="aperture spectrum at a position from a file of cutouts",
         description=DESCRIPTION, epilog=EPILOG,
@@ -109,9 +111,9 @@ def add_parser(subparsers):
     parser.add_argument("--no-zodi", action="store_true",
                         help="do not subtract the ZODI model")
     parser.add_argument("--bad-flags", type=_flags_arg, metavar="NAMES",
-                        help="comma-separated FLAGS names to mask (default: TRANSIENT, "
-                             "OVERFLOW, SUR_ERROR, NONFUNC, MISSING_DATA, HOT, COLD, NONLINEAR, "
-                             "PERSIST); 'none' masks only invalid pixels")
+                        help="comma-separated FLAGS names to mask (default: "
+                             f"{', '.join(DEFAULT_BAD_FLAGS)}); 'none' masks only invalid "
+                             "pixels")
     parser.add_argument("--aperture-correction", choices=("psf", "none"), default="psf",
                         help="psf: total flux of a point source (default); none: flux in the "
                              "aperture, for extended sources")
