@@ -262,10 +262,10 @@ def _write_table(table, path):
 def add_fetch_parser(subparsers):
     parser = subparsers.add_parser(
         "fetch", help="download cutouts into one combined FITS file",
-        description="Query, then download every cutout into one multi-extension FITS file "
-                    "(CUTOUT_INFO table plus IMAGEn, FLAGSn, VARIANCEn, ZODIn, PSFn, "
-                    "WCS-WAVEn per cutout). Failed cutouts are listed in CUTOUT_INFO; with "
-                    "--cache, a rerun resumes where the last one stopped.",
+        description="Query, then download every cutout into one multi-extension FITS file\n"
+                    "(CUTOUT_INFO table plus IMAGEn, FLAGSn, VARIANCEn, ZODIn, PSFn, WCS-WAVEn\n"
+                    "per cutout). Failed cutouts are listed in CUTOUT_INFO; with --cache, a\n"
+                    "rerun resumes where the last one stopped.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_target_arguments(parser)
     parser.add_argument("-o", "--output", metavar="FILE",

@@ -24,7 +24,7 @@ def add_parser(subparsers):
 
     parser = subparsers.add_parser(
         "demo", help="run query -> fetch -> quick-look against a local archive",
-        description="Start the local archive in-process, fetch the M101 D2 0.1deg cutouts "
+        description="Start the local archive in-process, fetch the M101 D2 0.1deg cutouts\n"
                     "into DIR/m101_d2.fits and draw DIR/m101_d2.png.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", metavar="DIR", default="glue-spherex-demo",
