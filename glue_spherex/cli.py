@@ -43,8 +43,8 @@ EXIT_INTERRUPTED = 130
 EPILOG = """\
 exit codes:
   0    success
-  1    some cutouts failed (the file holds the others; CUTOUT_INFO says why), or a local
-       file could not be written
+  1    some cutouts failed (the file holds the others; CUTOUT_INFO says why), a local
+       file could not be written, or an internal error
   2    bad input or usage
   3    a service (TAP, SIA2, cutouts, name resolver) was unreachable or answered an error
   130  interrupted (Ctrl-C); cutouts that had arrived are saved
@@ -126,7 +126,8 @@ def _fail_other(exc):
     if isinstance(exc, OSError):
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         return _fail(f"{exc.strerror or exc}{where}", EXIT_PARTIAL)
-    raise exc
+    return _fail(f"internal error: {type(exc).__name__}: {exc} (please report it)",
+                 EXIT_PARTIAL)
 
 
 # -- shared arguments -------------------------------------------------------------------------
