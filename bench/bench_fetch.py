@@ -11,7 +11,9 @@ from ``wait4``:
   ``fits.open(url, cache=False)``, the wavelength at the target via
   ``WCS(header, fobj=hdulist, key='W')`` with ``sip = None``, every HDU renamed and
   ``copy()``-ed into memory, ``ThreadPoolExecutor(W)``, then one ``writeto``;
-- the latency limit ``N * L / W``: no method with W connections can beat it.
+- the latency limit ``N * L / W``: no method with W connections can beat it;
+- with ``--diagnostics``, the floor of this machine (plain GETs, bytes appended to one file
+  unchecked: what any method must at least do) and our fetcher without the MEF.
 
 Usage::
 
@@ -59,6 +61,31 @@ def run_fetch_only(plan_path, out_path, workers):
     t0 = time.perf_counter()
     ok = sum(r.ok for r in fetch_cutouts(table, workers=workers))
     return dict(seconds=time.perf_counter() - t0, ok=ok, failed=len(table) - ok)
+
+
+def run_floor(plan_path, out_path, workers):
+    """Diagnostic floor: W threads GET the same URLs and the bytes are appended to one file,
+    unchecked and unparsed -- the least any method must do to save them on this machine."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    import requests
+    from astropy.table import Table
+
+    urls = list(Table.read(plan_path, format="ascii.ecsv")["cutout_url"])
+    local = threading.local()
+
+    def get(url):
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+        with local.session.get(url, stream=True, timeout=(10, 60)) as resp:
+            return resp.raw.read()
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool, open(out_path, "wb") as f:
+        for future in as_completed([pool.submit(get, url) for url in urls]):
+            f.write(future.result())
+    return dict(seconds=time.perf_counter() - t0, ok=len(urls), failed=0)
 
 
 def run_tutorial(plan_path, out_path, workers):
@@ -131,7 +158,8 @@ def child(method, plan_path, out_path, workers):
     import astropy  # noqa: F401  (import before touching its logger, see products doc §9)
 
     logging.getLogger("astropy").setLevel(logging.ERROR)  # the tutorial silences SIP notes
-    func = {"ours": run_ours, "fetch-only": run_fetch_only, "tutorial": run_tutorial}[method]
+    func = {"ours": run_ours, "fetch-only": run_fetch_only, "floor": run_floor,
+            "tutorial": run_tutorial}[method]
     print(json.dumps(func(plan_path, out_path, workers)), flush=True)
 
 
@@ -202,8 +230,9 @@ def main(argv=None):
     parser.add_argument("--latency", type=float, default=0.15, help="seconds per request")
     parser.add_argument("--size", default="0.1deg", help="cutout size (default 0.1deg)")
     parser.add_argument("--skip-tutorial", action="store_true", help="time ours only")
-    parser.add_argument("--fetch-only", action="store_true",
-                        help="also time our fetcher alone, without writing the MEF")
+    parser.add_argument("--diagnostics", action="store_true",
+                        help="also time our fetcher without the MEF, and the floor: plain GETs "
+                             "whose bytes are appended to a file unchecked")
     parser.add_argument("--keep", action="store_true", help="keep the output files")
     parser.add_argument("--dir", default=None,
                         help="directory for the MEFs (default: the system temporary directory)")
@@ -230,10 +259,16 @@ def main(argv=None):
               f"{ours_rss:7.0f} MB   {ours['ok']} ok, {ours['failed']} failed, "
               f"MEF {size_mb:.0f} MB")
         figures = {"ours/limit": ours["seconds"] / limit, "ours peak RSS (MB)": ours_rss}
-        if args.fetch_only:
+        if args.diagnostics:
             only, only_rss = run_child("fetch-only", plan_path, "", args.workers)
             print(f"  diagnostic: fetch only     {only['seconds']:8.2f} s   peak RSS "
                   f"{only_rss:7.0f} MB   (bodies validated, then dropped; no MEF)")
+            floor_path = os.path.join(tmp, "floor.bin")
+            floor, _ = run_child("floor", plan_path, floor_path, args.workers)
+            os.unlink(floor_path)
+            print(f"  diagnostic: floor          {floor['seconds']:8.2f} s   (plain GETs, bytes "
+                  f"appended to one file unchecked)")
+            figures["ours/floor"] = ours["seconds"] / floor["seconds"]
         if not args.skip_tutorial:
             tut_path = os.path.join(tmp, "tutorial.fits")
             tut, tut_rss = run_child("tutorial", plan_path, tut_path, args.workers)
