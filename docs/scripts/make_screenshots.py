@@ -16,7 +16,9 @@ SPHEREx cutouts… would, and writes into ``docs/_static``:
 * ``glue_export_dialog.png`` -- the dialog of Plugins ▸ Export SPHEREx cutouts as MEF…;
 * ``demo_quicklook.png`` -- the quick-look image that ``glue-spherex demo`` draws.
 
-``glue_import_linked.png`` and ``import_dialog.png`` come from ``tests/test_qt_import.py``.
+``glue_import_linked.png`` and ``import_dialog.png`` come from the GUI test that drives the
+import dialog: ``GLUE_SPHEREX_SCREENSHOT_DIR=docs/_static python -m pytest
+tests/test_qt_import.py``.
 Each image is written to a temporary name and renamed, and the script checks that the
 viewers actually drew something (so a blank screenshot fails loudly).
 """
