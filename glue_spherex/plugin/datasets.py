@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
+import re
 
 import numpy as np
 from astropy.io import fits
@@ -42,7 +43,8 @@ class CelestialWCS(WCS):
     """The celestial (TAN-SIP) WCS of a cutout, saved in glue sessions with its SIP terms.
 
     glue saves a plain :class:`~astropy.wcs.WCS` with ``to_header_string()``, which drops
-    the SIP distortion; this subclass keeps it (``relax=True``).
+    the SIP distortion.  This subclass saves its keyword values and SIP matrices instead
+    (and is rebuilt from them without astropy's slow header parser).
     """
 
     def __gluestate__(self, context):
@@ -69,15 +71,32 @@ class CelestialWCS(WCS):
         return _build_wcs(rec, sip)
 
 
-def _sip_matrix(header, name):
-    order = header.get(f"{name}_ORDER")
-    if order is None:
-        return None
-    m = np.zeros((int(order) + 1, int(order) + 1))
-    for p in range(int(order) + 1):
-        for q in range(int(order) + 1 - p):
-            m[p, q] = header.get(f"{name}_{p}_{q}", 0.0)
-    return m
+_SIP_CARD = re.compile(r"^(A|B|AP|BP)_(\d+)_(\d+)$")
+
+
+def _card_number(card):
+    """A numeric card's value, read from its 80-character image (astropy's parser is slow)."""
+    text = card.image[10:].split("/", 1)[0].strip()
+    try:
+        return float(text.replace("D", "E"))
+    except ValueError:
+        return float(card.value)
+
+
+def _sip_matrices(header):
+    """``{'A': matrix, ...}`` for the SIP polynomials present (``*_ORDER`` given)."""
+    orders = {name: header.get(f"{name}_ORDER") for name in ("A", "B", "AP", "BP")}
+    matrices = {name: np.zeros((int(order) + 1, int(order) + 1))
+                for name, order in orders.items() if order is not None}
+    if matrices:
+        for card in header.cards:
+            m = _SIP_CARD.match(card.keyword)
+            if m and m.group(1) in matrices:
+                p, q = int(m.group(2)), int(m.group(3))
+                matrix = matrices[m.group(1)]
+                if p + q < matrix.shape[0]:
+                    matrix[p, q] = _card_number(card)
+    return matrices
 
 
 def celestial_wcs(header):
@@ -106,8 +125,7 @@ def celestial_wcs(header):
         values["cdelt"] = [get("CDELT1", 1.0), get("CDELT2", 1.0)]
     if "NAXIS1" in header and "NAXIS2" in header:
         values["pixel_shape"] = (int(header["NAXIS1"]), int(header["NAXIS2"]))
-    sip = {name: _sip_matrix(header, name) for name in ("A", "B", "AP", "BP")}
-    return _build_wcs(values, {k: m for k, m in sip.items() if m is not None})
+    return _build_wcs(values, _sip_matrices(header))
 
 
 def _build_wcs(values, sip):

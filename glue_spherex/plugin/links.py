@@ -6,24 +6,24 @@ cutouts) with a :class:`CutoutLink`: identity links between
 * the world coordinates ``Right Ascension`` and ``Declination`` (all SPHEREx WCSs are
   ICRS), and
 * the per-pixel quantities ``flux``, ``variance``, ``flags``, ``zodi``, ``wavelength`` and
-  ``bandwidth``.
+  ``bandwidth``;
 
-With glue's pixel<->world coordinate links inside each dataset this is enough for
+plus each cutout's pixel x and y from the other's (pixel -> sky -> pixel through both WCSs
+with SIP, exactly: one WCS round trip, the cheapest chain glue can find).  That gives
 
-* a pixel or sky ROI drawn on any cutout to select the same sky in every cutout (pixel of
-  A -> world of A = world of B -> pixel of B, through the WCS with SIP, exactly);
-* a condition on ``wavelength`` (or flux, flags, ...) of any cutout to select, in every
+* a pixel or sky ROI drawn on any cutout selects the same sky in every cutout;
+* a condition on ``wavelength`` (or flux, flags, ...) of any cutout selects, in every
   cutout, the pixels whose own value meets it -- e.g. 1.30 <= λ < 1.35 µm;
-* glue's image viewer to reproject any cutout onto any other (the reference dataset can
+* glue's image viewer can reproject any cutout onto any other (the reference dataset can
   derive every layer's pixel components);
-* a scatter plot of one cutout's ``wavelength`` vs ``flux`` to show every cutout's pixels,
+* a scatter plot of one cutout's ``wavelength`` vs ``flux`` shows every cutout's pixels,
   i.e. a spectrum.
 
 A :class:`CutoutLink` is a plain glue :class:`~glue.core.link_helpers.LinkCollection` of
-identity :class:`~glue.core.component_link.ComponentLink` objects (what
-:class:`~glue.core.link_helpers.LinkSame` makes, eight at a time), shown as one entry per
-cutout in glue's link editor and saved and restored with the session.  The cost of the
-link graph is kept linear by :mod:`glue_spherex.plugin.linkmanager`.
+:class:`~glue.core.component_link.ComponentLink` objects (the identity ones are what
+:class:`~glue.core.link_helpers.LinkSame` makes), shown as one entry per cutout in glue's
+link editor, and saved and restored with the session (rebuilt from the two datasets).  The
+cost of the link graph is kept linear by :mod:`glue_spherex.plugin.linkmanager`.
 
 glue's 'Astronomy WCS' autolinker would instead suggest a WCS link for every pair of images
 (N(N-1)/2 links, O(N^2) work on every data addition, and a modal dialog).  :func:`setup
