@@ -11,6 +11,7 @@ an extension for well under a millisecond, where a full ``fits.open`` takes tens
 from __future__ import annotations
 
 import gzip
+import re
 import zlib
 from dataclasses import dataclass
 
@@ -24,6 +25,8 @@ CARD = 80
 REQUIRED_EXTENSIONS = ("IMAGE", "FLAGS", "VARIANCE", "ZODI", "PSF", "WCS-WAVE")
 _GZIP_MAGIC = b"\x1f\x8b"
 _FITS_MAGIC = b"SIMPLE  =                    T"
+_END_CARD = b"END" + b" " * 77
+_END = re.compile(_END_CARD)
 
 
 @dataclass(frozen=True)
@@ -83,21 +86,15 @@ def scan_hdus(data, label="body"):
         if spans and not bytes(view[offset:offset + BLOCK]).strip(b"\0 "):
             break  # trailing padding after the last HDU
         header_start = offset
-        cards = {}
-        ended = False
-        while not ended:
+        while True:  # find the block holding the END card
             if offset + BLOCK > n:
                 raise SpherexFormatError(
                     f"{label} is truncated: header of HDU {len(spans)} ends after byte {n}")
-            block = bytes(view[offset:offset + BLOCK]).decode("latin-1")
+            block = bytes(view[offset:offset + BLOCK])
             offset += BLOCK
-            for i in range(0, BLOCK, CARD):
-                key = block[i:i + 8].rstrip()
-                if key == "END":
-                    ended = True
-                    break
-                if block[i + 8:i + 10] == "= " and key not in cards:
-                    cards[key] = block[i + 10:i + CARD]
+            if any(m.start() % CARD == 0 for m in _END.finditer(block)):
+                break
+        cards = _cards(bytes(view[header_start:offset]))
         if "XTENSION" not in cards and spans:
             raise SpherexFormatError(f"{label}: HDU {len(spans)} has no XTENSION card")
         size, bitpix, shape = _data_size(cards, label, len(spans))
@@ -122,6 +119,39 @@ def scan_spectral_image(data, label="body"):
         raise SpherexFormatError(
             f"{label} is not a SPHEREx spectral image: no {', '.join(missing)} extension")
     return spans
+
+
+def _cards(header):
+    """``{keyword: value field}`` of the structural keywords of one header.
+
+    Each keyword is looked up with ``bytes.find`` (only matches at card boundaries, before
+    END count), which is many times faster than walking the cards in Python.
+    """
+    end = _aligned_find(header, _END_CARD)
+    limit = end if end >= 0 else len(header)
+    cards = {}
+    keys = ["SIMPLE", "XTENSION", "BITPIX", "NAXIS", "PCOUNT", "GCOUNT", "EXTNAME", "BSCALE",
+            "BZERO"]
+    for key in keys:  # NAXISn are appended once NAXIS is known
+        pos = _aligned_find(header, f"{key:8}= ".encode(), limit)
+        if pos < 0:
+            continue
+        cards[key] = header[pos + 10:pos + CARD].decode("latin-1")
+        if key == "NAXIS":
+            try:
+                naxis = int(cards[key].split("/")[0])
+            except ValueError:
+                continue
+            keys += [f"NAXIS{i}" for i in range(1, min(naxis, 999) + 1)]
+    return cards
+
+
+def _aligned_find(header, needle, limit=None):
+    """Offset of ``needle`` at the start of a card (before ``limit``), or -1."""
+    pos = header.find(needle, 0, limit)
+    while pos >= 0 and pos % CARD:
+        pos = header.find(needle, pos + 1, limit)
+    return pos
 
 
 def _int(cards, key, label, index, default=None):
