@@ -25,7 +25,7 @@ from astropy.io import fits
 from astropy.wcs import WCS, NoConvergence, Sip
 
 from .errors import SpherexFormatError
-from .fitsscan import scan_spectral_image, unwrap
+from .fitsscan import _END_CARD, _aligned_find, scan_spectral_image, unwrap
 from .products import _CELESTIAL_KEY, _IMAGE_KINDS, _NEAR_DEG, KINDS, SpectralImage
 from .wavelength import SpectralWCS, WaveTable
 
@@ -98,22 +98,22 @@ class RawCutout:
         for kind in KINDS:
             span = self._spans[kind]
             header = bytearray(view[span.header_start:span.data_start])
+            limit = _aligned_find(header, _END_CARD)
             new = {"EXTNAME": f"{kind}{suffix}"}
             if kind in _IMAGE_KINDS:
                 new["PS1_0W"] = new["PS2_0W"] = f"WCS-WAVE{suffix}"
-            found = False
-            for pos in range(0, len(header), 80):
-                key = header[pos:pos + 8].rstrip().decode("latin-1")
-                if key in new:
-                    card = header[pos:pos + 80].decode("latin-1")
-                    header[pos:pos + 80] = _string_card(key, new[key], _comment(card))
-                    found |= key == "EXTNAME"
-                elif key in ("CHECKSUM", "DATASUM"):
-                    header[pos:pos + 80] = b" " * 80
-                elif key == "END":
-                    break
-            if not found:
+            if _aligned_find(header, b"EXTNAME = ", limit) < 0:
                 raise SpherexFormatError(f"{self.label}: {kind} has no EXTNAME card")
+            for key, value in new.items():
+                pos = _aligned_find(header, f"{key:8}= ".encode(), limit)
+                if pos >= 0:
+                    card = header[pos:pos + 80].decode("latin-1")
+                    header[pos:pos + 80] = _string_card(key, value, _comment(card))
+            for key in (b"CHECKSUM= ", b"DATASUM = "):
+                pos = _aligned_find(header, key, limit)
+                while pos >= 0:
+                    header[pos:pos + 80] = b" " * 80
+                    pos = _aligned_find(header, key, limit)
             chunks += [bytes(header), view[span.data_start:span.end]]
         return chunks
 

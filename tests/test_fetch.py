@@ -308,6 +308,7 @@ def test_quicklook_from_file_and_products(archive, tmp_path):
 
 def test_raw_cutout_matches_spectral_image():
     import gzip
+    import io
 
     from astropy.wcs import WCS
     from spherex_testfiles import make_cutout, make_frame, to_bytes
@@ -324,7 +325,11 @@ def test_raw_cutout_matches_spectral_image():
         data = to_bytes(cut)
         targets = WCS(cut["IMAGE"].header).pixel_to_world([nx / 2 - 0.3, -3.0, nx + 40.0],
                                                           [ny / 2 + 0.2, 2.0, 1.0])
-        for body in (data, gzip.compress(data, 1)):
+        buf = io.BytesIO()
+        cut.writeto(buf, checksum=True)  # CHECKSUM/DATASUM cards are blanked when renamed
+        assert b"CHECKSUM= " in buf.getvalue()
+        assert b"CHECKSUM= " not in b"".join(RawCutout(buf.getvalue())._extension_bytes("3"))
+        for body in (data, gzip.compress(data, 1), buf.getvalue()):
             raw = RawCutout(body)
             with SpectralImage.open(body) as image:
                 for attr in ("shape", "obsid", "detector", "bandpass", "version"):
