@@ -174,3 +174,29 @@ def test_the_factory_takes_over_what_the_identifier_opened(tmp_path):
     os.replace(other, path)
     datasets = factory.read_spherex(str(path))
     assert len(datasets) == 2 and not any(d._spherex_product in stale for d in datasets)
+
+
+def test_session_of_file_loaded_cutouts_reads_the_file_again(tmp_path):
+    from glue.core import DataCollection
+    from glue.core.roi import RectangularROI
+    from glue.core.state import GlueSerializer, GlueUnSerializer
+    from glue.core.subset import RoiSubsetState
+
+    path = write_combined(tmp_path / "session.fits", survey(5, seed=11))
+    dc = DataCollection(load_data(str(path)))
+    plugin.link_cutouts(dc)
+    ref = dc[0]
+    dc.new_subset_group("box", RoiSubsetState(ref.pixel_component_ids[1],
+                                              ref.pixel_component_ids[0],
+                                              RectangularROI(3.5, 16.5, 5.5, 19.5)))
+    masks = [s.to_mask() for s in dc.subset_groups[0].subsets]
+    text = GlueSerializer(dc).dumps()  # components saved as references to the file
+    assert "flux" in text and len(text) < 200_000
+
+    restored = GlueUnSerializer.loads(text).object("__main__")
+    assert [d.label for d in restored] == [d.label for d in dc]
+    assert all(memory_mapped(d.get_component("flux").data) for d in restored)
+    assert len(restored.external_links) == 4
+    for subset, mask in zip(restored.subset_groups[0].subsets, masks):
+        assert np.array_equal(subset.to_mask(), mask)
+    assert any(m.any() for m in masks[1:])
