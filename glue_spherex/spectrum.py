@@ -44,7 +44,6 @@ light keeps its row with a NaN flux and a ``status`` saying why.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -57,6 +56,7 @@ from astropy.stats import sigma_clipped_stats
 from astropy.table import QTable
 from scipy.special import ndtr
 
+from .atomic import atomic_path
 from .errors import SpherexInputError
 from .flags import DEFAULT_BAD_FLAGS, mask_from_names
 
@@ -574,28 +574,11 @@ def _measure(index, frame, coord, radius, annulus, correction, min_fraction):
 
 # --- writers -------------------------------------------------------------------------------
 
-def _write_atomically(path, write):
-    """Call ``write(tmp)`` on a temporary name next to ``path``, then rename it to ``path``."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise SpherexInputError(f"cannot write {path}: directory {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix,
-                               dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_ecsv(table, path):
     """Write the spectrum table as ECSV, atomically (temporary file, then rename)."""
-    return _write_atomically(
-        path, lambda tmp: table.write(tmp, format="ascii.ecsv", overwrite=True))
+    with atomic_path(path) as tmp:
+        table.write(tmp, format="ascii.ecsv")
+    return Path(path)
 
 
 def to_spectrum1d(table):
@@ -629,8 +612,9 @@ def write_spectrum1d(table, path):
     (specutils has no ECSV writer for spectra; :func:`write_ecsv` writes the full table.)
     """
     spec = to_spectrum1d(table)
-    return _write_atomically(
-        path, lambda tmp: spec.write(tmp, format="tabular-fits", overwrite=True))
+    with atomic_path(path) as tmp:
+        spec.write(tmp, format="tabular-fits")
+    return Path(path)
 
 
 def plot_spectrum(table, out_png, truth=None, title=None):
@@ -648,7 +632,9 @@ def plot_spectrum(table, out_png, truth=None, title=None):
     _draw_spectrum(ax, table, truth)
     ax.set_title(title or _default_title(table))
     fig.tight_layout()
-    return _write_atomically(out_png, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    return Path(out_png)
 
 
 def _default_title(table):

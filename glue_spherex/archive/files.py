@@ -25,6 +25,7 @@ import tempfile
 import threading
 from collections import OrderedDict
 
+from ..atomic import write_bytes
 from ..errors import SpherexInputError
 from .cutout_params import parse_cutout
 from .response import FileBody, Response, text_response
@@ -58,10 +59,7 @@ class FrameCache:
                     return open(path, "rb")
             data = frame_bytes(spec)
             path = os.path.join(self.directory, spec.file_name)
-            tmp = f"{path}.{threading.get_ident()}.part"
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
+            write_bytes(path, data)
             with self._lock:
                 self._files[spec.key] = path
                 while len(self._files) > self.max_files:

@@ -14,12 +14,11 @@ blocks, card images joined as strings); ``make_frame``/``make_cutout`` open thos
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from functools import cache
 
 from astropy.io import fits
 
+from ..atomic import write_bytes
 from ..errors import SpherexInputError
 from .fitsbytes import data_bytes, header_bytes
 from .geometry import NPIX
@@ -110,14 +109,4 @@ def make_cutout(spec, x0, y0, nx, ny):
 
 def write_frame(spec, path):
     """Write a full frame to ``path`` atomically (temporary file, then ``os.replace``)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".fits")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(frame_bytes(spec))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_bytes(path, frame_bytes(spec))
