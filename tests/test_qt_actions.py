@@ -132,6 +132,28 @@ def test_compare_selected_cutouts(session, qtbot):
     assert len({(g.width(), g.height()) for g in geoms}) == 1
 
 
+def test_compare_panels_show_only_their_own_cutouts_subsets(session, qtbot):
+    """Every panel shares one reference cutout; its subsets (a wavelength stripe differs from
+    cutout to cutout) must not be drawn over the other panels' cutouts."""
+    from glue_spherex.plugin import wavelength_subset
+    from glue_spherex.qt import COMPARE_SELECTED_LABEL
+
+    app, datasets = session
+    chosen = datasets[:4]
+    _select(app, chosen)
+    _layer_action(app, COMPARE_SELECTED_LABEL).trigger()
+    viewers = [w.widget() for w in app.current_tab.subWindowList()]
+    lo = min(d.meta["central_wavelength"] for d in chosen)
+    wavelength_subset(app.data_collection, lo - 0.5, lo + 5.0)   # created after the grid
+    qtbot.wait(50)
+    for viewer in viewers:
+        own = next(la.layer for la in viewer.layers if la.visible and la.layer in chosen)
+        shown = [la.layer for la in viewer.layers if la.visible]
+        subsets = [layer for layer in shown if layer is not own]
+        assert subsets, viewer.state.title                  # the new subset is drawn ...
+        assert all(layer.data is own for layer in subsets)  # ... on this panel's cutout only
+
+
 def test_compare_needs_cutouts_and_says_so(glue_app, qtbot):
     from glue_spherex.qt import COMPARE_LABEL
 

@@ -94,10 +94,10 @@ def open_wavelength_grid(app, datasets=None, count=DEFAULT_PANELS):
         if data is not reference:
             viewer.add_data(data)
         for layer in viewer.state.layers:
-            if layer.layer is reference and data is not reference:
-                layer.visible = False
-            elif layer.layer is data:
+            if layer.layer is data:
                 _style(layer, data)
+        if data is not reference:
+            _hide_reference_layers(viewer.state, reference)
         viewer.state.title = data.label  # band, λ, date: 'D2 1.342 µm 2025-05-03 #17'
         _select_layer(viewer, data)
         viewers.append(viewer)
@@ -112,6 +112,24 @@ def open_wavelength_grid(app, datasets=None, count=DEFAULT_PANELS):
     for viewer in viewers:
         viewer._spherex_shared_view = shared  # the callbacks hold it only weakly
     return viewers
+
+
+def _hide_reference_layers(state, reference):
+    """Keep the shared reference cutout and its subsets (e.g. a wavelength stripe, which
+    differs from cutout to cutout) out of sight in a panel that shows another cutout; layers
+    added later, when subsets are created, are hidden once too, then left to the user."""
+    seen = set()
+
+    def hide(*args):
+        for layer in state.layers:
+            owner = getattr(layer.layer, "data", layer.layer)
+            if owner is reference and id(layer) not in seen:
+                seen.add(id(layer))
+                layer.visible = False
+
+    hide()
+    state.add_callback("layers", hide)
+    state._spherex_hide_reference = hide  # echo keeps callbacks only weakly
 
 
 class SharedView:
