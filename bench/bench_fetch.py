@@ -198,6 +198,22 @@ def make_plan(url, n, size, path):
     return plan, distinct
 
 
+def probe(plan, count=20):
+    """Median seconds of one cutout request when nothing else runs (latency + service)."""
+    import statistics
+
+    import requests
+
+    times = []
+    with requests.Session() as session:
+        for url in list(plan["cutout_url"])[:count]:
+            t0 = time.perf_counter()
+            with session.get(url, stream=True, timeout=(10, 60)) as resp:
+                resp.raw.read()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def run_child(method, plan_path, out_path, workers):
     """(result dict, peak RSS in MB) of one method in its own process."""
     proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "_child", method,
@@ -251,6 +267,10 @@ def main(argv=None):
               f"{args.workers} workers")
         print(f"MEFs written in {tmp}")
         print(f"latency limit N*L/W          {limit:8.2f} s")
+        if args.diagnostics:
+            one = probe(plan)
+            print(f"  diagnostic: one request alone takes {one * 1e3:.0f} ms here (latency + the "
+                  f"archive's service time): N*t/W = {args.n * one / args.workers:.2f} s")
 
         ours_path = os.path.join(tmp, "ours.fits")
         ours, ours_rss = run_child("ours", plan_path, ours_path, args.workers)
