@@ -1,19 +1,18 @@
 """On-disk cache of downloaded cutouts, keyed by URL, safe against interrupted runs.
 
 Each URL maps to ``<dir>/<sha256(url)[:40]>.fits`` holding the validated, uncompressed FITS
-bytes. A file is written under a unique ``.part`` name in the same directory and moved into
-place with :func:`os.replace`, so a final name never holds a partial file; a killed run leaves
-at most ``.part`` files, which are never read. Hits are re-checked structurally before they are
+bytes, written through :mod:`glue_spherex.atomic` (a ``.part`` name in the same directory,
+then :func:`os.replace`), so a final name never holds a partial file; a killed run leaves at
+most ``.part`` files, which are never read. Hits are re-checked structurally before they are
 trusted, and an invalid file is deleted so the URL is fetched again.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
+from .atomic import write_bytes
 from .errors import SpherexFormatError
 from .fitsscan import scan_spectral_image
 
@@ -45,14 +44,5 @@ class CutoutCache:
 
     def store(self, url, data):
         """Write ``data`` for ``url`` atomically; returns the final path."""
-        path = self.path_for(url)
         self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=path.name + ".", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_bytes(self.path_for(url), data)

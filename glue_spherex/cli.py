@@ -240,22 +240,16 @@ def run_query(args):
 
 def _write_table(table, path):
     import os
-    import threading
+
+    from .atomic import atomic_path
 
     formats = {".ecsv": "ascii.ecsv", ".csv": "ascii.csv", ".fits": "fits", ".vot": "votable",
                ".xml": "votable"}
     ext = os.path.splitext(path)[1].lower()
     if ext not in formats:
         raise SpherexInputError(f"output {path!r}: use one of {', '.join(formats)}")
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
-                       f".{os.path.basename(path)}.{os.getpid()}.{threading.get_ident()}.part")
-    try:
+    with atomic_path(path) as tmp:
         table.write(tmp, format=formats[ext])
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # -- fetch ------------------------------------------------------------------------------------

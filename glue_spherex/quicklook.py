@@ -12,12 +12,12 @@ from __future__ import annotations
 import math
 import mmap
 import os
-import threading
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
 from .errors import SpherexFormatError, SpherexInputError
 from .fitsscan import scan_hdus
 
@@ -196,16 +196,6 @@ def _cmap():
 
 
 def _save(fig, out_png):
-    directory = out_png.parent
-    if not directory.is_dir():
-        raise SpherexInputError(f"directory {directory} does not exist")
-    # a unique name beside the target (created like any new file, so the umask applies)
-    tmp = directory / f".{out_png.name}.{os.getpid()}.{threading.get_ident()}.part"
-    try:
-        with open(tmp, "xb") as f:
-            fig.savefig(f, format="png", dpi=_DPI, facecolor=fig.get_facecolor())
-        os.replace(tmp, out_png)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(out_png) as tmp, open(tmp, "xb") as f:
+        fig.savefig(f, format="png", dpi=_DPI, facecolor=fig.get_facecolor())
     return out_png
