@@ -255,6 +255,8 @@ def _write_table(table, path):
 # -- fetch ------------------------------------------------------------------------------------
 
 def add_fetch_parser(subparsers):
+    from .config import conf
+
     parser = subparsers.add_parser(
         "fetch", help="download cutouts into one combined FITS file",
         description="Query, then download every cutout into one multi-extension FITS file\n"
@@ -268,12 +270,12 @@ def add_fetch_parser(subparsers):
     parser.add_argument("--overwrite", action="store_true", help="replace an existing FILE")
     parser.add_argument("--quicklook", metavar="PNG", help="also write a quick-look grid")
     parser.add_argument("--workers", type=int, metavar="N",
-                        help="concurrent downloads (default conf.workers, 8)")
+                        help=f"concurrent downloads (default conf.workers, {conf.workers})")
     parser.add_argument("--cache", metavar="DIR",
                         help="keep each cutout in DIR so that a rerun resumes")
     parser.add_argument("--retries", type=int, metavar="N",
                         help="retries per cutout after transient errors (default "
-                             "conf.max_retries, 5)")
+                             f"conf.max_retries, {conf.max_retries})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_fetch)
 
