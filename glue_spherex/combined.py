@@ -244,12 +244,15 @@ def _appendable(product):
     """What :meth:`CombinedWriter.add` reads a product with.
 
     Downloaded bytes go through :class:`~glue_spherex.rawcutout.RawCutout` (header scan, a
-    tenth of the CPU of a full parse, byte-identical output); anything else -- and bytes it
-    refuses, so that the error message is SpectralImage's -- through SpectralImage.open.
+    tenth of the CPU of a full parse, byte-identical output) -- or come as one already, built
+    in a download thread; anything else, and bytes RawCutout refuses (so that the error
+    message is SpectralImage's), goes through SpectralImage.open.
     """
-    if isinstance(product, (bytes, bytearray, memoryview)):
-        from .rawcutout import RawCutout
+    from .rawcutout import RawCutout
 
+    if isinstance(product, RawCutout):
+        return product
+    if isinstance(product, (bytes, bytearray, memoryview)):
         try:
             return RawCutout(product)
         except SpherexError:

@@ -118,6 +118,8 @@ class FetchResult:
     from_cache : bool
     data : bytes or None
         The validated, uncompressed FITS file (ok results only).
+    prepared : object
+        What the ``prepare`` callable of :meth:`Fetcher.fetch` returned for ``data``.
     """
 
     cutout_index: int
@@ -130,6 +132,7 @@ class FetchResult:
     seconds: float = 0.0
     from_cache: bool = False
     data: bytes | None = field(default=None, repr=False)
+    prepared: object = field(default=None, repr=False, compare=False)
     _product: object = field(default=None, repr=False, compare=False)
 
     @property
@@ -294,7 +297,7 @@ class Fetcher:
                                  policy.retry_after_cap)
         self.retry = policy
 
-    def fetch(self, items, *, progress=None, tqdm=False, cancel=None):
+    def fetch(self, items, *, progress=None, tqdm=False, cancel=None, prepare=None):
         """Yield a :class:`FetchResult` for every item of ``items`` as it completes.
 
         Parameters
@@ -309,9 +312,14 @@ class Fetcher:
         cancel : threading.Event, optional
             Set it to stop: queued cutouts come back ``'cancelled'``, in-flight requests are
             cut. Closing the iterator early has the same effect.
+        prepare : callable, optional
+            Applied to each validated body in the download threads (which mostly wait on the
+            network), its return value kept as ``FetchResult.prepared``: parsing there keeps
+            the consumer free. A :class:`~glue_spherex.errors.SpherexError` it raises makes
+            that cutout ``'failed'``.
         """
         tasks = _tasks(items)
-        run = _Run(self, tasks)
+        run = _Run(self, tasks, prepare)
         bar = None
         if tqdm:
             from tqdm import tqdm as _tqdm
@@ -337,15 +345,17 @@ class Fetcher:
 
 
 def fetch_cutouts(table_or_urls, *, workers=None, cache_dir=None, timeout=None,
-                  max_retries=None, progress=None, tqdm=False, cancel=None, retry=None):
+                  max_retries=None, progress=None, tqdm=False, cancel=None, retry=None,
+                  prepare=None):
     """Download cutouts concurrently; yields :class:`FetchResult` as each completes.
 
     See :class:`Fetcher` for the parameters and :meth:`Fetcher.fetch` for ``table_or_urls``,
-    ``progress``, ``tqdm`` and ``cancel``.
+    ``progress``, ``tqdm``, ``cancel`` and ``prepare``.
     """
     fetcher = Fetcher(workers=workers, cache_dir=cache_dir, timeout=timeout,
                       max_retries=max_retries, retry=retry)
-    return fetcher.fetch(table_or_urls, progress=progress, tqdm=tqdm, cancel=cancel)
+    return fetcher.fetch(table_or_urls, progress=progress, tqdm=tqdm, cancel=cancel,
+                         prepare=prepare)
 
 
 def fetch_to_file(table, out_path, *, target=None, size=None, overwrite=False, **fetch_kwargs):
@@ -396,23 +406,34 @@ def fetch_to_file(table, out_path, *, target=None, size=None, overwrite=False, *
     t0 = time.monotonic()
     with CombinedWriter(out_path, planned, target=target, size=size,
                         overwrite=overwrite) as writer:
-        results = fetch_cutouts(table, **fetch_kwargs)
+        results = fetch_cutouts(table, prepare=_for_append, **fetch_kwargs)
         try:
             for result in results:
                 if result.ok:
                     try:
-                        writer.add(result.cutout_index, result.data)
+                        writer.add(result.cutout_index, result.prepared)
                     except SpherexFormatError as exc:
                         result.status, result.reason = FAILED, f"unreadable product: {exc}"
                         writer.add_failure(result.cutout_index, result.reason)
                 else:
                     writer.add_failure(result.cutout_index, result.reason or result.status)
                 _tally(summary, result)
-                result.data = None  # the writer has it; keep memory bounded
+                result.data = result.prepared = None  # the writer has it: bound the memory
         finally:
             results.close()  # on an exception: stop the downloads before the file is finished
     summary.seconds = time.monotonic() - t0
     return summary
+
+
+def _for_append(data):
+    """A RawCutout with its WCSs built: the parsing CombinedWriter.add would otherwise do in
+    the one consumer thread happens in the download threads instead."""
+    from .rawcutout import RawCutout
+
+    cutout = RawCutout(data)
+    cutout.wcs  # noqa: B018 -- cached properties, built here on purpose
+    cutout.spectral_wcs  # noqa: B018
+    return cutout
 
 
 def _tally(summary, result):
@@ -451,9 +472,10 @@ def _tasks(items):
 class _Run:
     """The threads and shared state of one :meth:`Fetcher.fetch` call."""
 
-    def __init__(self, fetcher, tasks):
+    def __init__(self, fetcher, tasks, prepare=None):
         self.fetcher = fetcher
         self.tasks = tasks
+        self.prepare = prepare
         self.schedule = _Schedule(tasks)
         self.limit = _AdaptiveLimit(fetcher.workers)
         self.tracker = ConnectionTracker()
@@ -523,6 +545,16 @@ class _Run:
         return FetchResult(task.cutout_index, task.url, status, reason=reason,
                            attempts=task.attempts, bytes=task.bytes, seconds=seconds, **kw)
 
+    def _ok(self, task, data, note="", **kw):
+        """An ok result, after ``prepare`` (if any) has run here in the download thread."""
+        prepared = None
+        if self.prepare is not None:
+            try:
+                prepared = self.prepare(data)
+            except SpherexError as exc:
+                return self._result(task, FAILED, f"unreadable product: {exc}")
+        return self._result(task, OK, note, data=data, prepared=prepared, **kw)
+
     def _step(self, task, session):
         """One attempt at ``task``: a FetchResult when it is decided, None if re-queued."""
         if self.stopping.is_set():
@@ -534,8 +566,7 @@ class _Run:
             if cache is not None:
                 data = cache.load(task.url)
                 if data is not None:
-                    return self._result(task, OK, data=data, path=cache.path_for(task.url),
-                                        from_cache=True)
+                    return self._ok(task, data, path=cache.path_for(task.url), from_cache=True)
         started = self.limit.acquire(self.stopping.is_set)
         if started is None:
             return self._result(task, CANCELLED, "cancelled before it was fetched")
@@ -550,7 +581,7 @@ class _Run:
                     path = cache.store(task.url, outcome.data)
                 except OSError as exc:  # the cutout itself is fine: keep it, say why uncached
                     note = f"not cached: {exc}"
-            return self._result(task, OK, note, data=outcome.data, path=path)
+            return self._ok(task, outcome.data, note, path=path)
         task.reason = outcome.reason
         if self.stopping.is_set():
             return self._result(task, CANCELLED, "cancelled while downloading")
