@@ -45,7 +45,7 @@ exit codes:
   0    success
   1    some cutouts failed (the file holds the others; CUTOUT_INFO says why), a local
        file could not be written, or an internal error
-  2    bad input or usage
+  2    bad input or usage (including a file that is not a SPHEREx product)
   3    a service (TAP, SIA2, cutouts, name resolver) was unreachable or answered an error
   130  interrupted (Ctrl-C); cutouts that had arrived are saved
 
@@ -98,9 +98,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("glue-spherex: interrupted", file=sys.stderr)
         code = EXIT_INTERRUPTED
-    except SpherexInputError as exc:
+    except (SpherexInputError, SpherexFormatError) as exc:  # a file the user named is input too
         code = _fail(exc, EXIT_USAGE)
-    except (SpherexServiceError, SpherexFormatError) as exc:
+    except SpherexServiceError as exc:
         code = _fail(exc, EXIT_SERVICE)
     except SpherexError as exc:
         code = _fail(exc, EXIT_PARTIAL)

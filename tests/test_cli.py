@@ -94,6 +94,16 @@ def test_unknown_target_without_resolver(capsys, monkeypatch):
     assert_one_line_error(err, "could not resolve 'NGC 5457'", "give --ra/--dec")
 
 
+def test_a_file_that_is_not_spherex_is_bad_input(capsys, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a FITS file\n")
+    code, out, err = main_in_process(
+        ["spectrum", str(notes), "--ra", RA, "--dec", DEC, "-o", str(tmp_path / "s.ecsv")], capsys)
+    assert code == 2
+    assert_one_line_error(err, "notes.txt", "not a FITS file")
+    assert not (tmp_path / "s.ecsv").exists()
+
+
 def test_real_process_reports_one_line(tmp_path):
     # the installed entry point, in a real process: no traceback, documented exit code
     result = run_cli("fetch", "--ra", "10", "--dec", "95", "-o", str(tmp_path / "x.fits"))
