@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 
+from .cli import _float_arg
+
 __all__ = ["add_parser", "run", "parse_angle"]
 
 DESCRIPTION = """\
@@ -78,15 +80,6 @@ def _flags_arg(text):
     if str(text).strip().lower() in ("", "none"):
         return ()
     return tuple(p.strip() for p in str(text).split(",") if p.strip())
-
-
-def _float_arg(what):
-    def convert(text):
-        try:
-            return float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} {text!r} is not a number") from None
-    return convert
 
 
 def add_parser(subparsers):

@@ -20,6 +20,7 @@ from qt_support import (
     save_screenshot,
     search,
 )
+from sesame_standin import sesame_standin
 
 from glue_spherex.config import conf
 from glue_spherex.products import SpectralImage
@@ -279,30 +280,9 @@ SESAME_M101 = """# M101	#Q1
 
 @pytest.fixture
 def sesame():
-    """A stand-in for CDS Sesame on 127.0.0.1 that knows M101 only."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    from astropy.coordinates.name_resolve import sesame_url
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = (SESAME_M101 if self.path.endswith("?M101") else
-                    "# X\n#! *** Nothing found ***\n").encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    with sesame_url.set([f"http://127.0.0.1:{server.server_address[1]}/sesame/"]):
+    """Sesame on 127.0.0.1 that knows M101 only."""
+    with sesame_standin({"M101": SESAME_M101}):
         yield
-    server.shutdown()
-    server.server_close()
 
 
 def test_object_names_are_resolved_off_the_gui_thread(glue_app, qtbot, archive, sesame,

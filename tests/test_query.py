@@ -5,14 +5,13 @@ engine); results are checked against each other (TAP vs SIA2, filtered vs unfilt
 against the archive's request log, not against numbers copied from the implementation.
 """
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import astropy.units as u
 import pytest
 from astropy.coordinates import SkyCoord
 from astropy.coordinates.name_resolve import sesame_url
 from astropy.time import Time
+from sesame_standin import sesame_standin
 
 from glue_spherex.config import ENV_ARCHIVE_URL, IRSA_URL, conf, settings
 from glue_spherex.errors import SpherexInputError, SpherexServiceError
@@ -154,35 +153,11 @@ SESAME_M31 = """# M31	#Q8371913
 #====Done (2026-Sep-28,05:15:40z)====
 """
 
-SESAME_NOT_FOUND = """# NotARealObjectXYZ	#Q8371914
-#! *** Nothing found ***
-
-#====Done (2026-Sep-28,05:15:40z)====
-"""
-
-
 @pytest.fixture
 def sesame():
-    """A stand-in for CDS Sesame on 127.0.0.1 answering with real Sesame documents."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = (SESAME_M31 if self.path.endswith("?M31") else SESAME_NOT_FOUND).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    with sesame_url.set([f"http://127.0.0.1:{server.server_address[1]}/sesame/"]):
+    """Sesame on 127.0.0.1, answering with a real document for M31."""
+    with sesame_standin({"M31": SESAME_M31}):
         yield
-    server.shutdown()
-    server.server_close()
 
 
 def test_name_resolved_by_sesame(sesame):
