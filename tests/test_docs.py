@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("sphinx", reason="the docs need Sphinx: pip install -e '.[docs]'")
+pytest.importorskip("sphinx", reason="the docs need Sphinx: pip install -e '.[test]'")
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
