@@ -22,8 +22,9 @@ from functools import cached_property
 
 import numpy as np
 from astropy.io import fits
-from astropy.wcs import WCS, NoConvergence, Sip
+from astropy.wcs import WCS, NoConvergence
 
+from .celestial import build_celestial_wcs, celestial_values, sip_matrices
 from .errors import SpherexFormatError
 from .fitsscan import _END_CARD, _aligned_find, scan_spectral_image, unwrap
 from .products import _CELESTIAL_KEY, _IMAGE_KINDS, _NEAR_DEG, KINDS, SpectralImage
@@ -133,31 +134,9 @@ class RawCutout:
                 card for key, card in cards.items() if _CELESTIAL_KEY.match(key)))
             return WCS(header, naxis=2, fix=False)
         try:
-            wcs = WCS(naxis=2)
-            wcs.wcs.ctype = [h["CTYPE1"], h["CTYPE2"]]
-            wcs.wcs.crpix = [h["CRPIX1"], h["CRPIX2"]]
-            wcs.wcs.crval = [h["CRVAL1"], h["CRVAL2"]]
-            wcs.wcs.cdelt = [h.get("CDELT1", 1.0), h.get("CDELT2", 1.0)]
-            wcs.wcs.cunit = [h.get("CUNIT1", "deg"), h.get("CUNIT2", "deg")]
-            wcs.wcs.pc = [[h.get("PC1_1", 1.0), h.get("PC1_2", 0.0)],
-                          [h.get("PC2_1", 0.0), h.get("PC2_2", 1.0)]]
-            for key, attr in (("LONPOLE", "lonpole"), ("LATPOLE", "latpole")):
-                if key in h:
-                    setattr(wcs.wcs, attr, h[key])
-            wcs.wcs.radesys = h.get("RADESYS", "ICRS")
-            wcs.sip = Sip(*(self._sip(p) for p in ("A", "B", "AP", "BP")), wcs.wcs.crpix)
-            wcs.wcs.set()
+            return build_celestial_wcs(celestial_values(h.get, h), sip_matrices(h.get))
         except (KeyError, ValueError, TypeError) as exc:
             raise SpherexFormatError(f"{self.label}: invalid celestial WCS ({exc})") from None
-        return wcs
-
-    def _sip(self, prefix):
-        order = int(self.header[f"{prefix}_ORDER"])
-        coefficients = np.zeros((order + 1, order + 1))
-        for i in range(order + 1):
-            for j in range(order + 1 - i):
-                coefficients[i, j] = self.header.get(f"{prefix}_{i}_{j}", 0.0)
-        return coefficients
 
     @cached_property
     def spectral_wcs(self):

@@ -20,10 +20,11 @@ import re
 
 import numpy as np
 from astropy.io import fits
-from astropy.wcs import WCS, Sip
+from astropy.wcs import WCS
 from glue.core import Data
 from glue.core.component import Component
 
+from ..celestial import build_celestial_wcs, celestial_values
 from ..errors import SpherexError, SpherexFormatError
 
 __all__ = ["SPHEREX_COMPONENTS", "CelestialWCS", "celestial_wcs", "product_to_data",
@@ -37,6 +38,8 @@ HDU_OF_COMPONENT = {"flux": "IMAGE", "variance": "VARIANCE", "flags": "FLAGS", "
 #: BUNIT of each image extension, as the SPHEREx Level-2 format defines them.
 _UNITS = {"IMAGE": "MJy / sr", "VARIANCE": "MJy2 / sr2", "FLAGS": "", "ZODI": "MJy / sr"}
 _MJD0 = _dt.datetime(1858, 11, 17)
+#: Axis names, so glue labels the axes without re-serialising the WCS.
+_CNAME = ("Right Ascension", "Declination")
 
 
 class CelestialWCS(WCS):
@@ -68,7 +71,7 @@ class CelestialWCS(WCS):
         if "header" in rec:  # written before the keyword form
             return cls(fits.Header.fromstring(rec["header"]))
         sip = {name: np.array(m) for name, m in (rec.get("sip") or {}).items()}
-        return _build_wcs(rec, sip)
+        return build_celestial_wcs(rec, sip, cls, cname=_CNAME)
 
 
 _SIP_CARD = re.compile(r"^(A|B|AP|BP)_(\d+)_(\d+)$")
@@ -107,51 +110,8 @@ def celestial_wcs(header):
     (10x slower; glue must not see ``W`` anyway).  The axes are named (``CNAME``) so that
     glue labels them without re-serialising the WCS.
     """
-    get = header.get
-    values = {
-        "ctype": [str(get("CTYPE1", "")).strip(), str(get("CTYPE2", "")).strip()],
-        "crval": [get("CRVAL1", 0.0), get("CRVAL2", 0.0)],
-        "crpix": [get("CRPIX1", 0.0), get("CRPIX2", 0.0)],
-        "cunit": [str(get("CUNIT1", "deg")).strip(), str(get("CUNIT2", "deg")).strip()],
-        "radesys": str(get("RADESYS", "")).strip(),
-        "equinox": get("EQUINOX"), "lonpole": get("LONPOLE"), "latpole": get("LATPOLE"),
-    }
-    if "CD1_1" in header:
-        values["cd"] = [[get("CD1_1", 0.0), get("CD1_2", 0.0)],
-                        [get("CD2_1", 0.0), get("CD2_2", 0.0)]]
-    else:
-        values["pc"] = [[get("PC1_1", 1.0), get("PC1_2", 0.0)],
-                        [get("PC2_1", 0.0), get("PC2_2", 1.0)]]
-        values["cdelt"] = [get("CDELT1", 1.0), get("CDELT2", 1.0)]
-    if "NAXIS1" in header and "NAXIS2" in header:
-        values["pixel_shape"] = (int(header["NAXIS1"]), int(header["NAXIS2"]))
-    return _build_wcs(values, _sip_matrices(header))
-
-
-def _build_wcs(values, sip):
-    w = CelestialWCS(naxis=2)
-    c = w.wcs
-    c.ctype = values["ctype"]
-    c.crval = values["crval"]
-    c.crpix = values["crpix"]
-    if "cd" in values:
-        c.cd = values["cd"]
-    else:
-        c.pc = values["pc"]
-        c.cdelt = values["cdelt"]
-    c.cunit = values["cunit"]
-    if values.get("radesys"):
-        c.radesys = values["radesys"]
-    for key in ("equinox", "lonpole", "latpole"):
-        if values.get(key) is not None:
-            setattr(c, key, values[key])
-    c.cname = ["Right Ascension", "Declination"]
-    if "A" in sip and "B" in sip:
-        w.sip = Sip(sip["A"], sip["B"], sip.get("AP"), sip.get("BP"), c.crpix)
-    c.set()
-    if values.get("pixel_shape"):
-        w.pixel_shape = tuple(values["pixel_shape"])
-    return w
+    return build_celestial_wcs(celestial_values(header.get, header), _sip_matrices(header),
+                               CelestialWCS, cname=_CNAME)
 
 
 def _finite_or_none(value):
