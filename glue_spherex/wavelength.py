@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 import numpy as np
@@ -134,7 +134,7 @@ def _cell(knots, psi):
     return k, t, valid
 
 
-@lru_cache(maxsize=None)
+@cache
 def _reference_tables():
     with resources.files("glue_spherex.data").joinpath("wave_tables.json").open() as f:
         return json.load(f)["tables"]
