@@ -118,7 +118,7 @@ class CombinedWriter:
         try:
             image = _appendable(product) if owned else product
             suffix = str(row["cutout_index"])
-            chunks = image._extension_bytes(suffix)  # byte copies; None for in-memory HDULists
+            chunks = image._extension_bytes(suffix)  # byte copies; None once closed
             hdus = image.hdulist(suffix) if chunks is None else ()
             if self._target is not None:
                 wl, bw = image.wavelength_at(self._target)
@@ -241,22 +241,7 @@ class CombinedWriter:
 
 
 def _appendable(product):
-    """What :meth:`CombinedWriter.add` reads a product with.
-
-    Downloaded bytes go through :class:`~glue_spherex.rawcutout.RawCutout` (header scan, a
-    tenth of the CPU of a full parse, byte-identical output) -- or come as one already, built
-    in a download thread; anything else, and bytes RawCutout refuses (so that the error
-    message is SpectralImage's), goes through SpectralImage.open.
-    """
-    from .rawcutout import RawCutout
-
-    if isinstance(product, RawCutout):
-        return product
-    if isinstance(product, (bytes, bytearray, memoryview)):
-        try:
-            return RawCutout(product)
-        except SpherexError:
-            pass
+    """The :class:`SpectralImage` :meth:`CombinedWriter.add` reads a product with."""
     return SpectralImage.open(product)
 
 

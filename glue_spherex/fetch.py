@@ -418,6 +418,8 @@ def fetch_to_file(table, out_path, *, target=None, size=None, overwrite=False, *
                 else:
                     writer.add_failure(result.cutout_index, result.reason or result.status)
                 _tally(summary, result)
+                if result.prepared is not None:
+                    result.prepared.close()
                 result.data = result.prepared = None  # the writer has it: bound the memory
         finally:
             results.close()  # on an exception: stop the downloads before the file is finished
@@ -426,11 +428,11 @@ def fetch_to_file(table, out_path, *, target=None, size=None, overwrite=False, *
 
 
 def _for_append(data):
-    """A RawCutout with its WCSs built: the parsing CombinedWriter.add would otherwise do in
-    the one consumer thread happens in the download threads instead."""
-    from .rawcutout import RawCutout
+    """The cutout as a SpectralImage with its WCSs built: the parsing CombinedWriter.add would
+    otherwise do in the one consumer thread happens in the download threads instead."""
+    from .products import SpectralImage
 
-    cutout = RawCutout(data)
+    cutout = SpectralImage.open(data)
     cutout.wcs  # noqa: B018 -- cached properties, built here on purpose
     cutout.spectral_wcs  # noqa: B018
     return cutout

@@ -1,4 +1,4 @@
-"""Cheap structural check of a downloaded SPHEREx product, without parsing it with astropy.
+"""FITS files read at the byte level: where each HDU is, and the few keywords we need.
 
 A download is accepted only if its bytes are a complete FITS file holding every HDU of a
 Level-2 spectral image. :func:`scan_spectral_image` walks the headers (a few hundred cards),
@@ -6,6 +6,11 @@ computes each HDU's data size from BITPIX/NAXISn/PCOUNT/GCOUNT and checks that t
 is long enough to hold them all: it catches HTML error pages, truncated bodies and files missing
 an extension for well under a millisecond, where a full ``fits.open`` takes tens.
 :func:`unwrap` undoes a gzip body (IRSA's cutout service may gzip cutouts).
+
+The same scan is how :mod:`glue_spherex.products` opens files: astropy parses a whole header
+(milliseconds each, six per cutout) where :func:`header_cards` and :func:`card_value` read the
+handful of keywords a reader needs, :func:`image_array` maps the data without copying and
+:func:`table_row` reads the one-row WCS-WAVE table from its bytes.
 """
 
 from __future__ import annotations
@@ -15,10 +20,13 @@ import re
 import zlib
 from dataclasses import dataclass
 
+import numpy as np
+
 from .errors import SpherexFormatError
 
 __all__ = ["HDUSpan", "REQUIRED_EXTENSIONS", "scan_hdus", "scan_spectral_image", "unwrap",
-           "is_gzip"]
+           "is_gzip", "header_cards", "card_value", "card_comment", "string_card", "image_array",
+           "table_row"]
 
 BLOCK = 2880
 CARD = 80
@@ -199,3 +207,121 @@ def _string(raw):
             end = text.find("'", end + 2)
         text = text[1:end if end != -1 else None].replace("''", "'")
     return text.strip()
+
+
+# --------------------------------------------------------------------------------------
+# Keywords and data of one HDU
+# --------------------------------------------------------------------------------------
+
+_DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
+_TFORM_BYTES = {"L": 1, "B": 1, "A": 1, "I": 2, "J": 4, "K": 8, "E": 4, "D": 8, "C": 8, "M": 16}
+_TFORM_DTYPE = {"I": ">i2", "J": ">i4", "K": ">i8", "E": ">f4", "D": ">f8"}
+
+
+def header_cards(data, span):
+    """``{keyword: 80-character card}`` of the value cards of one header (first occurrence)."""
+    text = bytes(memoryview(data)[span.header_start:span.data_start]).decode("latin-1")
+    cards = {}
+    for pos in range(0, len(text), CARD):
+        card = text[pos:pos + CARD]
+        key = card[:8].rstrip()
+        if key == "END":
+            break
+        if card[8:10] == "= ":
+            cards.setdefault(key, card)
+    return cards
+
+
+def card_value(card, label="header"):
+    """The value of one FITS value card (string, logical, integer or real)."""
+    text = card[10:].lstrip()
+    if text.startswith("'"):
+        out, pos = [], 1
+        while True:
+            end = text.find("'", pos)
+            if end < 0:
+                raise SpherexFormatError(f"{label}: unterminated string in {card[:8].strip()}")
+            if text[end + 1:end + 2] == "'":  # '' is a quote inside the string
+                out.append(text[pos:end + 1])
+                pos = end + 2
+                continue
+            out.append(text[pos:end])
+            return "".join(out).rstrip()
+    text = text.split("/", 1)[0].strip()
+    if text in ("T", "F"):
+        return text == "T"
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text.replace("D", "E"))
+    except ValueError:
+        raise SpherexFormatError(f"{label}: cannot read the value of {card[:8].strip()}") from None
+
+
+def card_comment(card):
+    """The comment of a card holding a string value (text after the '/' that follows it)."""
+    text = card[10:]
+    start = text.find("'")
+    pos = start + 1
+    while start >= 0:
+        end = text.find("'", pos)
+        if end < 0:
+            return ""
+        if text[end + 1:end + 2] == "'":
+            pos = end + 2
+            continue
+        text = text[end + 1:]
+        break
+    slash = text.find("/")
+    return text[slash + 1:].strip() if slash >= 0 else ""
+
+
+def string_card(key, value, comment):
+    """An 80-byte card ``KEY = 'value'`` (+ `` / comment``), laid out as astropy writes it."""
+    quoted = "'" + f"{value.replace(chr(39), chr(39) * 2):8}" + "'"
+    image = f"{key:8}= {quoted:20}".rstrip()
+    if comment:
+        image += " / " + comment
+    return image[:CARD].ljust(CARD).encode("ascii", "replace")
+
+
+def image_array(data, span, label="image"):
+    """The data of an image HDU as an array over ``data`` (no copy unless it is scaled).
+
+    Scaled data (BSCALE/BZERO) is returned as astropy would: unsigned integers for the
+    ``BZERO = 2**(BITPIX-1)`` convention, physical floats otherwise. None if NAXIS = 0.
+    """
+    if not span.shape:
+        return None
+    if span.bitpix not in _DTYPES:
+        raise SpherexFormatError(f"{label}: unsupported BITPIX {span.bitpix}")
+    array = np.ndarray(span.shape, _DTYPES[span.bitpix], buffer=data, offset=span.data_start)
+    bscale, bzero = span.bscale, span.bzero
+    if (bscale, bzero) == (1.0, 0.0):
+        return array
+    if span.bitpix > 8 and bscale == 1.0 and bzero == 2.0 ** (span.bitpix - 1):
+        unsigned = np.dtype(f">u{span.bitpix // 8}")
+        return array.view(unsigned) ^ unsigned.type(1 << (span.bitpix - 1))
+    kind = np.float32 if span.bitpix in (8, 16, -32) else np.float64
+    return array.astype(kind) * kind(bscale) + kind(bzero)
+
+
+def table_row(data, span, cards, label="table"):
+    """``{TTYPE: float array}`` of the numeric columns of row 0 of a binary table HDU."""
+    row = memoryview(data)[span.data_start:span.data_start + span.data_size]
+    columns, offset = {}, 0
+    for n in range(1, int(card_value(cards.get("TFIELDS", "TFIELDS = 0"), label)) + 1):
+        try:
+            form = str(card_value(cards[f"TFORM{n}"], label)).strip()
+            count, code = int(form[:-1] or 1), form[-1]
+        except (KeyError, ValueError, IndexError):
+            raise SpherexFormatError(f"{label}: column {n} has no valid TFORM{n}") from None
+        if code in _TFORM_DTYPE:
+            name = str(card_value(cards.get(f"TTYPE{n}", f"TTYPE{n} = ''"), label)).strip()
+            if offset + count * _TFORM_BYTES[code] > len(row):
+                raise SpherexFormatError(f"{label}: row 0 is shorter than its columns")
+            columns[name] = np.frombuffer(row, _TFORM_DTYPE[code], count, offset).astype(float)
+        offset += count * _TFORM_BYTES.get(code, 0)
+    return columns

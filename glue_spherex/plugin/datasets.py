@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
-import re
 
 import numpy as np
 from astropy.io import fits
@@ -24,8 +23,9 @@ from astropy.wcs import WCS
 from glue.core import Data
 from glue.core.component import Component
 
-from ..celestial import build_celestial_wcs, celestial_values
+from ..celestial import build_celestial_wcs
 from ..errors import SpherexError, SpherexFormatError
+from ..products import celestial_wcs as _celestial_wcs
 
 __all__ = ["SPHEREX_COMPONENTS", "CelestialWCS", "celestial_wcs", "product_to_data",
            "products_to_data", "is_spherex_data", "source_product", "data_label"]
@@ -74,44 +74,14 @@ class CelestialWCS(WCS):
         return build_celestial_wcs(rec, sip, cls, cname=_CNAME)
 
 
-_SIP_CARD = re.compile(r"^(A|B|AP|BP)_(\d+)_(\d+)$")
+def celestial_wcs(keywords):
+    """The 2-D celestial WCS (TAN with SIP) of an image, as a :class:`CelestialWCS`.
 
-
-def _card_number(card):
-    """A numeric card's value, read from its 80-character image (astropy's parser is slow)."""
-    text = card.image[10:].split("/", 1)[0].strip()
-    try:
-        return float(text.replace("D", "E"))
-    except ValueError:
-        return float(card.value)
-
-
-def _sip_matrices(header):
-    """``{'A': matrix, ...}`` for the SIP polynomials present (``*_ORDER`` given)."""
-    orders = {name: header.get(f"{name}_ORDER") for name in ("A", "B", "AP", "BP")}
-    matrices = {name: np.zeros((int(order) + 1, int(order) + 1))
-                for name, order in orders.items() if order is not None}
-    if matrices:
-        for card in header.cards:
-            m = _SIP_CARD.match(card.keyword)
-            if m and m.group(1) in matrices:
-                p, q = int(m.group(2)), int(m.group(3))
-                matrix = matrices[m.group(1)]
-                if p + q < matrix.shape[0]:
-                    matrix[p, q] = _card_number(card)
-    return matrices
-
-
-def celestial_wcs(header):
-    """The 2-D celestial WCS (TAN with SIP) of an image header, as a :class:`CelestialWCS`.
-
-    Built from the primary WCS keywords directly rather than by astropy's header parser,
-    which would also digest the alternate ``A`` and ``W`` (-TAB) WCSs and ~200 other cards
-    (10x slower; glue must not see ``W`` anyway).  The axes are named (``CNAME``) so that
-    glue labels them without re-serialising the WCS.
+    ``keywords`` is a SpectralImage's :attr:`~glue_spherex.products.SpectralImage.keywords`
+    (or a Header). The axes are named (``CNAME``) so that glue labels them without
+    re-serialising the WCS.
     """
-    return build_celestial_wcs(celestial_values(header.get, header), _sip_matrices(header),
-                               CelestialWCS, cname=_CNAME)
+    return _celestial_wcs(keywords, CelestialWCS, cname=_CNAME)
 
 
 def _finite_or_none(value):
@@ -154,7 +124,7 @@ def product_to_data(product, label=None):
     try:
         ny, nx = product.shape
         wl_c, bw_c = product.pixel_to_wave((nx - 1) / 2.0, (ny - 1) / 2.0)
-        coords = celestial_wcs(product.header)
+        coords = celestial_wcs(product.keywords)
         meta = {
             "spherex": True,
             "obs_id": product.obsid,
@@ -173,7 +143,7 @@ def product_to_data(product, label=None):
             "source_index": product.cutout_index,
         }
         data = Data(label=label or data_label(meta), coords=coords)
-        flux_units = str(product.header.get("BUNIT", _UNITS["IMAGE"])).strip()
+        flux_units = str(product.keywords.get("BUNIT", _UNITS["IMAGE"])).strip()
         for name in SPHEREX_COMPONENTS[:4]:
             kind = HDU_OF_COMPONENT[name]
             # the format fixes the other extensions' units; reading their headers for them
