@@ -11,6 +11,9 @@ Plugins ▸ Plugin Manager). It registers:
 * Right-click in the data collection (and the Data Manager menu): **Export selected SPHEREx
   cutouts as MEF…** and **Compare selected SPHEREx cutouts across wavelengths**; on a subset,
   **SPHEREx: live spectrum of this region** (:mod:`.spectrum_action`).
+
+and makes the data-collection tree refresh once per batch of added cutouts or subsets
+(:mod:`.collection_model`), not once per item.
 """
 
 from __future__ import annotations
@@ -45,7 +48,12 @@ def setup():
     layer_action.add(layer_action.item(
         COMPARE_SELECTED_LABEL, "Show the selected SPHEREx cutouts side by side, sky-linked",
         compare_selected_cutouts, None, False, False, False, False))
-    from . import spectrum_action  # noqa: F401 -- registers the live-spectrum action (#7)
+    from . import (
+        collection_model,
+        spectrum_action,  # noqa: F401 -- registers the live-spectrum action (#7)
+    )
+
+    collection_model.install()  # one tree refresh per batch of cutouts, not one per cutout
     _registered = True
 
 

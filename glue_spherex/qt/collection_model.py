@@ -1,0 +1,99 @@
+"""glue's data-collection tree, refreshed once per batch when SPHEREx cutouts arrive.
+
+glue-qt's :class:`~glue_qt.core.data_collection_model.DataCollectionModel` rebuilds the
+whole tree for every dataset added and for every subset created: it emits
+``layoutChanged``, on which the view re-expands every row (``expandToDepth``) and the layer
+list re-reads the selection. A subset group over N cutouts creates N subsets, so adding N
+cutouts or defining one selection on them costs O(N²) -- at N = 700 that was 7 s to add
+them and 15 s to draw one region, the application frozen meanwhile.
+
+:class:`BatchedDataCollectionModel` keeps glue's behaviour but, for SPHEREx datasets and
+their subsets, defers the rebuild to a zero-delay single-shot timer: everything added
+before Qt next processes events is shown by one rebuild, which then selects the last item
+added, as glue's own model does after each addition. Nothing can be painted before that
+rebuild, so a person sees the same tree; selecting layers from code first completes a pending
+rebuild, so such a selection still wins. Other data (and deletions) keep glue's immediate
+refresh.
+
+:func:`install` makes glue-qt's data-collection view create this model (the view looks
+the class up in its module when it is given a data collection); :func:`uninstall` undoes
+it. The Qt plugin's ``setup`` installs it, before glue creates its main window.
+"""
+
+from __future__ import annotations
+
+from glue_qt.core import data_collection_model as _dcm
+from qtpy import QtCore
+
+from ..plugin.datasets import is_spherex_data
+
+__all__ = ["BatchedDataCollectionModel", "install", "uninstall", "installed"]
+
+_GlueModel = _dcm.DataCollectionModel
+
+
+class BatchedDataCollectionModel(_GlueModel):
+    """:class:`DataCollectionModel` that coalesces the refreshes caused by SPHEREx cutouts."""
+
+    def __init__(self, data_collection, parent=None):
+        super().__init__(data_collection, parent=parent)
+        self._pending = None  # 'data' or 'subset': what the deferred refresh should select
+        self._refresh_timer = QtCore.QTimer(self)
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.setInterval(0)
+        self._refresh_timer.timeout.connect(self.flush)
+
+    def _on_add_data(self, message):
+        if not is_spherex_data(message.data):
+            self.flush()
+            return super()._on_add_data(message)
+        self._defer("data")
+
+    def _on_add_subset(self, message):
+        if not is_spherex_data(getattr(message.subset, "data", None)):
+            self.flush()
+            return super()._on_add_subset(message)
+        self._defer("subset")
+
+    def _defer(self, kind):
+        self._pending = kind
+        if not self._refresh_timer.isActive():
+            self._refresh_timer.start()
+
+    def to_indices(self, items):
+        # Selecting layers programmatically (the view's set_selected_layers) must come after
+        # the pending refresh, whose selection of the last item would otherwise win.
+        self.flush()
+        return super().to_indices(items)
+
+    @property
+    def pending(self):
+        """True while a refresh is waiting for the event loop."""
+        return self._pending is not None
+
+    def flush(self):
+        """Rebuild the tree now if a refresh is pending, and select the last item added."""
+        kind, self._pending = self._pending, None
+        self._refresh_timer.stop()
+        if kind is None:
+            return
+        self.invalidate()
+        count = len(self.data_collection if kind == "data"
+                    else self.data_collection.subset_groups)
+        if count:  # it may have been deleted before the refresh ran
+            index = self.data_index(count - 1) if kind == "data" else self.subsets_index(count - 1)
+            self.new_item.emit(index)
+
+
+def install():
+    """Make glue-qt's data-collection views use :class:`BatchedDataCollectionModel`."""
+    _dcm.DataCollectionModel = BatchedDataCollectionModel
+
+
+def uninstall():
+    """Give new data-collection views glue-qt's own model again."""
+    _dcm.DataCollectionModel = _GlueModel
+
+
+def installed():
+    return _dcm.DataCollectionModel is BatchedDataCollectionModel
