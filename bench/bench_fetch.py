@@ -237,8 +237,19 @@ def probe(plan, count=20):
     return statistics.median(times)
 
 
+def process_cpu(pid):
+    """CPU seconds (user + system) a running process has used so far (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_child(method, plan_path, out_path, workers):
-    """(result dict, peak RSS in MB) of one method in its own process."""
+    """(result dict, peak RSS in MB) of one method in its own process; the result also holds
+    the child's CPU seconds."""
     proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "_child", method,
                              plan_path, out_path, str(workers)], stdout=subprocess.PIPE,
                             text=True)
@@ -247,7 +258,9 @@ def run_child(method, plan_path, out_path, workers):
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{method} run failed with exit code {proc.returncode}")
-    return json.loads(out.strip().splitlines()[-1]), usage.ru_maxrss / 1024.0
+    result = json.loads(out.strip().splitlines()[-1])
+    result["cpu"] = usage.ru_utime + usage.ru_stime
+    return result, usage.ru_maxrss / 1024.0
 
 
 def compare_wavelengths(ours_path, tutorial_path):
@@ -279,6 +292,17 @@ def main(argv=None):
 
     tmp = tempfile.mkdtemp(prefix="bench_fetch_", dir=args.dir)
     archive, url = start_archive(args.latency)
+    cpu_lines = []
+
+    def timed_child(method, *child_args):
+        before = process_cpu(archive.pid)
+        result, rss = run_child(method, *child_args)
+        served = process_cpu(archive.pid) - before
+        cpu_lines.append(f"  {method:12s} client {result['cpu']:6.2f} s + archive {served:6.2f} s"
+                         f" = {(result['cpu'] + served) / result['seconds']:4.2f} of the "
+                         f"{os.cpu_count()} cores busy over {result['seconds']:.2f} s")
+        return result, rss
+
     try:
         plan_path = os.path.join(tmp, "plan.ecsv")
         plan, distinct = make_plan(url, args.n, args.size, plan_path)
@@ -298,25 +322,25 @@ def main(argv=None):
                   f"archive's service time): N*t/W = {args.n * one / args.workers:.2f} s")
 
         ours_path = os.path.join(tmp, "ours.fits")
-        ours, ours_rss = run_child("ours", plan_path, ours_path, args.workers)
+        ours, ours_rss = timed_child("ours", plan_path, ours_path, args.workers)
         size_mb = os.path.getsize(ours_path) / 1e6
         print(f"ours (fetch_to_file)         {ours['seconds']:8.2f} s   peak RSS "
               f"{ours_rss:7.0f} MB   {ours['ok']} ok, {ours['failed']} failed, "
               f"MEF {size_mb:.0f} MB")
         figures = {"ours/limit": ours["seconds"] / limit, "ours peak RSS (MB)": ours_rss}
         if args.diagnostics:
-            only, only_rss = run_child("fetch-only", plan_path, "", args.workers)
+            only, only_rss = timed_child("fetch-only", plan_path, "", args.workers)
             print(f"  diagnostic: fetch only     {only['seconds']:8.2f} s   peak RSS "
                   f"{only_rss:7.0f} MB   (bodies validated, then dropped; no MEF)")
             floor_path = os.path.join(tmp, "floor.bin")
-            floor, _ = run_child("floor", plan_path, floor_path, args.workers)
+            floor, _ = timed_child("floor", plan_path, floor_path, args.workers)
             os.unlink(floor_path)
             print(f"  diagnostic: floor          {floor['seconds']:8.2f} s   (plain GETs, bytes "
                   f"appended to one file unchecked)")
             figures["ours/floor"] = ours["seconds"] / floor["seconds"]
         if not args.skip_tutorial:
             tut_path = os.path.join(tmp, "tutorial.fits")
-            tut, tut_rss = run_child("tutorial", plan_path, tut_path, args.workers)
+            tut, tut_rss = timed_child("tutorial", plan_path, tut_path, args.workers)
             print(f"tutorial (fits.open + copy)  {tut['seconds']:8.2f} s   peak RSS "
                   f"{tut_rss:7.0f} MB   {tut['ok']} ok, {tut['failed']} failed")
             figures["tutorial/ours"] = tut["seconds"] / ours["seconds"]
@@ -324,6 +348,8 @@ def main(argv=None):
             n, worst = compare_wavelengths(ours_path, tut_path)
             print(f"central wavelength, ours vs tutorial: {n} cutouts, max |diff| "
                   f"{worst:.2e} um")
+        print("\nCPU seconds while each method ran (client process, archive process):")
+        print("\n".join(cpu_lines))
         print()
         for name, value in figures.items():
             target = TARGETS.get(name)

@@ -86,7 +86,15 @@ def worker(path, n, glue_link_manager, core):
     from glue_spherex.plugin import link_cutouts, linkmanager
     from glue_spherex.plugin.links import CutoutLink
 
-    plugin.setup()
+    if core:
+        plugin.setup()
+    else:  # as the `glue` command does: every installed plugin, ours (Qt half too) included
+        from glue.main import load_plugins
+
+        load_plugins(require_qt_plugins=True)
+        from glue_spherex.qt import collection_model
+
+        assert collection_model.installed()
     if glue_link_manager:
         linkmanager.uninstall()
     # no modal autolink dialog, and linking timed separately below

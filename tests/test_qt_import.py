@@ -22,6 +22,7 @@ from qt_support import (
 )
 from sesame_standin import sesame_standin
 
+from glue_spherex.archive import FaultConfig
 from glue_spherex.config import conf
 from glue_spherex.products import SpectralImage
 from glue_spherex.query import SpherexArchive
@@ -75,6 +76,8 @@ def test_import_link_select_compare_and_screenshots(glue_app, qtbot, archive, mo
     seen_sizes = []
     dc_sizes = lambda: seen_sizes.append(len(dc))  # noqa: E731
     dialog._batch_timer.timeout.connect(dc_sizes)
+    # an IRSA-like round trip, so that the download outlasts a few 0.5 s batches
+    monkeypatch.setattr(archive, "faults", FaultConfig(latency=0.4, routes="data"))
     fetch(qtbot, dialog)
     assert dialog.failures == []
     assert len(dc) == n and all(is_spherex_data(d) for d in dc)
