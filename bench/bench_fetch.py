@@ -13,8 +13,9 @@ from ``wait4``:
   ``WCS(header, fobj=hdulist, key='W')`` with ``sip = None``, every HDU renamed and
   ``copy()``-ed into memory, ``ThreadPoolExecutor(W)``, then one ``writeto``;
 - the latency limit ``N * L / W``: no method with W connections can beat it;
-- with ``--diagnostics``, the floor of this machine (plain GETs, bytes appended to one file
-  unchecked: what any method must at least do) and our fetcher without the MEF.
+- with ``--diagnostics``: plain GETs whose bytes are dropped (the network floor), the same
+  GETs appended to one file unchecked (what any method must at least do), and our fetcher
+  without the MEF; and the CPU seconds of the client and the archive during each run.
 
 Usage::
 
@@ -46,10 +47,17 @@ def run_ours(plan_path, out_path, workers):
     from glue_spherex.fetch import fetch_to_file
 
     table = Table.read(plan_path, format="ascii.ecsv")
+    last = []
+
+    def progress(done, total, result):  # called as each cutout arrives, before it is written
+        last[:] = [time.perf_counter()]
+
     t0 = time.perf_counter()
     summary = fetch_to_file(table, out_path, target=SkyCoord(*M101, unit="deg"),
-                            size=table.meta["size"], workers=workers)
-    return dict(seconds=time.perf_counter() - t0, ok=summary.ok, failed=summary.failed)
+                            size=table.meta["size"], workers=workers, progress=progress)
+    seconds = time.perf_counter() - t0
+    return dict(seconds=seconds, ok=summary.ok, failed=summary.failed,
+                finishing=seconds - (last[0] - t0))
 
 
 def run_fetch_only(plan_path, out_path, workers):
@@ -87,6 +95,29 @@ def run_floor(plan_path, out_path, workers):
         for future in as_completed([pool.submit(get, url) for url in urls]):
             f.write(future.result())
     return dict(seconds=time.perf_counter() - t0, ok=len(urls), failed=0)
+
+
+def run_gets(plan_path, out_path, workers):
+    """Diagnostic: W threads GET the same URLs and drop the bytes -- the network floor."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+    from astropy.table import Table
+
+    urls = list(Table.read(plan_path, format="ascii.ecsv")["cutout_url"])
+    local = threading.local()
+
+    def get(url):
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+        with local.session.get(url, stream=True, timeout=(10, 60)) as resp:
+            return len(resp.raw.read())
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        sizes = list(pool.map(get, urls))
+    return dict(seconds=time.perf_counter() - t0, ok=len(sizes), failed=0)
 
 
 def run_tutorial(plan_path, out_path, workers):
@@ -160,7 +191,7 @@ def child(method, plan_path, out_path, workers):
 
     logging.getLogger("astropy").setLevel(logging.ERROR)  # the tutorial silences SIP notes
     func = {"ours": run_ours, "fetch-only": run_fetch_only, "floor": run_floor,
-            "tutorial": run_tutorial}[method]
+            "gets": run_gets, "tutorial": run_tutorial}[method]
     print(json.dumps(func(plan_path, out_path, workers)), flush=True)
 
 
@@ -327,11 +358,16 @@ def main(argv=None):
         print(f"ours (fetch_to_file)         {ours['seconds']:8.2f} s   peak RSS "
               f"{ours_rss:7.0f} MB   {ours['ok']} ok, {ours['failed']} failed, "
               f"MEF {size_mb:.0f} MB")
+        print(f"  after the last cutout arrived: {ours['finishing']:.2f} s to write it, the final "
+              "CUTOUT_INFO, fsync and rename")
         figures = {"ours/limit": ours["seconds"] / limit, "ours peak RSS (MB)": ours_rss}
         if args.diagnostics:
             only, only_rss = timed_child("fetch-only", plan_path, "", args.workers)
             print(f"  diagnostic: fetch only     {only['seconds']:8.2f} s   peak RSS "
                   f"{only_rss:7.0f} MB   (bodies validated, then dropped; no MEF)")
+            gets, _ = timed_child("gets", plan_path, "", args.workers)
+            print(f"  diagnostic: plain GETs     {gets['seconds']:8.2f} s   (bytes dropped: the "
+                  f"network floor of this machine)")
             floor_path = os.path.join(tmp, "floor.bin")
             floor, _ = timed_child("floor", plan_path, floor_path, args.workers)
             os.unlink(floor_path)

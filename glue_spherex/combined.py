@@ -33,6 +33,7 @@ from astropy.table import Table
 
 from .errors import SpherexError, SpherexFormatError, SpherexInputError
 from .products import SpectralImage, _cutout_info, _open_backing, _products
+from .streamfile import StreamFile
 
 __all__ = ["CombinedWriter", "read_combined", "INFO_COLUMNS"]
 
@@ -88,7 +89,7 @@ class CombinedWriter:
         self._primary = _primary_header(self._target, size)
         self._lock = threading.Lock()
         self._closed = False
-        self._file = open(self.part_path, "wb")  # noqa: SIM115 (closed in close())
+        self._file = StreamFile(self.part_path)  # past the page cache where possible
         try:
             primary = self._primary.tostring().encode("ascii")
             self._file.write(primary)
@@ -100,7 +101,7 @@ class CombinedWriter:
             self._info_offset = len(primary) + len(chunk) - self._info_size
             self._file.write(chunk)
         except BaseException:
-            self._file.close()
+            self._file.abort()
             os.unlink(self.part_path)
             raise
 
@@ -118,8 +119,9 @@ class CombinedWriter:
         try:
             image = _appendable(product) if owned else product
             suffix = str(row["cutout_index"])
-            chunks = image._extension_bytes(suffix)  # byte copies; None once closed
-            hdus = image.hdulist(suffix) if chunks is None else ()
+            chunks = image._extension_bytes(suffix)  # byte copies of the product's file
+            if chunks is None:
+                raise SpherexInputError(f"{image!r} is closed")
             if self._target is not None:
                 wl, bw = image.wavelength_at(self._target)
             else:
@@ -144,13 +146,10 @@ class CombinedWriter:
                     raise SpherexInputError(f"cutout {cutout_index} was already added")
                 start = self._file.tell()
                 try:
-                    for chunk in chunks or ():
+                    for chunk in chunks:
                         self._file.write(chunk)
-                    for hdu in hdus:
-                        _write_hdu(self._file, hdu)
                 except BaseException:
-                    self._file.seek(start)  # drop the half-written cutout
-                    self._file.truncate()
+                    self._file.truncate(start)  # drop the half-written cutout
                     raise
                 row.update(meta)
         finally:
@@ -187,14 +186,11 @@ class CombinedWriter:
                 primary = self._primary.tostring().encode("ascii")
                 if (len(primary), len(chunk)) != self._sizes:  # fixed-width by construction
                     raise RuntimeError("CUTOUT_INFO or PRIMARY changed size; file not finished")
-                f.seek(self._info_offset)
-                f.write(chunk[len(chunk) - self._info_size:])
-                f.seek(0)
-                f.write(primary)
-                f.flush()
-                os.fsync(f.fileno())
+                f.overwrite(self._info_offset, chunk[len(chunk) - self._info_size:])
+                f.overwrite(0, primary)
+                f.close(fsync=True)
             finally:
-                f.close()
+                f.abort()
             os.replace(self.part_path, self.path)
             _fsync_dir(os.path.dirname(os.path.abspath(self.path)))
 
@@ -258,20 +254,6 @@ def read_combined(path):
 # ------------------------------------------------------------------------------------------
 # Serialisation
 # ------------------------------------------------------------------------------------------
-
-def _write_hdu(f, hdu):
-    """Append one extension HDU at the current position of ``f``."""
-    if not isinstance(hdu, fits.ImageHDU):
-        f.write(_table_bytes(hdu))
-        return
-    f.write(hdu.header.tostring().encode("ascii"))
-    data = hdu.data
-    if data is None:
-        return
-    arr = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder(">"))
-    f.write(memoryview(arr.reshape(-1).view(np.uint8)))
-    f.write(b"\0" * (-arr.nbytes % _BLOCK))
-
 
 def _table_bytes(hdu):
     """Header and data of a table HDU exactly as astropy writes them (behind a PRIMARY)."""

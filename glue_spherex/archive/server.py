@@ -212,6 +212,8 @@ class _Handler(BaseHTTPRequestHandler):
         pos = start
         if isinstance(body, FileBody):
             body.file.seek(body.offset + start)
+        else:
+            body = memoryview(body)  # slices without copying
         while pos < stop:
             n = min(chunk, stop - pos)
             data = body.file.read(n) if isinstance(body, FileBody) else body[pos:pos + n]
