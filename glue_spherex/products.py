@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import io
 import math
+import mmap
 import os
 import re
 import threading
@@ -72,7 +73,7 @@ class _Backing:
     by the header scan of :mod:`glue_spherex.fitsscan` (which also rejects truncated files);
     keywords are read from the cards, a header is parsed by astropy only when someone asks
     for it, and arrays are views of the buffer. Opening a 700-cutout file therefore reads
-    4,200 small headers instead of parsing them (0.3 s instead of 7 s).
+    4,200 small headers instead of parsing them (about 1 s instead of 7 s).
     """
 
     def __init__(self, buffer, label):
@@ -202,11 +203,7 @@ def _open_backing(source):
         except OSError as exc:
             raise SpherexInputError(f"{path}: cannot read the file ({exc.strerror})") from None
         _check_magic(head, path)
-        try:
-            mapped = np.memmap(path, dtype=np.uint8, mode="r")
-        except (OSError, ValueError) as exc:
-            raise SpherexInputError(f"{path}: cannot map the file ({exc})") from None
-        return _Backing(mapped, path)
+        return _mapped_backing(path)
     if hasattr(source, "read"):
         data = source.read()
         if not isinstance(data, (bytes, bytearray)):
@@ -216,6 +213,26 @@ def _open_backing(source):
         f"cannot open a {type(source).__name__}; expected a path, bytes, a binary file object "
         "or an astropy HDUList"
     )
+
+
+def _mapped_backing(path):
+    """A backing over a read-only memory map of the file at ``path``."""
+    try:
+        with open(path, "rb") as f:
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError) as exc:
+        raise SpherexInputError(f"{path}: cannot map the file ({exc})") from None
+    # The header scan touches a few blocks per HDU, and a combined file's image planes are
+    # small and spread over gigabytes the page cache may not hold (they are written past
+    # it): no read-ahead for those (opening a cold 700-cutout file and reading its images:
+    # 2.5 s instead of 4.1 s); a single product's big planes keep normal read-ahead.
+    advise = getattr(mapped, "madvise", None)
+    if advise is not None and hasattr(mmap, "MADV_RANDOM"):
+        advise(mmap.MADV_RANDOM)
+    backing = _Backing(np.frombuffer(mapped, np.uint8), path)
+    if advise is not None and hasattr(mmap, "MADV_NORMAL") and "IMAGE" in backing:
+        advise(mmap.MADV_NORMAL)
+    return backing
 
 
 def _from_bytes(data, label):

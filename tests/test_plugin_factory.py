@@ -21,10 +21,11 @@ COMPONENTS = ["flux", "variance", "flags", "zodi", "wavelength", "bandwidth"]
 
 
 def memory_mapped(array):
+    """True if ``array`` is a view of a memory-mapped file (ndarray bases, then a buffer)."""
     while array is not None:
         if isinstance(array, (np.memmap, mmap.mmap)):
             return True
-        array = getattr(array, "base", None)
+        array = array.obj if isinstance(array, memoryview) else getattr(array, "base", None)
     return False
 
 

@@ -93,7 +93,7 @@ def test_path_is_memory_mapped_and_headers_parsed_on_demand(frame_path):
             base = array
             while isinstance(base, np.ndarray):
                 top, base = base, base.base
-            assert isinstance(base, mmap.mmap)
+            assert isinstance(getattr(base, "obj", base), mmap.mmap)
             start = top.__array_interface__["data"][0]
             assert array.__array_interface__["data"][0] - start == offsets[name]
 
