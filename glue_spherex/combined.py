@@ -248,6 +248,8 @@ def read_combined(path):
             raise SpherexFormatError(f"{backing.label}: not a combined cutout file (no CUTOUT_INFO)")
         _cutout_info(backing)  # validates the table
         table = Table.read(backing.hdu("CUTOUT_INFO"))
+        if not backing.cutouts:  # every cutout failed: the table still says why
+            return table, []
         return table, _products(backing)
 
 

@@ -406,36 +406,25 @@ def fetch_to_file(table, out_path, *, target=None, size=None, overwrite=False, *
     t0 = time.monotonic()
     with CombinedWriter(out_path, planned, target=target, size=size,
                         overwrite=overwrite) as writer:
-        results = fetch_cutouts(table, prepare=_for_append, **fetch_kwargs)
+        # Each cutout is parsed here, not in its download thread: a download thread that
+        # parses is late for its next request, and this thread is otherwise mostly waiting.
+        results = fetch_cutouts(table, **fetch_kwargs)
         try:
             for result in results:
                 if result.ok:
                     try:
-                        writer.add(result.cutout_index, result.prepared)
+                        writer.add(result.cutout_index, result.data)
                     except SpherexFormatError as exc:
                         result.status, result.reason = FAILED, f"unreadable product: {exc}"
                         writer.add_failure(result.cutout_index, result.reason)
                 else:
                     writer.add_failure(result.cutout_index, result.reason or result.status)
                 _tally(summary, result)
-                if result.prepared is not None:
-                    result.prepared.close()
-                result.data = result.prepared = None  # the writer has it: bound the memory
+                result.data = None  # the writer has it: bound the memory
         finally:
             results.close()  # on an exception: stop the downloads before the file is finished
     summary.seconds = time.monotonic() - t0
     return summary
-
-
-def _for_append(data):
-    """The cutout as a SpectralImage with its WCSs built: the parsing CombinedWriter.add would
-    otherwise do in the one consumer thread happens in the download threads instead."""
-    from .products import SpectralImage
-
-    cutout = SpectralImage.open(data)
-    cutout.wcs  # noqa: B018 -- cached properties, built here on purpose
-    cutout.spectral_wcs  # noqa: B018
-    return cutout
 
 
 def _tally(summary, result):

@@ -258,3 +258,15 @@ def test_synthetic_archive_cutouts(tmp_path):
             assert row["detector"] == original.detector
             np.testing.assert_array_equal(hdul[f"FLAGS{row['cutout_index']}"].data, original.flags)
     assert sorted(table["detector"]) == [1, 4, 6]
+
+
+def test_file_where_every_cutout_failed(tmp_path):
+    path = tmp_path / "none.fits"
+    with CombinedWriter(path, _planned(2)) as writer:
+        writer.add_failure(1, "HTTP 404: no such file")
+        writer.add_failure(2, "gave up after 6 attempts: HTTP 503")
+    table, images = read_combined(path)
+    assert images == []
+    assert list(table["status"]) == ["failed", "failed"]
+    assert list(table["reason"]) == ["HTTP 404: no such file",
+                                     "gave up after 6 attempts: HTTP 503"]
