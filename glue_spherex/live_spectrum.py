@@ -126,9 +126,10 @@ def frame_from_data(data, bad_flags=DEFAULT_BAD_FLAGS, subtract_zodi=True):
     """A :class:`~glue_spherex.spectrum.Frame` from a SPHEREx cutout ``Data``.
 
     Pixel values come from the dataset's components (what glue shows); the PSF and the FLAGS
-    bit names from the product the dataset was read from, when glue still holds it (not
-    after a session restore: then the header-less dataset can only be measured with
-    ``aperture_correction='none'``, or with ``meta['psf_fwhm']`` if present).
+    bit names from the product the dataset was read from -- after a session restore reopened
+    from the file it was read from if that still exists; otherwise the PSF is a Gaussian of
+    the exposure's ``meta['psf_fwhm']`` (datasets saved before it was recorded can only be
+    measured with ``aperture_correction='none'``).
     """
     from scipy.ndimage import map_coordinates
 
@@ -139,7 +140,7 @@ def frame_from_data(data, bad_flags=DEFAULT_BAD_FLAGS, subtract_zodi=True):
     if flux is None:
         raise SpherexInputError(f"dataset {data.label!r} has no 'flux' component")
     meta = data.meta
-    product = source_product(data)
+    product = source_product(data, reopen=True)
     zodi = _component(data, "zodi")
     if subtract_zodi and zodi is not None:
         flux = flux - zodi

@@ -181,6 +181,8 @@ def _open_backing(source):
         info = source.fileinfo(0) if len(source) else None
         label = (info or {}).get("filename") or "<HDUList>"
         buf = io.BytesIO()
+        if len(source) and not isinstance(source[0], fits.PrimaryHDU):  # extensions only
+            source = fits.HDUList([fits.PrimaryHDU(), *source])
         try:
             source.writeto(buf, output_verify="ignore")
         except (OSError, ValueError, TypeError) as exc:

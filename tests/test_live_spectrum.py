@@ -206,8 +206,44 @@ def test_datasets_restored_from_a_session(products):
     live = LiveSpectrum(restored, group, aperture_correction="none")
     _same(live.spectrum, _expected(few, S1.ra, S1.dec, 12.0 / 3600,
                                    aperture_correction="none"))
+    # no PSF cube any more: each exposure's PSF is taken as a Gaussian of its PSF_FWHM
     psf = LiveSpectrum(restored, sky_subset(restored, S1.ra, S1.dec, RADIUS, label="psf"))
-    assert set(psf.spectrum["status"]) == {"no_psf"}
+    assert set(psf.spectrum["status"]) == {"ok"}
+    exact = _expected(few, S1.ra, S1.dec, RADIUS)  # the PSF cubes of the products
+    got = np.array(sorted(zip(psf.spectrum["wavelength"], psf.spectrum["flux"])))
+    want = np.array(sorted(zip(u.Quantity(exact["wavelength"], u.um).value,
+                               u.Quantity(exact["flux"], u.uJy).value)))
+    np.testing.assert_allclose(got[:, 0], want[:, 0])
+    np.testing.assert_allclose(got[:, 1], want[:, 1], rtol=0.01)  # Gaussian vs PSF cube
+    # datasets saved before psf_fwhm was recorded: nothing to correct with
+    for data in restored:
+        data.meta.pop("psf_fwhm", None)
+    none = LiveSpectrum(restored, sky_subset(restored, S1.ra, S1.dec, RADIUS, label="none"))
+    assert set(none.spectrum["status"]) == {"no_psf"}
+
+
+def test_restored_datasets_reopen_their_file(products, tmp_path):
+    """Datasets read from a file get their products (PSF cubes, flag names) back from it."""
+    from glue.core.state import GlueSerializer, GlueUnSerializer
+
+    from glue_spherex.combined import CombinedWriter
+    from glue_spherex.products import open_products
+
+    few = products[::3]
+    path = tmp_path / "few.fits"
+    planned = [{"cutout_index": i + 1, "access_url": f"u{i}"} for i in range(len(few))]
+    with CombinedWriter(path, planned) as writer:
+        for i, product in enumerate(few):
+            writer.add(i + 1, product.hdulist())
+    from_file = open_products(path)
+    dc = DataCollection(products_to_data(from_file))
+    link_cutouts(dc)
+    restored = GlueUnSerializer.loads(GlueSerializer(dc).dumps()).object("__main__")
+    cutouts = list(restored)
+    assert all(getattr(d, "_spherex_product", None) is None for d in cutouts)
+    psf = LiveSpectrum(restored, sky_subset(restored, S1.ra, S1.dec, RADIUS, label="psf"))
+    _same(psf.spectrum, _expected(from_file, S1.ra, S1.dec, RADIUS))
+    assert all(d._spherex_product.psf.shape == from_file[0].psf.shape for d in cutouts)
 
 
 def test_a_region_off_every_cutout_and_a_subset_with_no_region(session):

@@ -94,9 +94,28 @@ def is_spherex_data(data):
     return bool(meta) and meta.get("spherex") is True
 
 
-def source_product(data):
-    """The :class:`~glue_spherex.products.SpectralImage` ``data`` was made from, or None."""
-    return getattr(data, "_spherex_product", None)
+def source_product(data, reopen=False):
+    """The :class:`~glue_spherex.products.SpectralImage` ``data`` was made from, or None.
+
+    With ``reopen``, a dataset that no longer holds it (restored from a session) gets it
+    back from ``meta['source_path']``/``meta['source_index']`` if that file still opens.
+    """
+    product = getattr(data, "_spherex_product", None)
+    if product is not None and not getattr(product, "_closed", False):
+        return product
+    if not reopen:
+        return product
+    path = (getattr(data, "meta", None) or {}).get("source_path")
+    if not path or not os.path.isfile(path):
+        return None
+    from ..products import SpectralImage
+
+    try:
+        product = SpectralImage.open(path, data.meta.get("source_index"))
+    except SpherexError:
+        return None
+    data._spherex_product = product
+    return product
 
 
 def _date(mjd):
@@ -134,6 +153,7 @@ def product_to_data(product, label=None):
             "mjd_avg": product.mjd_avg,
             "mjd_end": product.mjd_end,
             "exptime": product.exptime,
+            "psf_fwhm": product.psf_fwhm if math.isfinite(product.psf_fwhm) else None,
             "central_wavelength": float(wl_c),
             "central_bandwidth": float(bw_c),
             "access_url": product.access_url,

@@ -38,17 +38,15 @@ ORDERS = ("wavelength", "time")
 
 def _source(data):
     """The SpectralImage behind ``data``: the one it was made from, or reopened from meta."""
-    product = source_product(data)
-    if product is not None and not getattr(product, "_closed", False):
+    product = source_product(data, reopen=True)
+    if product is not None:
         return product
     path = data.meta.get("source_path")
     if not path:
         raise SpherexInputError(f"{data.label!r}: the file it was read from is not known")
     if not os.path.isfile(path):
         raise SpherexInputError(f"{data.label!r}: its source file {path} no longer exists")
-    product = SpectralImage.open(path, data.meta.get("source_index"))
-    data._spherex_product = product
-    return product
+    return SpectralImage.open(path, data.meta.get("source_index"))  # says what is wrong
 
 
 def _modified(data, product, mask=None):
