@@ -10,8 +10,9 @@ archive's observation plan, frames repeated to reach 700), each in a fresh proce
 3. ``link``   -- ``link_cutouts(data_collection)``;
 4. ``subset`` -- one pixel-box subset drawn on the first cutout, masks computed on all N;
 
-then, for responsiveness, the time Qt needs to process the pending events (the data
-collection list), to open an image viewer on one cutout and to overlay a second cutout on it.
+then saving the session (``GlueSerializer.dumps``, data included) and restoring it; then,
+for responsiveness, the time Qt needs to process the pending events (the data collection
+list), to open an image viewer on one cutout and to overlay a second cutout on it.
 Prints seconds per stage, the total (stages 1-4), t(700)/t(100) and peak RSS.
 
 Run: ``.venv/bin/python bench/bench_glue_load.py`` (a few minutes: generating the files
@@ -147,6 +148,12 @@ def worker(path, n, glue_link_manager, core):
     out["nonempty"] = stage("subset", select)
     out["total"] = sum(out[k] for k in ("load", "add", "link", "subset"))
     out["total_cpu"] = sum(out[k + "_cpu"] for k in ("load", "add", "link", "subset"))
+    from glue.core.state import GlueSerializer, GlueUnSerializer
+
+    text = stage("save", lambda: GlueSerializer(dc).dumps())  # a .glu session, data included
+    restored = stage("restore", lambda: GlueUnSerializer.loads(text).object("__main__"))
+    assert len(restored) == n
+    text = restored = None  # free them before the GUI stages
     out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if core:
         print(json.dumps(out), flush=True)
@@ -217,10 +224,10 @@ def main():
         results = {}
         for n in args.sizes:
             results[n] = run(paths[n], n, args.glue_link_manager, args.core, args.timeout)
-        stages = ("read", "convert", "add", "link", "subset", "total", "gui_events", "viewer",
-                  "overlay")
-        names = ("read", "convert", "add", "link", "subset", "TOTAL", "events", "viewer",
-                 "overlay")
+        stages = ("read", "convert", "add", "link", "subset", "total", "save", "restore",
+                  "gui_events", "viewer", "overlay")
+        names = ("read", "convert", "add", "link", "subset", "TOTAL", "save", "restore",
+                 "events", "viewer", "overlay")
         for suffix, what in (("", "wall-clock seconds"), ("_cpu", "CPU seconds of the process")):
             print(f"\n{which}, {where}: {what} per stage (each N in a fresh process)")
             print(f"{'N':>5} " + " ".join(f"{name:>7}" for name in names)

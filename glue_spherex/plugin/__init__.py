@@ -38,7 +38,7 @@ _done = False
 
 
 def setup():
-    """Register the SPHEREx reader, exporter, autolinker and link manager with glue.
+    """Register the SPHEREx reader, exporter, autolinker, link manager and session naming.
 
     glue may call this more than once (``load_plugins`` and ``GlueApplication()`` both do);
     only the first call has an effect.
@@ -49,27 +49,30 @@ def setup():
     # Registers glue's 'Astronomy WCS' autolinker if glue has not yet (we wrap it below).
     import glue.plugins.wcs_autolinking.wcs_autolinking  # noqa: F401
 
-    from . import exporter, factory, linkmanager, links
+    from . import exporter, factory, linkmanager, links, serializer
 
     factory.register()
     exporter.register()
     links.register_autolinker()
     links.exclude_cutouts_from_wcs_autolinker()
     linkmanager.install()
+    serializer.install()
     _done = True
 
 
 def teardown():
-    """Undo the global changes of :func:`setup`: glue's link manager and WCS autolinker.
+    """Undo the global changes of :func:`setup`: glue's link manager, WCS autolinker and
+    session serializer's naming.
 
     The factory, exporter and 'SPHEREx sky' autolinker stay registered (glue's registries
     have no removal API); the next :func:`setup` call re-applies everything.
     """
     global _done
-    from . import linkmanager, links
+    from . import linkmanager, links, serializer
 
     links.restore_wcs_autolinker()
     linkmanager.uninstall()
+    serializer.uninstall()
     _done = False
 
 
