@@ -118,8 +118,6 @@ class FetchResult:
     from_cache : bool
     data : bytes or None
         The validated, uncompressed FITS file (ok results only).
-    prepared : object
-        What the ``prepare`` callable of :meth:`Fetcher.fetch` returned for ``data``.
     """
 
     cutout_index: int
@@ -132,7 +130,6 @@ class FetchResult:
     seconds: float = 0.0
     from_cache: bool = False
     data: bytes | None = field(default=None, repr=False)
-    prepared: object = field(default=None, repr=False, compare=False)
     _product: object = field(default=None, repr=False, compare=False)
 
     @property
@@ -297,7 +294,7 @@ class Fetcher:
                                  policy.retry_after_cap)
         self.retry = policy
 
-    def fetch(self, items, *, progress=None, tqdm=False, cancel=None, prepare=None):
+    def fetch(self, items, *, progress=None, tqdm=False, cancel=None):
         """Yield a :class:`FetchResult` for every item of ``items`` as it completes.
 
         Parameters
@@ -312,14 +309,9 @@ class Fetcher:
         cancel : threading.Event, optional
             Set it to stop: queued cutouts come back ``'cancelled'``, in-flight requests are
             cut. Closing the iterator early has the same effect.
-        prepare : callable, optional
-            Applied to each validated body in the download threads (which mostly wait on the
-            network), its return value kept as ``FetchResult.prepared``: parsing there keeps
-            the consumer free. A :class:`~glue_spherex.errors.SpherexError` it raises makes
-            that cutout ``'failed'``.
         """
         tasks = _tasks(items)
-        run = _Run(self, tasks, prepare)
+        run = _Run(self, tasks)
         bar = None
         if tqdm:
             from tqdm import tqdm as _tqdm
@@ -345,17 +337,15 @@ class Fetcher:
 
 
 def fetch_cutouts(table_or_urls, *, workers=None, cache_dir=None, timeout=None,
-                  max_retries=None, progress=None, tqdm=False, cancel=None, retry=None,
-                  prepare=None):
+                  max_retries=None, progress=None, tqdm=False, cancel=None, retry=None):
     """Download cutouts concurrently; yields :class:`FetchResult` as each completes.
 
     See :class:`Fetcher` for the parameters and :meth:`Fetcher.fetch` for ``table_or_urls``,
-    ``progress``, ``tqdm``, ``cancel`` and ``prepare``.
+    ``progress``, ``tqdm`` and ``cancel``.
     """
     fetcher = Fetcher(workers=workers, cache_dir=cache_dir, timeout=timeout,
                       max_retries=max_retries, retry=retry)
-    return fetcher.fetch(table_or_urls, progress=progress, tqdm=tqdm, cancel=cancel,
-                         prepare=prepare)
+    return fetcher.fetch(table_or_urls, progress=progress, tqdm=tqdm, cancel=cancel)
 
 
 def fetch_to_file(table, out_path, *, target=None, size=None, overwrite=False, **fetch_kwargs):
@@ -463,10 +453,9 @@ def _tasks(items):
 class _Run:
     """The threads and shared state of one :meth:`Fetcher.fetch` call."""
 
-    def __init__(self, fetcher, tasks, prepare=None):
+    def __init__(self, fetcher, tasks):
         self.fetcher = fetcher
         self.tasks = tasks
-        self.prepare = prepare
         self.schedule = _Schedule(tasks)
         self.limit = _AdaptiveLimit(fetcher.workers)
         self.tracker = ConnectionTracker()
@@ -537,14 +526,7 @@ class _Run:
                            attempts=task.attempts, bytes=task.bytes, seconds=seconds, **kw)
 
     def _ok(self, task, data, note="", **kw):
-        """An ok result, after ``prepare`` (if any) has run here in the download thread."""
-        prepared = None
-        if self.prepare is not None:
-            try:
-                prepared = self.prepare(data)
-            except SpherexError as exc:
-                return self._result(task, FAILED, f"unreadable product: {exc}")
-        return self._result(task, OK, note, data=data, prepared=prepared, **kw)
+        return self._result(task, OK, note, data=data, **kw)
 
     def _step(self, task, session):
         """One attempt at ``task``: a FetchResult when it is decided, None if re-queued."""

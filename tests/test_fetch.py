@@ -258,31 +258,6 @@ def test_closing_the_iterator_stops_the_batch(make_archive):
     assert len(log) < 20
 
 
-def test_prepare_runs_in_the_download_threads(archive):
-    from glue_spherex.errors import SpherexFormatError
-
-    table = query(archive)[:6]
-    consumer = threading.current_thread()
-
-    lock = threading.Lock()
-
-    def prepare(data):
-        with lock:
-            fail = len(prepare.calls) == 2  # exactly one call, the third, fails
-            prepare.calls.append(None if fail else threading.current_thread())
-        if fail:
-            raise SpherexFormatError("cannot use this one")
-        return len(data)
-
-    prepare.calls = []
-    results = list(fetch_cutouts(table, workers=3, prepare=prepare))
-    ok = [r for r in results if r.ok]
-    assert len(ok) == 5 and all(r.prepared == len(r.data) for r in ok)
-    failed = [r for r in results if not r.ok]
-    assert [r.reason for r in failed] == ["unreadable product: cannot use this one"]
-    assert consumer not in prepare.calls and prepare.calls.count(None) == 1
-
-
 def test_progress_and_inputs(archive):
     table = query(archive)[:5]
     seen = []
