@@ -170,3 +170,50 @@ def qt_left():
     from qtpy.QtCore import Qt
 
     return Qt.LeftButton
+
+
+def test_compare_grid_restored_from_a_session_still_moves_together(session, qtbot, tmp_path):
+    """glue saves the grid's tab, viewers and limits but not the callbacks that keep the
+    panels in step; the plugin links them again when the session is restored."""
+    from glue_qt.app import GlueApplication
+
+    from glue_spherex.plugin import wavelength_subset
+    from glue_spherex.qt import COMPARE_SELECTED_LABEL
+    from glue_spherex.qt.compare import TAB_NAME
+
+    app, datasets = session
+    chosen = datasets[:4]
+    _select(app, chosen)
+    _layer_action(app, COMPARE_SELECTED_LABEL).trigger()
+    path = str(tmp_path / "grid.glu")
+    app.save_session(path, include_data=True)
+
+    restored = GlueApplication.restore_session(path, show=False)
+    qtbot.addWidget(restored)
+    restored.resize(1400, 900)
+    restored.show()
+    qtbot.waitExposed(restored)
+    tab = restored.tab_names.index(TAB_NAME)
+    panels = restored.viewers[tab]
+    assert len(panels) == 4
+
+    def limits(viewer):
+        return tuple(getattr(viewer.state, k) for k in ("x_min", "x_max", "y_min", "y_max"))
+
+    assert len({limits(v) for v in panels}) == 1  # one sky view in every panel
+    # pan the third panel: every panel follows, as in the grid before saving
+    panels[2].state.x_min, panels[2].state.x_max = 5.0, 15.0
+    assert all(limits(v)[:2] == (5.0, 15.0) for v in panels)
+    assert len({limits(v) for v in panels}) == 1
+    # a subset made after the restore is drawn on each panel's own cutout only
+    own = {id(v): next(la.layer for la in v.state.layers if la.visible) for v in panels}
+    lo = min(d.meta["central_wavelength"] for d in chosen)
+    wavelength_subset(restored.data_collection, lo - 0.5, lo + 5.0)
+    qtbot.wait(50)
+    for viewer in panels:
+        shown = [la.layer for la in viewer.state.layers if la.visible]
+        subsets = [layer for layer in shown if layer is not own[id(viewer)]]
+        assert subsets and all(layer.data is own[id(viewer)] for layer in subsets)
+    restored.tab_widget.setCurrentIndex(tab)
+    qtbot.wait(50)
+    qt_support.save_screenshot(restored.grab(), "compare_grid_restored.png")

@@ -13,7 +13,8 @@ Plugins ▸ Plugin Manager). It registers:
   **SPHEREx: live spectrum of this region** (:mod:`.spectrum_action`).
 
 and makes the data-collection tree refresh once per batch of added cutouts or subsets
-(:mod:`.collection_model`), not once per item.
+(:mod:`.collection_model`), not once per item, and wavelength grids of restored sessions
+pan and zoom together again (:func:`.compare.reattach_wavelength_grids`).
 """
 
 from __future__ import annotations
@@ -50,10 +51,12 @@ def setup():
         compare_selected_cutouts, None, False, False, False, False))
     from . import (
         collection_model,
+        compare,
         spectrum_action,  # noqa: F401 -- registers the live-spectrum action (#7)
     )
 
     collection_model.install()  # one tree refresh per batch of cutouts, not one per cutout
+    compare.install()  # wavelength grids of restored sessions pan and zoom together again
     _registered = True
 
 

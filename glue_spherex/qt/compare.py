@@ -6,6 +6,11 @@ ones given), opens a new tab with one image viewer per cutout laid out in a grid
 only in its own panel), so their pixel axes are the same sky grid, and their x/y limits are
 kept in sync — pan or zoom one and all follow. Each panel is titled with its band and
 central wavelength.
+
+glue saves the tab, its viewers and their limits in a session, but not the Python
+callbacks that keep the panels in step: :func:`reattach_wavelength_grids` finds the grids of
+a restored application and links them again; :func:`install` makes glue call it after
+restoring any session (the Qt plugin's setup does).
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from ..errors import SpherexError
 from .session import central_wavelength, is_cutout
 
 __all__ = ["choose_across_wavelength", "grid_shape", "open_wavelength_grid", "SharedView",
-           "MAX_PANELS"]
+           "reattach_wavelength_grids", "install", "MAX_PANELS", "TAB_NAME"]
 
 MAX_PANELS = 9
+TAB_NAME = "Compare λ"
 DEFAULT_PANELS = 6
 _LIMITS = ("x_min", "x_max", "y_min", "y_max")
 
@@ -86,7 +92,7 @@ def open_wavelength_grid(app, datasets=None, count=DEFAULT_PANELS):
 
     app.new_tab()
     tab = app.current_tab
-    app.tab_widget.setTabText(app.tab_widget.indexOf(tab), "Compare λ")
+    app.tab_widget.setTabText(app.tab_widget.indexOf(tab), TAB_NAME)
 
     viewers = []
     for data in chosen:
@@ -114,11 +120,56 @@ def open_wavelength_grid(app, datasets=None, count=DEFAULT_PANELS):
     return viewers
 
 
-def _hide_reference_layers(state, reference):
+def reattach_wavelength_grids(app):
+    """Link again the panels of every wavelength grid of ``app`` (restored from a session):
+    shared pan and zoom, and the reference cutout's future subsets hidden in the other
+    panels. Returns the grids found, each a list of viewers."""
+    from glue_qt.viewers.image import ImageViewer
+
+    grids = []
+    for name, viewers in zip(app.tab_names, app.viewers):
+        panels = [v for v in viewers if isinstance(v, ImageViewer)]
+        references = {id(v.state.reference_data): v.state.reference_data for v in panels}
+        if name != TAB_NAME or len(panels) < 2 or len(references) != 1:
+            continue
+        reference = next(iter(references.values()))
+        for viewer in panels:
+            if not any(layer.visible and layer.layer is reference
+                       for layer in viewer.state.layers):
+                _hide_reference_layers(viewer.state, reference, now=False)
+        shared = SharedView([v.state for v in panels])
+        for viewer in panels:
+            viewer._spherex_shared_view = shared
+        grids.append(panels)
+    return grids
+
+
+_glue_setgluestate = None
+
+
+def install():
+    """Have glue re-link the wavelength grids of every session it restores."""
+    global _glue_setgluestate
+    from glue_qt.app import GlueApplication
+
+    if _glue_setgluestate is not None:
+        return
+    _glue_setgluestate = GlueApplication.__dict__["__setgluestate__"]
+
+    def __setgluestate__(cls, rec, context):
+        app = _glue_setgluestate.__func__(cls, rec, context)
+        reattach_wavelength_grids(app)
+        return app
+
+    GlueApplication.__setgluestate__ = classmethod(__setgluestate__)
+
+
+def _hide_reference_layers(state, reference, now=True):
     """Keep the shared reference cutout and its subsets (e.g. a wavelength stripe, which
     differs from cutout to cutout) out of sight in a panel that shows another cutout; layers
-    added later, when subsets are created, are hidden once too, then left to the user."""
-    seen = set()
+    added later, when subsets are created, are hidden once too, then left to the user.
+    ``now=False`` leaves the layers already there as they are (a restored session)."""
+    seen = set() if now else {id(layer) for layer in state.layers}
 
     def hide(*args):
         for layer in state.layers:
