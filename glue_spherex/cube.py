@@ -141,7 +141,7 @@ class SpectralCube:
     """Cutouts reprojected onto one grid; arrays are ``(n_slice, ny, nx)``.
 
     ``flux`` and ``variance`` in MJy/sr and (MJy/sr)^2 (NaN where a cutout does not cover
-    the grid), ``wavelength``/``bandwidth`` in µm (per pixel, reprojected from each cutout's
+    the grid; the variance propagated through the bilinear weights), ``wavelength``/``bandwidth`` in µm (per pixel, reprojected from each cutout's
     ``W`` WCS), ``flagged`` True where a flagged (or invalid) input pixel contributed to the
     interpolation. ``slices`` has one row per slice: ``wavelength`` (at the grid centre),
     ``bandwidth``, ``mjd``, ``detector``, ``bandpass``, ``obs_id``, ``cutout_index``.
@@ -264,16 +264,17 @@ def reproject_cube(products, *, band=None, wcs=None, shape=None, order="waveleng
         var = np.asarray(p.variance, float)
         bad = mask_from_names(p.flags, bad_flags, bits=p.flag_bits)
         bad |= ~np.isfinite(image) | ~np.isfinite(var)
-        stack = np.stack([np.where(bad, 0.0, image), np.where(bad, 0.0, var),
-                          p.wavelength(), p.bandwidth(), bad.astype(float)])
+        stack = np.stack([np.where(bad, 0.0, image), p.wavelength(), p.bandwidth(),
+                          bad.astype(float)])
         out, footprint = reproject_interp((stack, p.wcs), wcs, shape_out=(ny, nx),
                                           order="bilinear")
         covered = footprint[0] > 0
         flux[k] = np.where(covered, out[0], np.nan)
-        variance[k] = np.where(covered, out[1], np.nan)
-        wave[k] = np.where(covered, out[2], np.nan)
-        band_w[k] = np.where(covered, out[3], np.nan)
-        flagged[k] = covered & (out[4] > 0)
+        variance[k] = np.where(covered, _bilinear_variance(np.where(bad, 0.0, var), wcs,
+                                                           p.wcs, (ny, nx)), np.nan)
+        wave[k] = np.where(covered, out[1], np.nan)
+        band_w[k] = np.where(covered, out[2], np.nan)
+        flagged[k] = covered & (out[3] > 0)
 
     slices = QTable(dict(
         wavelength=np.array([r["wavelength"] for r in rows]) * u.um,
@@ -287,6 +288,37 @@ def reproject_cube(products, *, band=None, wcs=None, shape=None, order="waveleng
     slices.meta.update(ra=float(centre.ra.deg), dec=float(centre.dec.deg),
                        wavelength_at="the grid centre (RA, Dec above)")
     return SpectralCube(flux, variance, wave, band_w, flagged, wcs, slices, order)
+
+
+def _bilinear_variance(var, wcs_out, wcs_in, shape):
+    """Variance of the bilinear resampling reproject_interp does: sum of w_i^2 var_i.
+
+    Interpolating the variance itself would give sum of w_i var_i, up to four times too
+    large between pixel centres. The output pixels are mapped to input pixels as
+    reproject does (through the sky, with SIP) and its edge rule is kept: positions within
+    half a pixel of the border take the border pixel, farther out are NaN.
+    """
+    from astropy.wcs.utils import pixel_to_pixel
+
+    ny_in, nx_in = var.shape
+    yo, xo = np.mgrid[:shape[0], :shape[1]]
+    xi, yi = (np.asarray(c, float) for c in pixel_to_pixel(wcs_out, wcs_in, xo, yo))
+    out = np.full(shape, np.nan)
+    inside = (np.isfinite(xi) & np.isfinite(yi) & (xi >= -0.5) & (xi < nx_in - 0.5)
+              & (yi >= -0.5) & (yi < ny_in - 0.5))
+    x = np.clip(xi[inside], 0, nx_in - 1)
+    y = np.clip(yi[inside], 0, ny_in - 1)
+    x0 = np.minimum(np.floor(x).astype(int), max(nx_in - 2, 0))
+    y0 = np.minimum(np.floor(y).astype(int), max(ny_in - 2, 0))
+    fx, fy = x - x0, y - y0
+    total = np.zeros(x.shape)
+    for dy, wy in ((0, 1 - fy), (1, fy)):
+        for dx, wx in ((0, 1 - fx), (1, fx)):
+            w = wx * wy
+            yy, xx = np.minimum(y0 + dy, ny_in - 1), np.minimum(x0 + dx, nx_in - 1)
+            total += np.where(w > 0, w * w * var[yy, xx], 0.0)
+    out[inside] = total
+    return out
 
 
 def cube_to_data(cube, label="SPHEREx cube"):

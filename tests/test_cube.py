@@ -218,3 +218,27 @@ def test_cube_from_a_combined_file(products, tmp_path):
     assert sorted(from_file.slices["cutout_index"]) == [1, 2, 3, 4, 5]
     assert np.allclose(from_file.flux, direct.flux, equal_nan=True)
     assert np.array_equal(from_file.flagged, direct.flagged)
+
+
+def test_variance_is_propagated_through_the_bilinear_weights(products):
+    """On its own grid a cutout keeps its variance; on a grid shifted by half a pixel each
+    output pixel is the mean of four input pixels, so its variance is their sum / 16 (an
+    interpolated variance would be their mean, four times as large)."""
+    product = products[0]
+    raw = np.asarray(product.variance, float)
+    assert np.isnan(raw).any()  # a dead pixel: it adds nothing and is marked flagged
+    var = np.nan_to_num(raw)
+    ny, nx = product.shape
+    same = reproject_cube([product], wcs=product.wcs, shape=(ny, nx), bad_flags=())
+    np.testing.assert_allclose(same.variance[0], var, rtol=1e-6, atol=1e-12)
+    assert same.flagged[0][np.isnan(raw)].all()
+    shifted = product.wcs.deepcopy()
+    shifted.wcs.crpix = shifted.wcs.crpix + 0.5
+    half = reproject_cube([product], wcs=shifted, shape=(ny, nx), bad_flags=())
+    expected = (var[:-1, :-1] + var[:-1, 1:] + var[1:, :-1] + var[1:, 1:]) / 16
+    # (to 1 %: the way back to input pixels goes through the approximate SIP inverse)
+    np.testing.assert_allclose(half.variance[0][1:, 1:], expected, rtol=0.01)
+    # the flux is the plain mean of the same four pixels
+    image = np.nan_to_num(np.asarray(product.image, float) - np.asarray(product.zodi, float))
+    mean = (image[:-1, :-1] + image[:-1, 1:] + image[1:, :-1] + image[1:, 1:]) / 4
+    np.testing.assert_allclose(half.flux[0][1:, 1:], mean, rtol=0.01)
