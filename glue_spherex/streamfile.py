@@ -83,13 +83,19 @@ class StreamFile:
         nbytes = self._size - self._flushed
         done = 0
         while done < nbytes:
+            chunk = self._view[done:nbytes]
+            refused = False
             try:
-                done += os.pwrite(self._fd, self._view[done:nbytes], self._flushed + done)
+                done += os.pwrite(self._fd, chunk, self._flushed + done)
             except OSError as exc:
-                if exc.errno == errno.EINVAL and self._flushed == 0 and done == 0:
-                    self._to_buffered()  # the file system refuses O_DIRECT writes after all
-                    return
-                raise
+                refused = exc.errno == errno.EINVAL and self._flushed == 0 and done == 0
+                if not refused:
+                    raise
+            finally:
+                chunk.release()  # the traceback may still hold it; the stage must be closable
+            if refused:
+                self._to_buffered()  # the file system refuses O_DIRECT writes after all
+                return
         self._flushed += nbytes
 
     def truncate(self, size):

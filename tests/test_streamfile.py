@@ -68,3 +68,47 @@ def test_overwrite_outside_the_file_is_refused(tmp_path):
         f.truncate(4)
     f.close()
     assert (tmp_path / "x.bin").read_bytes() == b"abc"
+
+
+def test_file_system_refusing_direct_writes_falls_back_to_buffered(tmp_path, monkeypatch):
+    """Some file systems accept O_DIRECT at open and refuse the first write (EINVAL)."""
+    import errno
+
+    import glue_spherex.streamfile as streamfile
+
+    def refuse(*args):
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    path = tmp_path / "out.bin"
+    f = StreamFile(path, stage_bytes=4096)
+    if not f.direct:
+        f.abort()
+        pytest.skip("O_DIRECT is not available here")
+    monkeypatch.setattr(streamfile.os, "pwrite", refuse)
+    data = random.Random(1).randbytes(3 * 4096 + 100)
+    f.write(data[:5000])  # fills the stage: the refused write switches to buffered
+    assert not f.direct
+    f.write(data[5000:])
+    f.truncate(len(data) - 50)
+    f.close()
+    assert path.read_bytes() == data[:-50]
+
+
+def test_refused_direct_write_of_the_last_block_at_close(tmp_path, monkeypatch):
+    import errno
+
+    import glue_spherex.streamfile as streamfile
+
+    def refuse(*args):
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    path = tmp_path / "small.bin"
+    f = StreamFile(path, stage_bytes=4096)
+    if not f.direct:
+        f.abort()
+        pytest.skip("O_DIRECT is not available here")
+    monkeypatch.setattr(streamfile.os, "pwrite", refuse)
+    f.write(b"x" * 3000)  # less than a block: written (padded) only at close
+    f.overwrite(10, b"abc")
+    f.close()
+    assert path.read_bytes() == b"x" * 10 + b"abc" + b"x" * 2987
