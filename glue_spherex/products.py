@@ -500,23 +500,15 @@ class SpectralImage:
         The table is read straight from the WCS-WAVE row bytes (astropy's table machinery
         costs milliseconds per cutout); the numbers are the same.
         """
-        h = self.keywords
-        name = self._names["WCS-WAVE"]
-        where = f"{self._backing.label} {name}"
-        columns = table_row(self._backing.buffer, self._backing.span(name),
-                            self._backing.keywords(name).cards, where)
+        name = self._names["WCS-WAVE"]  # resolved by _resolve (tutorial files misname it)
         try:
-            x, y, values = (columns[str(h.get(key, default)).strip()] for key, default in
-                            (("PS1_2W", "X"), ("PS2_2W", "Y"), ("PS1_1W", "VALUES")))
-        except KeyError as exc:
-            raise SpherexFormatError(f"{where} has no column {exc}") from None
-        try:
-            table = WaveTable(x, y, values.reshape(len(y), len(x), 2))
-        except ValueError as exc:
-            raise SpherexFormatError(f"{where}: {exc}") from None
-        return SpectralWCS(table, crpix=(h.get("CRPIX1W", 1.0), h.get("CRPIX2W", 1.0)),
-                           crval=(h.get("CRVAL1W", 1.0), h.get("CRVAL2W", 1.0)),
-                           cdelt=(h.get("CDELT1W", 1.0), h.get("CDELT2W", 1.0)))
+            _, columns = SpectralWCS.table_reference(self.keywords)
+            row = table_row(self._backing.buffer, self._backing.span(name),
+                            self._backing.keywords(name).cards, name)
+            return SpectralWCS.from_table(self.keywords,
+                                          WaveTable.from_row(row, *columns, label=name))
+        except SpherexFormatError as exc:
+            raise SpherexFormatError(f"{self._backing.label}: {exc}") from None
 
     def _grid(self):
         if self._wave is None:

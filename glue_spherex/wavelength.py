@@ -60,13 +60,20 @@ class WaveTable:
         """Read the table from a ``WCS-WAVE`` BinTableHDU (one row)."""
         try:
             row = hdu.data[0]
+        except (IndexError, TypeError, ValueError) as exc:
+            raise SpherexFormatError(f"cannot read the WCS-WAVE table {hdu.name!r}: {exc}") from exc
+        return cls.from_row(row, x_col, y_col, values_col, label=hdu.name)
+
+    @classmethod
+    def from_row(cls, row, x_col="X", y_col="Y", values_col="VALUES", label="WCS-WAVE"):
+        """Read the table from its one row: any ``{column name: array}`` (a FITS record too)."""
+        try:
             x = np.asarray(row[x_col], dtype=float).ravel()
             y = np.asarray(row[y_col], dtype=float).ravel()
-            values = np.asarray(row[values_col], dtype=float)
+            # TDIM '(2,nx,ny)' gives numpy (ny, nx, 2); tolerate a flat column too.
+            values = np.asarray(row[values_col], dtype=float).reshape(len(y), len(x), 2)
         except (KeyError, IndexError, TypeError, ValueError) as exc:
-            raise SpherexFormatError(f"cannot read the WCS-WAVE table {hdu.name!r}: {exc}") from exc
-        # TDIM '(2,nx,ny)' gives numpy (ny, nx, 2); tolerate a flat column too.
-        values = values.reshape(len(y), len(x), 2)
+            raise SpherexFormatError(f"cannot read the WCS-WAVE table {label!r}: {exc}") from exc
         return cls(x, y, values)
 
     def to_hdu(self, name="WCS-WAVE"):
@@ -171,6 +178,20 @@ class SpectralWCS:
     @classmethod
     def from_header(cls, header, hdulist, key="W"):
         """Read the ``W`` keywords of ``header`` and the table they point to in ``hdulist``."""
+        extname, columns = cls.table_reference(header, key)
+        try:
+            hdu = hdulist[extname]
+        except KeyError:
+            raise SpherexFormatError(
+                f"the wavelength table {extname!r} named by PS1_0{key} is not in the file"
+            ) from None
+        return cls.from_table(header, WaveTable.from_hdu(hdu, *columns), key)
+
+    @staticmethod
+    def table_reference(header, key="W"):
+        """``(EXTNAME, (x, y, values column names))`` of the table the ``key`` WCS of
+        ``header`` (anything with ``get`` and ``in``) looks up, after checking that it is
+        a -TAB WCS this class evaluates."""
         k = key
         if str(header.get(f"CTYPE1{k}", "")).strip() != "WAVE-TAB":
             raise SpherexFormatError(
@@ -179,19 +200,14 @@ class SpectralWCS:
         for name in (f"PC1_2{k}", f"PC2_1{k}", f"CD1_1{k}"):
             if name in header:
                 raise SpherexFormatError(f"unsupported {name} in the -TAB wavelength WCS")
-        extname = str(header.get(f"PS1_0{k}", "WCS-WAVE")).strip()
-        try:
-            hdu = hdulist[extname]
-        except KeyError:
-            raise SpherexFormatError(
-                f"the wavelength table {extname!r} named by PS1_0{k} is not in the file"
-            ) from None
-        table = WaveTable.from_hdu(
-            hdu,
-            x_col=str(header.get(f"PS1_2{k}", "X")).strip(),
-            y_col=str(header.get(f"PS2_2{k}", "Y")).strip(),
-            values_col=str(header.get(f"PS1_1{k}", "VALUES")).strip(),
-        )
+        columns = tuple(str(header.get(name, default)).strip() for name, default in
+                        ((f"PS1_2{k}", "X"), (f"PS2_2{k}", "Y"), (f"PS1_1{k}", "VALUES")))
+        return str(header.get(f"PS1_0{k}", "WCS-WAVE")).strip(), columns
+
+    @classmethod
+    def from_table(cls, header, table, key="W"):
+        """The ``key`` WCS of ``header`` with its lookup table already read."""
+        k = key
         return cls(
             table,
             crpix=(header.get(f"CRPIX1{k}", 1.0), header.get(f"CRPIX2{k}", 1.0)),
