@@ -4,15 +4,23 @@ astropy's header parser digests every card, including the alternate ``A`` and ``
 WCSs, which makes it about ten times slower than setting the primary WCS's few numbers on
 wcslib directly. Readers that build hundreds of WCSs (the glue datasets, the fetcher's
 append path) use :func:`celestial_values` and :func:`build_celestial_wcs`; wcslib receives
-the same numbers either way, so pixel positions are identical.
+the same numbers either way, so pixel positions are identical. :func:`separation_deg` is
+the one angular distance the package uses (astropy's, on plain degrees).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from astropy.coordinates import angular_separation
 from astropy.wcs import WCS, Sip
 
-__all__ = ["celestial_values", "sip_matrices", "build_celestial_wcs"]
+__all__ = ["celestial_values", "sip_matrices", "build_celestial_wcs", "separation_deg"]
+
+
+def separation_deg(lon1, lat1, lon2, lat2):
+    """Angular distance (deg) between positions in degrees: astropy's Vincenty formula, as
+    ``SkyCoord.separation`` uses, without building SkyCoords (arrays broadcast)."""
+    return np.degrees(angular_separation(*(np.radians(v) for v in (lon1, lat1, lon2, lat2))))
 
 
 def celestial_values(get, keys):

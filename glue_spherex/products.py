@@ -30,7 +30,7 @@ from astropy.io import fits
 from astropy.wcs import WCS, NoConvergence
 from astropy.wcs.utils import wcs_to_celestial_frame
 
-from .celestial import build_celestial_wcs, celestial_values, sip_matrices
+from .celestial import build_celestial_wcs, celestial_values, separation_deg, sip_matrices
 from .errors import SpherexError, SpherexFormatError, SpherexInputError
 from .fitsscan import (
     _END_CARD,
@@ -546,7 +546,7 @@ class SpectralImage:
         # positions are outside the table anyway (it spans at most the 3.5 deg parent frame).
         ny, nx = self.shape
         clon, clat = self.wcs.all_pix2world([(nx - 1) / 2], [(ny - 1) / 2], 0)
-        near = _separation_deg(lon, lat, float(clon[0]), float(clat[0])) < _NEAR_DEG
+        near = separation_deg(lon, lat, float(clon[0]), float(clat[0])) < _NEAR_DEG
         x = np.full(lon.shape, np.nan)
         y = np.full(lon.shape, np.nan)
         if near.any():
@@ -732,16 +732,6 @@ def _float(header, key):
         return float(value)
     except (TypeError, ValueError):
         return math.nan
-
-
-def _separation_deg(lon1, lat1, lon2, lat2):
-    """Great-circle distance (deg), Vincenty's formula as SkyCoord.separation uses."""
-    l1, b1, l2, b2 = (np.radians(v) for v in (lon1, lat1, lon2, lat2))
-    dl = l2 - l1
-    num = np.hypot(np.cos(b2) * np.sin(dl),
-                   np.cos(b1) * np.sin(b2) - np.sin(b1) * np.cos(b2) * np.cos(dl))
-    den = np.sin(b1) * np.sin(b2) + np.cos(b1) * np.cos(b2) * np.cos(dl)
-    return np.degrees(np.arctan2(num, den))
 
 
 def _integral(value):

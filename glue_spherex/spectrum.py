@@ -57,6 +57,7 @@ from astropy.table import QTable
 from scipy.special import ndtr
 
 from .atomic import atomic_path
+from .celestial import separation_deg
 from .errors import SpherexInputError
 from .flags import DEFAULT_BAD_FLAGS, mask_from_names
 
@@ -369,13 +370,6 @@ def _local_scale(wcs, x, y):
     return float(np.sqrt(abs(det)))
 
 
-def _separation_arcsec(ra1, dec1, ra2, dec2):
-    ra1, dec1, ra2, dec2 = map(np.radians, (ra1, dec1, ra2, dec2))
-    h = (np.sin((dec2 - dec1) / 2) ** 2
-         + np.cos(dec1) * np.cos(dec2) * np.sin((ra2 - ra1) / 2) ** 2)
-    return float(np.degrees(2 * np.arcsin(np.sqrt(min(h, 1.0)))) * 3600.0)
-
-
 def _gaussian_fractions(x0, y0, xs, ys, sigma_px):
     """Fraction of a unit Gaussian centred at (x0, y0) in each pixel of the grid xs x ys."""
     fx = ndtr((xs + 0.5 - x0) / sigma_px) - ndtr((xs - 0.5 - x0) / sigma_px)
@@ -458,7 +452,7 @@ def _measure(index, frame, coord, radius, annulus, correction, min_fraction):
     ra, dec = coord.ra.deg, coord.dec.deg
     ra0, dec0 = frame.wcs.pixel_to_world_values((nx - 1) / 2.0, (ny - 1) / 2.0)
     reach = (np.hypot(nx, ny) / 2 + 3) * scale + radius.to_value(u.arcsec)
-    if _separation_arcsec(ra0, dec0, ra, dec) > reach:
+    if separation_deg(ra0, dec0, ra, dec) * 3600.0 > reach:
         return row
     try:
         with warnings.catch_warnings():

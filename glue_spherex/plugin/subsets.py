@@ -18,6 +18,7 @@ import numpy as np
 from glue.core.exceptions import IncompatibleAttribute
 from glue.core.subset import SubsetState
 
+from ..celestial import separation_deg
 from ..errors import SpherexInputError
 
 __all__ = ["SkyCircleSubsetState", "WavelengthRangeSubsetState", "sky_subset",
@@ -64,14 +65,14 @@ class SkyCircleSubsetState(SubsetState):
         wcs = _celestial(data)
         ra, dec = wcs.all_pix2world([x, x + radius, x], [y, y, y + radius], 0)
         centre = (ra[0], dec[0])
-        return cls(ra[0], dec[0], max(_separation(centre, (ra[1], dec[1])),
-                                      _separation(centre, (ra[2], dec[2]))))
+        return cls(ra[0], dec[0], max(separation_deg(*centre, ra[1], dec[1]),
+                                      separation_deg(*centre, ra[2], dec[2])))
 
     def to_mask(self, data, view=None):
         wcs = _celestial(data)
         xx, yy = _pixel_grid(data, view)
         ra, dec = wcs.all_pix2world(xx, yy, 0)
-        return _separation((self.ra, self.dec), (ra, dec)) <= self.radius
+        return separation_deg(self.ra, self.dec, ra, dec) <= self.radius
 
     def copy(self):
         return SkyCircleSubsetState(self.ra, self.dec, self.radius)
@@ -93,14 +94,6 @@ def _celestial(data):
             or not hasattr(coords, "all_pix2world"):
         raise IncompatibleAttribute(f"{getattr(data, 'label', data)!r} has no 2-D celestial WCS")
     return coords.celestial if coords.naxis != 2 else coords
-
-
-def _separation(a, b):
-    """Angular distance (deg) between (ra, dec) positions in degrees (haversine)."""
-    ra1, dec1 = np.radians(a[0]), np.radians(a[1])
-    ra2, dec2 = np.radians(b[0]), np.radians(b[1])
-    s = np.sin((dec2 - dec1) / 2) ** 2 + np.cos(dec1) * np.cos(dec2) * np.sin((ra2 - ra1) / 2) ** 2
-    return np.degrees(2 * np.arcsin(np.sqrt(np.clip(s, 0, 1))))
 
 
 class WavelengthRangeSubsetState(SubsetState):
