@@ -117,11 +117,9 @@ class CombinedWriter:
         owned = not isinstance(product, SpectralImage)
         image = None
         try:
-            image = _appendable(product) if owned else product
+            image = SpectralImage.open(product) if owned else product
             suffix = str(row["cutout_index"])
             chunks = image._extension_bytes(suffix)  # byte copies of the product's file
-            if chunks is None:
-                raise SpherexInputError(f"{image!r} is closed")
             if self._target is not None:
                 wl, bw = image.wavelength_at(self._target)
             else:
@@ -234,11 +232,6 @@ class CombinedWriter:
                 cols.append(fits.Column(name=name, format=fmt, unit=unit,
                                         array=np.array(values, dtype=dtype)))
         return fits.BinTableHDU.from_columns(cols, name="CUTOUT_INFO")
-
-
-def _appendable(product):
-    """The :class:`SpectralImage` :meth:`CombinedWriter.add` reads a product with."""
-    return SpectralImage.open(product)
 
 
 def read_combined(path):

@@ -525,9 +525,6 @@ class _Run:
         return FetchResult(task.cutout_index, task.url, status, reason=reason,
                            attempts=task.attempts, bytes=task.bytes, seconds=seconds, **kw)
 
-    def _ok(self, task, data, note="", **kw):
-        return self._result(task, OK, note, data=data, **kw)
-
     def _step(self, task, session):
         """One attempt at ``task``: a FetchResult when it is decided, None if re-queued."""
         if self.stopping.is_set():
@@ -539,7 +536,8 @@ class _Run:
             if cache is not None:
                 data = cache.load(task.url)
                 if data is not None:
-                    return self._ok(task, data, path=cache.path_for(task.url), from_cache=True)
+                    return self._result(task, OK, data=data, path=cache.path_for(task.url),
+                                        from_cache=True)
         started = self.limit.acquire(self.stopping.is_set)
         if started is None:
             return self._result(task, CANCELLED, "cancelled before it was fetched")
@@ -554,7 +552,7 @@ class _Run:
                     path = cache.store(task.url, outcome.data)
                 except OSError as exc:  # the cutout itself is fine: keep it, say why uncached
                     note = f"not cached: {exc}"
-            return self._ok(task, outcome.data, note, path=path)
+            return self._result(task, OK, note, data=outcome.data, path=path)
         task.reason = outcome.reason
         if self.stopping.is_set():
             return self._result(task, CANCELLED, "cancelled while downloading")

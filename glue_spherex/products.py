@@ -382,8 +382,7 @@ class SpectralImage:
                 primary["VERSION"] = version
             self.headers.set("PRIMARY", primary)
         else:
-            first = backing.spans[0]
-            if first.index == 0 and first.extname == "PRIMARY":
+            if backing.spans[0].extname == "PRIMARY":
                 version = version or backing.keywords("PRIMARY").get("VERSION")
         self.version = str(version).strip() if version is not None else None
         self.shape = (int(h.get("NAXIS2", 0)), int(h.get("NAXIS1", 0)))
@@ -436,9 +435,12 @@ class SpectralImage:
 
     # -- pixel data ------------------------------------------------------------------------
 
-    def _data(self, kind):
+    def _check_open(self):
         if self._closed:
             raise SpherexInputError(f"{self!r} is closed")
+
+    def _data(self, kind):
+        self._check_open()
         try:
             if kind == "WCS-WAVE":
                 return self._backing.hdu(self._names[kind]).data
@@ -611,14 +613,13 @@ class SpectralImage:
     # -- writing -----------------------------------------------------------------------------
 
     def _extension_bytes(self, suffix):
-        """The six extensions as file bytes, renamed for ``suffix``; None without a file.
+        """The six extensions as file bytes, renamed for ``suffix``.
 
         Header and data blocks are copied byte for byte from the source; only the EXTNAME
         and PS1_0W/PS2_0W cards are replaced (CHECKSUM/DATASUM, now stale, are blanked), so
         the header keeps its length. This is what makes appending to a combined file cheap.
         """
-        if self._closed:
-            return None
+        self._check_open()
         spans = [self._backing.span(self._names[kind]) for kind in KINDS]
         return renamed_extensions(self._backing.buffer, spans, suffix)
 
