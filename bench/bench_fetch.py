@@ -61,6 +61,23 @@ def run_ours(plan_path, out_path, workers):
                 finishing=seconds - (last[0] - t0))
 
 
+def plain_get():
+    """``get(url) -> body``: one keep-alive requests Session per thread, no checks."""
+    import threading
+
+    import requests
+
+    local = threading.local()
+
+    def get(url):
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+        with local.session.get(url, stream=True, timeout=(10, 60)) as resp:
+            return resp.raw.read()
+
+    return get
+
+
 def run_fetch_only(plan_path, out_path, workers):
     """Diagnostic: our fetcher with every body validated, then dropped (no MEF written)."""
     from astropy.table import Table
@@ -76,21 +93,12 @@ def run_fetch_only(plan_path, out_path, workers):
 def run_floor(plan_path, out_path, workers):
     """Diagnostic floor: W threads GET the same URLs and the bytes are appended to one file,
     unchecked and unparsed -- the least any method must do to save them on this machine."""
-    import threading
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
-    import requests
     from astropy.table import Table
 
     urls = list(Table.read(plan_path, format="ascii.ecsv")["cutout_url"])
-    local = threading.local()
-
-    def get(url):
-        if not hasattr(local, "session"):
-            local.session = requests.Session()
-        with local.session.get(url, stream=True, timeout=(10, 60)) as resp:
-            return resp.raw.read()
-
+    get = plain_get()
     t0 = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool, open(out_path, "wb") as f:
         for future in as_completed([pool.submit(get, url) for url in urls]):
@@ -100,24 +108,15 @@ def run_floor(plan_path, out_path, workers):
 
 def run_gets(plan_path, out_path, workers):
     """Diagnostic: W threads GET the same URLs and drop the bytes -- the network floor."""
-    import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    import requests
     from astropy.table import Table
 
     urls = list(Table.read(plan_path, format="ascii.ecsv")["cutout_url"])
-    local = threading.local()
-
-    def get(url):
-        if not hasattr(local, "session"):
-            local.session = requests.Session()
-        with local.session.get(url, stream=True, timeout=(10, 60)) as resp:
-            return len(resp.raw.read())
-
+    get = plain_get()
     t0 = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
-        sizes = list(pool.map(get, urls))
+        sizes = list(pool.map(lambda url: len(get(url)), urls))  # bodies dropped at once
     return dict(seconds=time.perf_counter() - t0, ok=len(sizes), failed=0)
 
 
@@ -234,22 +233,12 @@ def make_plan(url, n, size, path):
 def warm_up(plan, workers):
     """Request every distinct cutout once, untimed: the archive's first render of a frame is
     slower, and without this whichever method runs first would pay for it."""
-    import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    import requests
-
-    local = threading.local()
-
-    def get(url):
-        if not hasattr(local, "session"):
-            local.session = requests.Session()
-        with local.session.get(url, stream=True, timeout=(10, 60)) as resp:
-            resp.raw.read()
-
+    get = plain_get()
     urls = sorted({url.split("&rep=")[0] for url in plan["cutout_url"]})
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(get, urls))
+        list(pool.map(lambda url: len(get(url)), urls))
     return len(urls)
 
 

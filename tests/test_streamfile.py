@@ -70,8 +70,9 @@ def test_overwrite_outside_the_file_is_refused(tmp_path):
     assert (tmp_path / "x.bin").read_bytes() == b"abc"
 
 
-def test_file_system_refusing_direct_writes_falls_back_to_buffered(tmp_path, monkeypatch):
-    """Some file systems accept O_DIRECT at open and refuse the first write (EINVAL)."""
+def _refusing_direct_writes(path, monkeypatch):
+    """A StreamFile opened with O_DIRECT on a file system that then refuses every direct
+    write with EINVAL, as some accept O_DIRECT at open and not at the first write."""
     import errno
 
     import glue_spherex.streamfile as streamfile
@@ -79,12 +80,17 @@ def test_file_system_refusing_direct_writes_falls_back_to_buffered(tmp_path, mon
     def refuse(*args):
         raise OSError(errno.EINVAL, "Invalid argument")
 
-    path = tmp_path / "out.bin"
     f = StreamFile(path, stage_bytes=4096)
     if not f.direct:
         f.abort()
         pytest.skip("O_DIRECT is not available here")
     monkeypatch.setattr(streamfile.os, "pwrite", refuse)
+    return f
+
+
+def test_file_system_refusing_direct_writes_falls_back_to_buffered(tmp_path, monkeypatch):
+    path = tmp_path / "out.bin"
+    f = _refusing_direct_writes(path, monkeypatch)
     data = random.Random(1).randbytes(3 * 4096 + 100)
     f.write(data[:5000])  # fills the stage: the refused write switches to buffered
     assert not f.direct
@@ -95,19 +101,8 @@ def test_file_system_refusing_direct_writes_falls_back_to_buffered(tmp_path, mon
 
 
 def test_refused_direct_write_of_the_last_block_at_close(tmp_path, monkeypatch):
-    import errno
-
-    import glue_spherex.streamfile as streamfile
-
-    def refuse(*args):
-        raise OSError(errno.EINVAL, "Invalid argument")
-
     path = tmp_path / "small.bin"
-    f = StreamFile(path, stage_bytes=4096)
-    if not f.direct:
-        f.abort()
-        pytest.skip("O_DIRECT is not available here")
-    monkeypatch.setattr(streamfile.os, "pwrite", refuse)
+    f = _refusing_direct_writes(path, monkeypatch)
     f.write(b"x" * 3000)  # less than a block: written (padded) only at close
     f.overwrite(10, b"abc")
     f.close()
