@@ -25,6 +25,7 @@ from glue.core.component import Component
 
 from ..celestial import build_celestial_wcs
 from ..errors import SpherexError, SpherexFormatError
+from ..products import SpectralImage
 from ..products import celestial_wcs as _celestial_wcs
 
 __all__ = ["SPHEREX_COMPONENTS", "CelestialWCS", "celestial_wcs", "product_to_data",
@@ -108,8 +109,6 @@ def source_product(data, reopen=False):
     path = (getattr(data, "meta", None) or {}).get("source_path")
     if not path or not os.path.isfile(path):
         return None
-    from ..products import SpectralImage
-
     try:
         product = SpectralImage.open(path, data.meta.get("source_index"))
     except SpherexError:
