@@ -449,7 +449,7 @@ def _fill(writer, summary, kept, index, fetcher, todo, options):
                 except SpherexFormatError as exc:  # whatever was wrong with this one product
                     result.status, result.reason = FAILED, f"unreadable product: {exc}"
                     writer.add_failure(result.cutout_index, result.reason)
-            else:
+            elif result.status != CANCELLED:  # a cancelled cutout stays 'missing': rerun
                 writer.add_failure(result.cutout_index, result.reason or result.status)
             _tally(summary, result)
             result.data = None  # the writer has it: bound the memory
