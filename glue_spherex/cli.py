@@ -469,7 +469,16 @@ def _where_they_are(output, before, cache_dir):
     """What is true about the cutouts that arrived, after an interrupt (checked, not hoped)."""
     after = _file_id(output)
     if after is not None and after != before:
-        return f"the cutouts that arrived are in {output}; rerun the same command to resume"
+        try:
+            from astropy.io import fits
+
+            n = int(fits.getheader(output)["NCUTOUT"])
+        except (OSError, KeyError, ValueError, TypeError):
+            n = None
+        if n == 0:
+            return f"no cutout had arrived yet ({output} lists them all as missing)"
+        what = "the cutouts" if n is None else f"the {n} cutouts"
+        return f"{what} that arrived are in {output}; rerun the same command to resume"
     if cache_dir is not None and os.path.isdir(cache_dir):
         return (f"{output} was not finished; the cutouts that arrived are in the cache "
                 f"{cache_dir}; rerun the same command to resume")

@@ -127,10 +127,18 @@ def _one_line(exc):
     return text
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (and exit code 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} "
+                     f"(see '{self.prog} --help')\n")
+
+
 def main(argv=None):
     from ..cli import ARCHIVE_EXIT_CODES
 
-    parser = add_arguments(argparse.ArgumentParser(
+    parser = add_arguments(_OneLineParser(
         prog="python -m glue_spherex.archive",
         description="Serve a local IRSA-compatible SPHEREx archive on 127.0.0.1.",
         epilog=ARCHIVE_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter))
