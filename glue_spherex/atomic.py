@@ -39,7 +39,7 @@ __all__ = ["atomic_path", "write_bytes", "temporary_path", "output_lock", "check
 
 _counter = itertools.count()
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-\d+-\d+\.part$")
-_held = set()  # outputs locked by this process (flock does not exclude our own threads)
+_held = {}  # output -> (thread, depth) locked in this process (flock: per process only)
 _held_lock = threading.Lock()
 
 
@@ -124,15 +124,26 @@ def _reason(exc):
 def output_lock(path):
     """Hold an exclusive lock on writing ``path``; :class:`SpherexOutputError` if it is taken.
 
+    Another process or thread is refused; the thread holding it may take it again (nested).
+
     The lock is a hidden ``.NAME.lock`` file beside ``path`` holding the writer's pid, locked
     with ``flock`` (so a killed writer never leaves it held) and removed on release.
     """
     path = Path(path)
     key = os.path.abspath(path)
+    me = threading.get_ident()
     with _held_lock:
-        if key in _held:
+        holder = _held.get(key)
+        if holder is not None and holder[0] != me:
             raise SpherexOutputError(_busy(path, os.getpid()))
-        _held.add(key)
+        _held[key] = (me, holder[1] + 1 if holder else 1)
+    if holder is not None:  # this thread holds it already (re-entrant)
+        try:
+            yield
+        finally:
+            with _held_lock:
+                _held[key] = (me, _held[key][1] - 1)
+        return
     fd = None
     try:
         fd = _acquire(path) if fcntl is not None else None
@@ -145,7 +156,7 @@ def output_lock(path):
                     lock_path.unlink()
             os.close(fd)
         with _held_lock:
-            _held.discard(key)
+            _held.pop(key, None)
 
 
 def _lock_path(path):

@@ -36,12 +36,13 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.table import Table
 
-from .atomic import output_lock, remove_stale_temporaries, temporary_path
+from .atomic import output_lock, remove_stale_temporaries, stale_temporaries, temporary_path
 from .errors import SpherexError, SpherexFormatError, SpherexInputError, SpherexOutputError
-from .products import SpectralImage, _cutout_info, _open_backing, _products
+from .products import KINDS, SpectralImage, _cutout_info, _open_backing, _products
 from .streamfile import StreamFile
 
-__all__ = ["CombinedWriter", "read_combined", "INFO_COLUMNS", "estimated_cutout_bytes"]
+__all__ = ["CombinedWriter", "read_combined", "INFO_COLUMNS", "estimated_cutout_bytes",
+           "recover_partial"]
 
 #: CUTOUT_INFO columns: name, FITS format (``None`` width: computed), unit.
 INFO_COLUMNS = (
@@ -321,6 +322,84 @@ def estimated_cutout_bytes(size):
     px = size.px if size.px is not None else math.ceil(size.deg * 3600 / _PIXEL_ARCSEC) + 1
     px = min(px, _FRAME_PX)
     return _FIXED_BYTES + _PIXEL_BYTES * px * px
+
+
+def recover_partial(path):
+    """The temporary file a killed writer of ``path`` left, cut back to its last whole cutout.
+
+    A writer killed outright (SIGKILL, power loss) leaves its temporary file: the PRIMARY,
+    the CUTOUT_INFO of every planned cutout (all still 'missing') and the cutouts appended so
+    far, the last one perhaps cut short. Call this while holding
+    :func:`~glue_spherex.atomic.output_lock` on ``path``: the newest such file whose process
+    is gone is truncated after its last complete cutout and its path returned (it then reads
+    as a combined file, for a resumed run to take the cutouts from); files with no complete
+    cutout are deleted. Returns None when there is nothing to recover.
+    """
+    path = os.fspath(path)
+    found = stale_temporaries(os.path.dirname(os.path.abspath(path)), os.path.basename(path))
+    found.sort(key=lambda p: p.stat().st_mtime if p.exists() else 0, reverse=True)
+    for stale in found:
+        try:
+            with open(stale, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                end = 0
+                if size:
+                    import mmap
+
+                    with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                        end = _whole_cutouts_end(mm)
+            if end:
+                os.truncate(stale, end)
+                return stale
+            stale.unlink()
+        except OSError:
+            continue
+    return None
+
+
+def _whole_cutouts_end(buffer):
+    """Byte offset just after the last complete cutout of a partly written combined file."""
+    n = len(buffer)
+    view = memoryview(buffer)
+    offset = end = 0
+    hdu = 0
+    group = []
+    end_card = b"END".ljust(80)
+    while offset + _BLOCK <= n:
+        start = offset
+        while True:  # the header's blocks, up to its END card
+            if offset + _BLOCK > n or offset - start > 200 * _BLOCK:
+                return end
+            block = bytes(view[offset:offset + _BLOCK])
+            offset += _BLOCK
+            if any(block[i:i + 80] == end_card for i in range(0, _BLOCK, 80)):
+                break
+        try:
+            header = fits.Header.fromstring(bytes(view[start:offset]).decode("ascii"))
+            bits = abs(int(header["BITPIX"])) // 8
+            axes = [int(header[f"NAXIS{i}"]) for i in range(1, int(header["NAXIS"]) + 1)]
+            count = int(header.get("GCOUNT", 1)) * (int(header.get("PCOUNT", 0))
+                                                    + math.prod(axes) if axes else 0)
+        except Exception:  # noqa: BLE001 (a damaged header ends what can be recovered)
+            return end
+        if bits <= 0 or count < 0 or min(axes, default=0) < 0:
+            return end
+        offset += _padded(bits * count)
+        if offset > n:
+            return end
+        hdu += 1
+        name = str(header.get("EXTNAME", "")).strip().upper()
+        if hdu == 2 and name != "CUTOUT_INFO":
+            return 0
+        if hdu <= 2:
+            continue
+        group.append(name)
+        if len(group) == len(KINDS):
+            suffix = group[0][len(KINDS[0]):]
+            if group != [kind + suffix for kind in KINDS]:
+                return end
+            end, group = offset, []
+    return end
 
 
 # ------------------------------------------------------------------------------------------

@@ -391,7 +391,7 @@ def fetch_to_file(table, out_path, *, target=None, size=None, overwrite=False, *
     """
     from astropy.coordinates import SkyCoord
 
-    from .atomic import check_output
+    from .atomic import check_output, output_lock
     from .combined import CombinedWriter
 
     if target is None and "target_ra" in table.meta:
@@ -414,21 +414,41 @@ def fetch_to_file(table, out_path, *, target=None, size=None, overwrite=False, *
     check_output(out_path, what="output")
     summary = FetchSummary(out_path, len(planned), 0, 0, 0, 0, 0, 0.0)
     t0 = time.monotonic()
-    kept = _resumable(out_path, planned) if out_path.exists() and not overwrite else {}
-    try:
-        if kept and len(kept) == len(planned):  # an earlier run already finished it
-            summary.ok = summary.resumed = len(planned)
-            return summary
-        _check_space(out_path, planned, size, fetcher.cache, kept)
-        index = {p["access_url"]: p["cutout_index"] for p in planned}
-        todo = table[np.array([str(u) not in kept for u in table["cutout_url"]], bool)]
-        writer = CombinedWriter(out_path, planned, target=target, size=size, overwrite=True)
-        _fill(writer, summary, kept, index, fetcher, todo, options)
-    finally:
-        for product in kept.values():
-            product.close()
+    kept = {}
+    with output_lock(out_path):  # from here on no other run touches out_path or its parts
+        try:
+            if not overwrite:
+                kept = _previous(out_path, planned)
+            if kept and len(kept) == len(planned):  # an earlier run already finished it
+                summary.ok = summary.resumed = len(planned)
+                return summary
+            _check_space(out_path, planned, size, fetcher.cache, kept)
+            index = {p["access_url"]: p["cutout_index"] for p in planned}
+            todo = table[np.array([str(u) not in kept for u in table["cutout_url"]], bool)]
+            writer = CombinedWriter(out_path, planned, target=target, size=size,
+                                    overwrite=True)
+            _fill(writer, summary, kept, index, fetcher, todo, options)
+        finally:
+            for product in kept.values():
+                product.close()
     summary.seconds = time.monotonic() - t0
     return summary
+
+
+def _previous(out_path, planned):
+    """The cutouts an earlier run of this query left: in an unfinished file at ``out_path``,
+    or, if a killed run left no file, in its temporary file."""
+    from .combined import recover_partial
+
+    if out_path.exists():
+        return _resumable(out_path, planned)
+    partial = recover_partial(out_path)
+    if partial is None:
+        return {}
+    try:
+        return _resumable(partial, planned)
+    except SpherexInputError:  # another query's leftovers: the new writer deletes them
+        return {}
 
 
 def _fill(writer, summary, kept, index, fetcher, todo, options):

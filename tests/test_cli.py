@@ -6,6 +6,7 @@ subprocess (``python -m glue_spherex.cli``) against the local archive served by 
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -235,7 +236,10 @@ def test_sigkill_then_resume(make_archive, tmp_path):
     assert requested == set(table["cutout_url"]) - done
     info, products = read_combined(out)
     assert len(products) == len(table)
-    assert f"({len(done)} from cache" in result.stdout
+    # from the killed run's partial file or from the cache: every one of them, no download
+    kept = re.search(r"\((?:(\d+) kept from the unfinished file, )?(\d+) from cache",
+                     result.stdout)
+    assert int(kept[1] or 0) + int(kept[2]) == len(done), result.stdout
 
 
 def test_ctrl_c_keeps_what_arrived_and_the_same_command_resumes(make_archive, tmp_path):
@@ -274,6 +278,37 @@ def test_ctrl_c_keeps_what_arrived_and_the_same_command_resumes(make_archive, tm
     assert [p.name for p in tmp_path.iterdir()] == ["m101.fits"]
     result = run_cli(*args)  # and once more: nothing left to do
     assert result.returncode == 0 and "already holds all" in result.stdout
+
+
+def test_sigkill_without_cache_resumes_from_the_partial_file(make_archive, tmp_path):
+    arch = make_archive(latency=0.3)
+    out = tmp_path / "m101.fits"
+    args = ["fetch", "--ra", RA, "--dec", DEC, "-b", "D2", "--size", "20px", "--archive",
+            arch.url, "-o", str(out), "--workers", "4"]
+
+    def partial_bytes():
+        return sum(p.stat().st_size for p in tmp_path.glob(".m101.fits.*.part"))
+
+    proc = start_cli(*args)
+    try:
+        wait_for(lambda: partial_bytes() >= 30_000_000)  # several cutouts on disk
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+    assert not out.exists()  # never a partial file at the final path
+
+    arch.faults = FaultConfig()
+    n0 = len(arch.log)
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    kept = int(re.search(r"\((\d+) kept from the unfinished file", result.stdout)[1])
+    requested = {f"{arch.url}{r.path}?{r.query}" for r in arch.log[n0:]
+                 if r.path.startswith("/ibe/")}
+    table, products = read_combined(out)
+    assert kept >= 4 and len(requested) == len(table) - kept
+    assert set(table["status"]) == {"ok"} and len(products) == len(table)
+    assert sorted(p.access_url for p in products) == sorted(table["access_url"])
+    assert [p.name for p in tmp_path.iterdir()] == ["m101.fits"]  # the leftovers are gone
 
 
 def test_double_ctrl_c_never_claims_what_is_not_there(make_archive, tmp_path):
