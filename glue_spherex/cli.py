@@ -443,9 +443,10 @@ def fetch_and_report(table, output, *, workers, cache_dir, overwrite, quicklook,
         print(f"  {summary.cancelled} cutouts were not fetched; rerun the same command to "
               "fetch them")
     if summary.uncached:
+        why = summary.cache_problem.removeprefix("not cached: ")
+        why = re.sub(r"\[Errno \d+\] |: '[^']*\.part'", "", why)  # no errno, no temp names
         print(f"glue-spherex: warning: {summary.uncached} cutouts could not be kept in the "
-              f"cache {cache_dir} ({summary.cache_problem.removeprefix('not cached: ')}); "
-              "a rerun downloads them again", file=sys.stderr)
+              f"cache {cache_dir} ({why}); a rerun downloads them again", file=sys.stderr)
     if quicklook and summary.ok:
         from .quicklook import DEFAULT_MAX_PANELS, quicklook_png
 

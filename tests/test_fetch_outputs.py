@@ -190,3 +190,23 @@ def test_a_disk_that_fills_up_leaves_nothing_half_written(archive, tmp_path):
         (small / "filler").unlink()
         summary = fetch_to_file(table, out, workers=2, cache_dir=cache)  # rerun: resumes
         assert summary.ok == 6 and summary.from_cache + summary.resumed == 6
+
+
+def test_a_cache_that_fills_up_is_reported(archive, tmp_path, capsys):
+    from glue_spherex import cli
+
+    table = query(archive, size="0.1deg", n=6)  # 5.1 MB each
+    with tmpfs(tmp_path / "cache", size="12m") as cache:
+        summary = fetch_to_file(table, tmp_path / "m101.fits", workers=2, cache_dir=cache)
+        assert summary.ok == 6  # the cutouts themselves are all there ...
+        assert summary.uncached >= 3  # ... but the cache could not keep them all
+        assert "No space left on device" in summary.cache_problem
+        assert not [n for n in os.listdir(cache) if n.endswith(".part")]  # no half files
+        # the command line says so
+        code = cli.fetch_and_report(table, tmp_path / "again.fits", workers=2,
+                                    cache_dir=cache, overwrite=False, quicklook=None,
+                                    progress_bar=False)
+    err = capsys.readouterr().err
+    assert code == 0
+    assert re.search(rf"warning: \d cutouts could not be kept in the cache {cache} "
+                     r"\(No space left on device\)", err), err
