@@ -72,10 +72,16 @@ def write_bytes(path, data):
 
 
 def check_directory(path):
-    """Raise :class:`SpherexOutputError` unless ``path``'s directory exists."""
-    directory = Path(path).parent
+    """Raise :class:`SpherexOutputError` unless ``path``'s directory exists (and ``path``, if
+    it exists, is a regular file: a rename must never replace a device or a directory)."""
+    path = Path(path)
+    directory = path.parent
     if not directory.is_dir():
         raise SpherexOutputError(f"cannot write {path}: directory {directory} does not exist")
+    if path.is_dir():
+        raise SpherexOutputError(f"{path} is a directory; give a file name")
+    if path.exists() and not path.is_file():
+        raise SpherexOutputError(f"{path} is not a regular file; give a file name")
 
 
 def check_output(path, *, needed_bytes=0, what="output"):

@@ -202,8 +202,9 @@ def cli_words(text):
         why = _ERRNO.search(text)
         reason = why["why"].strip() if why else (
             "timed out" if "timed out" in text.lower() else "connection failed")
-        text = f"{text[:match.start()]}cannot connect to {match['host']}:{match['port']} " \
-               f"({reason})"
+        prefix = text[:match.start()].rstrip(" (")
+        sep = " " if prefix.endswith(":") or not prefix else ": "
+        text = f"{prefix}{sep}cannot connect to {match['host']}:{match['port']} ({reason})"
     text = re.sub(r"\s*\(or a SkyCoord\)", "", text)
     text = re.sub(r",? an \(ra, dec\) pair or a SkyCoord", " or --ra/--dec", text)
     return text.replace("SkyCoord", "position")
@@ -436,7 +437,7 @@ def fetch_and_report(table, output, *, workers, cache_dir, overwrite, quicklook,
               f"({kept}{summary.from_cache} from cache, {mb:.1f} MB downloaded, "
               f"{summary.seconds:.1f} s)")
     for index, reason in summary.failures[:10]:
-        print(f"  cutout {index} failed: {reason}")
+        print(f"  cutout {index} failed: {cli_words(reason)}")
     if len(summary.failures) > 10:
         print(f"  ... and {len(summary.failures) - 10} more (see CUTOUT_INFO)")
     if summary.cancelled:

@@ -99,6 +99,8 @@ class CombinedWriter:
         self._primary = _primary_header(self._target, size)
         self._lock = threading.Lock()
         self._closed = False
+        #: True once the file is complete at :attr:`path`
+        self.finished = False
         self._file = None
         self._held = contextlib.ExitStack()
         self._held.enter_context(output_lock(self.path))  # before anything is written
@@ -215,6 +217,7 @@ class CombinedWriter:
                 f.overwrite(0, primary)
                 f.close(fsync=True)
                 os.replace(self.part_path, self.path)
+                self.finished = True
             except BaseException:
                 self._discard()
                 raise

@@ -543,12 +543,9 @@ def _write_failure(exc, writer, summary, cache):
 
     why = exc.strerror or str(exc)
     arrived = summary.ok + summary.failed  # cutouts that had been downloaded or kept
-    try:
-        writer.close()  # truncated to the last whole cutout; needs no new space
-    except BaseException:
-        saved = None
-    else:
-        saved = writer.counts["ok"]
+    with contextlib.suppress(Exception):
+        writer.close()  # truncated to the last whole cutout; needs little new space
+    saved = writer.counts["ok"] if writer.finished else None
     total = summary.total
     if saved is not None:
         text = (f"could not write all of {writer.path}: {why}; it holds {saved} of {total} "

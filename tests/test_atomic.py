@@ -98,6 +98,8 @@ def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
 def test_check_output(tmp_path):
     with pytest.raises(SpherexOutputError, match="is a directory"):
         check_output(tmp_path)
+    with pytest.raises(SpherexOutputError, match="not a regular file"):
+        write_bytes("/dev/null", b"x")  # never renamed over a device
     with pytest.raises(SpherexOutputError, match="does not exist"):
         check_output(tmp_path / "missing" / "x.fits")
     with pytest.raises(SpherexOutputError, match="not enough free space .* needed"):

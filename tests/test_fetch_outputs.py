@@ -210,3 +210,16 @@ def test_a_cache_that_fills_up_is_reported(archive, tmp_path, capsys):
     assert code == 0
     assert re.search(rf"warning: \d cutouts could not be kept in the cache {cache} "
                      r"\(No space left on device\)", err), err
+
+
+def test_stale_temporary_files_in_the_cache_are_cleaned(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    dead = subprocess.run(["python3", "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = cache / f".{'a' * 40}.fits.{dead}-1-0.part"  # what a killed run leaves
+    stale.write_bytes(b"\0" * 1000)
+    kept = cache / ("b" * 40 + ".fits")
+    kept.write_bytes(b"x")
+    Fetcher(cache_dir=cache)
+    assert sorted(p.name for p in cache.iterdir()) == [kept.name]
