@@ -137,13 +137,16 @@ def test_output_problems_are_found_before_downloading(archive, tmp_path):
     assert not cutout_requests(archive, n0)
 
 
-def test_a_read_only_cache_is_an_error_before_any_download(archive, tmp_path):
+def test_a_read_only_cache_or_output_is_an_error_before_any_download(archive, tmp_path):
     with tmpfs(tmp_path / "ro", size="1m", options="ro") as ro:
         with pytest.raises(SpherexOutputError, match=f"cache directory {ro}.*Read-only"):
             Fetcher(cache_dir=ro)
         n0 = len(archive.log)
         with pytest.raises(SpherexOutputError, match="cache directory"):
             fetch_to_file(query(archive, n=3), tmp_path / "x.fits", cache_dir=ro / "sub")
+        with pytest.raises(SpherexOutputError,
+                           match=f"cannot write output {ro}/x.fits: Read-only file system"):
+            fetch_to_file(query(archive, n=3), ro / "x.fits")
         assert not cutout_requests(archive, n0)
     assert not (tmp_path / "x.fits").exists()
 
@@ -223,3 +226,20 @@ def test_stale_temporary_files_in_the_cache_are_cleaned(tmp_path):
     kept.write_bytes(b"x")
     Fetcher(cache_dir=cache)
     assert sorted(p.name for p in cache.iterdir()) == [kept.name]
+
+
+def test_an_internal_error_keeps_the_cutouts_already_written(archive, tmp_path):
+    table = query(archive, n=6)
+    out = tmp_path / "m101.fits"
+
+    def bug(done, total, result):
+        if done == 4:
+            raise RuntimeError("a bug in the caller")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        fetch_to_file(table, out, workers=2, progress=bug)
+    info, products = read_combined(out)  # finished with what had arrived
+    assert len(products) == 3 and fits.getheader(out)["NMISSING"] == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["m101.fits"]
+    summary = fetch_to_file(table, out, workers=2)  # and the same call resumes it
+    assert (summary.ok, summary.resumed) == (6, 3)
