@@ -24,8 +24,9 @@ import sys
 
 from .errors import SpherexError, SpherexFormatError, SpherexInputError, SpherexServiceError
 
-__all__ = ["main", "SUBCOMMANDS", "EXIT_CODES", "cli_words", "check_outputs", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "EXIT_SERVICE",
-           "EXIT_INTERRUPTED", "add_target_arguments", "target_from_args"]
+__all__ = ["main", "SUBCOMMANDS", "EXIT_CODES", "ARCHIVE_EXIT_CODES", "EXIT_OK", "EXIT_PARTIAL",
+           "EXIT_USAGE", "EXIT_SERVICE", "EXIT_INTERRUPTED", "add_target_arguments",
+           "target_from_args", "cli_words", "check_outputs"]
 
 #: ``add_parser`` functions, in the order they appear in ``--help``.
 SUBCOMMANDS = (
