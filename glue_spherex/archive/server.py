@@ -23,7 +23,8 @@ It refuses what IRSA refuses, with IRSA's error document (a VOTable, HTTP 4xx) a
 Python exception: a request body over :data:`MAX_BODY_BYTES` (413) or not sent within
 :data:`BODY_SECONDS` (408), a malformed or missing ``Content-Length`` (400, 411), a malformed
 request line, header or parameter (400), too many parameters (400).  At most
-:data:`RENDER_SLOTS` cutouts are rendered at once, which bounds the memory they take; query
+:data:`RENDER_SLOTS` cutouts are rendered at once, and only one larger than
+:data:`BIG_CUTOUT_PX` pixels, which bounds the memory they take; query
 bounds are in :mod:`.adql`.  It binds to 127.0.0.1 unless given another ``host``.
 """
 
@@ -40,21 +41,24 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ..errors import SpherexServiceError
+from ..errors import SpherexInputError, SpherexServiceError
 from . import vosi
 from .catalog import build_catalog, default_catalog
+from .cutout_params import parse_cutout
 from .faults import FaultConfig, is_body_fault, new_rng
 from .files import serve_file
 from .response import IBE_DESCRIPTION, FileBody, Response, error_document, text_response
 from .votable import SIA_DESCRIPTION, TAP_DESCRIPTION
 
-__all__ = ["LocalArchive", "LogRecord", "MAX_BODY_BYTES", "BODY_SECONDS", "RENDER_SLOTS"]
+__all__ = ["LocalArchive", "LogRecord", "MAX_BODY_BYTES", "BODY_SECONDS", "RENDER_SLOTS",
+           "BIG_CUTOUT_PX"]
 
 DATA_PREFIX = "/ibe/data/spherex/"
 MAX_BODY_BYTES = 1_000_000      # a POSTed form: an ADQL query of up to 100,000 characters
 BODY_SECONDS = 30.0             # time allowed to send that body
 MAX_FIELDS = 100                # parameters in one request
-RENDER_SLOTS = 4                # cutouts rendered at once (a whole-frame cutout is ~72 MB)
+RENDER_SLOTS = 4                # cutouts rendered at once
+BIG_CUTOUT_PX = 1024 * 1024     # larger ones (up to a whole detector, ~72 MB): one at a time
 _DRAIN_BYTES = 8_000_000        # unread body discarded before closing (so the answer arrives)
 
 
@@ -373,6 +377,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.close()
 
 
+def _is_big(params):
+    """True for a cutout of more than BIG_CUTOUT_PX pixels (rendered one at a time)."""
+    try:
+        cut = parse_cutout(params.get("center"), params.get("size"))
+    except SpherexInputError:
+        return False                   # refused when it is served
+    return cut.width_px * cut.height_px > BIG_CUTOUT_PX
+
+
 def _parse_qs(text):
     try:
         return parse_qs(text, keep_blank_values=True, max_num_fields=MAX_FIELDS)
@@ -409,6 +422,7 @@ class LocalArchive:
         self.host = host
         self.query_timeout = query_timeout
         self._render_slots = threading.BoundedSemaphore(RENDER_SLOTS)
+        self._big_render = threading.BoundedSemaphore(1)
         self.faults = faults if faults is not None else FaultConfig()
         self.seed = seed
         self.gzip_cutouts = gzip_cutouts
@@ -548,7 +562,8 @@ class LocalArchive:
             params = {k.lower(): v[0] for k, v in _parse_qs(query).items()}
             if "center" not in params and "size" not in params:
                 return serve_file(spec, params, headers.get("Range"), self.gzip_cutouts)
-            with self._render_slots:   # bounds the memory of cutouts rendered at once
+            big = self._big_render if _is_big(params) else contextlib.nullcontext()
+            with big, self._render_slots:  # bounds the memory of cutouts rendered at once
                 return serve_file(spec, params, headers.get("Range"), self.gzip_cutouts)
         params = {}
         for source in (query, form):
