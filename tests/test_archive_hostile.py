@@ -191,3 +191,10 @@ def test_binds_to_loopback_unless_told(archive):
 def test_the_archive_still_serves_after_all_that(archive):
     r = tap(archive, "SELECT TOP 3 planeid FROM spherex.plane", FORMAT="csv")
     assert r.status_code == 200 and len(r.text.split()) == 4
+
+
+@pytest.mark.parametrize("query", ["max-keys=-5", "max-keys=0", "max-keys=1e400",
+                                   "max-keys=" + "9" * 500, "prefix=%00"])
+def test_s3_listing_parameters_never_500(archive, query):
+    r = requests.get(f"{archive.url}/nasa-irsa-spherex?list-type=2&{query}", timeout=30)
+    assert r.status_code in (200, 400), r.text[:300]
