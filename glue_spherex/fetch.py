@@ -25,9 +25,10 @@ How a batch runs (:class:`Fetcher`):
   table without ``archive_url``) are taken as given. A redirect is followed only to those
   same origins, over http(s), at most :data:`MAX_REDIRECTS` times. Anything else is a
   recorded failure, never retried.
-- Bodies are bounded: one announced or found larger than :data:`MAX_BODY_BYTES` (endless
-  chunked bodies included), or gzip content inflating to more than that, is a recorded
-  failure, never retried; memory stays below about twice that per worker.
+- Bodies are bounded: one announced or found larger than a cutout of the requested size
+  can plausibly be (:func:`plausible_size`, at most :data:`MAX_BODY_BYTES`; endless chunked
+  bodies included), or gzip content inflating past that, is a recorded failure, never
+  retried; memory stays below about twice that per worker.
 - Setting the ``cancel`` event (or closing the iterator, e.g. on Ctrl-C) marks queued cutouts
   ``'cancelled'`` and cuts the sockets of in-flight requests so they stop at once.
 - Nothing is dropped: every cutout ends as ``'ok'``, ``'failed'`` (with the reason) or
@@ -60,8 +61,8 @@ from .fitsscan import scan_spectral_image, unwrap
 from .http import ConnectionTracker, make_session
 
 __all__ = ["FetchResult", "FetchSummary", "Fetcher", "RetryPolicy", "fetch_cutouts",
-           "fetch_to_file", "parse_retry_after", "MAX_BODY_BYTES", "MAX_REDIRECTS",
-           "MAX_URL_CHARS"]
+           "fetch_to_file", "parse_retry_after", "plausible_size", "MAX_BODY_BYTES",
+           "MAX_REDIRECTS", "MAX_URL_CHARS"]
 
 OK, FAILED, CANCELLED = "ok", "failed", "cancelled"
 PUSHBACK_STATUSES = frozenset({429, 503})
@@ -70,6 +71,8 @@ _POLL = 0.1
 #: The largest cutout body accepted, before and after gzip: a whole-detector cutout (2040 x
 #: 2040 px, the largest the archive makes) is about 72 MB.
 MAX_BODY_BYTES = 128 * 2**20
+_BYTES_PER_PIXEL = 16           # IMAGE, FLAGS, VARIANCE, ZODI: 4 bytes each
+_FIXED_BYTES = 8_000_000        # PSF cube (4.9 MB) or EPSF table (1.9 MB), headers, WCS-WAVE
 MAX_REDIRECTS = 5
 MAX_URL_CHARS = 8192
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -651,7 +654,8 @@ class _Run:
                         continue
                     if status != 200:
                         return _http_error(resp)
-                    body = self._read(resp)
+                    limit = plausible_size(url)
+                    body = self._read(resp, limit)
                     break
             else:
                 return _Outcome("fail", f"more than {MAX_REDIRECTS} redirects")
@@ -681,7 +685,7 @@ class _Run:
             return _Outcome("retry", f"truncated body: {nbytes} of {length} bytes",
                             nbytes=nbytes)
         try:
-            data = unwrap(body, label="response", max_size=MAX_BODY_BYTES)
+            data = unwrap(body, label="response", max_size=limit)
         except SpherexFormatError as exc:
             # a gzip bomb is final; a corrupt gzip body may be a transfer fault
             kind = "fail" if "inflates to more than" in str(exc) else "retry"
@@ -694,21 +698,38 @@ class _Run:
         return _Outcome("ok", data=data, status=200, nbytes=nbytes)
 
     @staticmethod
-    def _read(resp):
-        """The body, read in chunks into one buffer, refused past MAX_BODY_BYTES (announced or
-        found). Cancellation does not need the chunks: ConnectionTracker.abort_all() shuts
-        the socket and the read returns."""
+    def _read(resp, limit):
+        """The body, read in chunks into one buffer, refused past ``limit`` bytes (announced
+        or found). Cancellation does not need the chunks: ConnectionTracker.abort_all()
+        shuts the socket and the read returns."""
         length = resp.headers.get("Content-Length", "").strip()
-        if length.isdigit() and int(length) > MAX_BODY_BYTES:
+        if length.isdigit() and int(length) > limit:
             raise _TooLarge(f"the server announced a body of {int(length):,} bytes, more than "
-                            f"a cutout can be ({MAX_BODY_BYTES:,})", 0)
+                            f"this cutout can be ({limit:,})", 0)
         buf = bytearray()
         while chunk := resp.raw.read(_READ_CHUNK, decode_content=True):
             buf += chunk
-            if len(buf) > MAX_BODY_BYTES:
-                raise _TooLarge(f"the body is larger than a cutout can be ({MAX_BODY_BYTES:,} "
+            if len(buf) > limit:
+                raise _TooLarge(f"the body is larger than this cutout can be ({limit:,} "
                                 "bytes); the rest was not read", len(buf))
         return bytes(buf)
+
+
+def plausible_size(url):
+    """The most bytes the cutout at ``url`` can plausibly have: twice an estimate from its
+    ``size`` (16 bytes per pixel plus 8 MB for the PSF and headers) plus 8 MB, at most
+    :data:`MAX_BODY_BYTES`; :data:`MAX_BODY_BYTES` when the URL has no readable size."""
+    from urllib.parse import parse_qs
+
+    from .archive.cutout_params import parse_cutout
+
+    try:
+        params = {k.lower(): v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+        cut = parse_cutout(params.get("center"), params.get("size"))
+    except (SpherexInputError, ValueError):
+        return MAX_BODY_BYTES
+    estimate = _BYTES_PER_PIXEL * cut.width_px * cut.height_px + _FIXED_BYTES
+    return min(MAX_BODY_BYTES, 2 * estimate + _FIXED_BYTES)
 
 
 class _TooLarge(Exception):

@@ -12,7 +12,7 @@ from astropy.table import Table
 from hostile_server import hostile_server
 
 from glue_spherex import SpherexArchive
-from glue_spherex.fetch import MAX_BODY_BYTES, RetryPolicy, fetch_cutouts
+from glue_spherex.fetch import MAX_BODY_BYTES, RetryPolicy, fetch_cutouts, plausible_size
 
 M101 = (210.80227, 54.34895)
 FAST = RetryPolicy(max_retries=3, backoff_base=0.01, backoff_cap=0.05)
@@ -86,16 +86,19 @@ def test_query_rows_on_other_hosts_are_recorded_failures(server, cutout, archive
     assert queried.meta["archive_url"] == archive.url
 
 
-@pytest.mark.parametrize("path, says", [("/endless", "larger than a cutout can be"),
+@pytest.mark.parametrize("path, says", [("/endless", "larger than this cutout can be"),
                                         ("/huge-length", "announced a body of 1,000,000,000,000"),
                                         ("/bomb", "inflates to more than"),
-                                        ("/bomb-encoding", "larger than a cutout can be")])
-def test_endless_huge_and_bomb_bodies_are_refused_in_bounded_memory(server, path, says):
-    [r], seconds, peak = measured(lambda: fetch([server.url(path)]))
+                                        ("/bomb-encoding", "larger than this cutout can be")])
+@pytest.mark.parametrize("query", ["", "?center=210.8,54.3&size=20px"])
+def test_endless_huge_and_bomb_bodies_are_refused_in_bounded_memory(server, path, says, query):
+    limit = plausible_size(server.url(path + query))
+    assert limit == (MAX_BODY_BYTES if not query else 24_012_800)
+    [r], seconds, peak = measured(lambda: fetch([server.url(path + query)]))
     assert r.status == "failed" and r.attempts == 1, r.reason
-    assert says in r.reason and f"{MAX_BODY_BYTES:,}" in r.reason
+    assert says in r.reason and f"{limit:,}" in r.reason
     assert seconds < 20
-    assert peak < 2.5 * MAX_BODY_BYTES, peak
+    assert peak < 2.5 * limit, peak
 
 
 def test_failure_reasons_keep_the_root_cause():
