@@ -487,6 +487,9 @@ def _tasks(items):
     return tasks, origins
 
 
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
 def _origin(url):
     """``(scheme, host, port)`` of a URL (None for a malformed one)."""
     try:
@@ -496,6 +499,8 @@ def _origin(url):
         host = (parts.hostname or "").lower()
     except ValueError:
         return None
+    if host in _LOOPBACK:          # one machine by any of its names (archive URL vs SIA rows)
+        host = "127.0.0.1"
     return (scheme, host, port) if scheme in ("http", "https") and host else None
 
 

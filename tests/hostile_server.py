@@ -8,7 +8,7 @@ bytes and seconds, and the server stops when the ``hostile_server`` block ends::
         srv.hits              # paths requested, in order
 
 Paths: ``/ok``, ``/redirect-file`` (302 to ``file:///etc/passwd``), ``/redirect-other``
-(302 to the same server under the name ``localhost``), ``/redirect-same`` (302 to ``/ok``),
+(302 to the same port on another loopback host, 127.0.0.2), ``/redirect-same`` (302 to ``/ok``),
 ``/redirect-loop``, ``/endless`` (a chunked body that never ends), ``/huge-length``
 (announces 10^12 bytes), ``/bomb`` (a gzip body inflating to 1 GiB, IBE style),
 ``/bomb-encoding`` (the same as ``Content-Encoding: gzip``).
@@ -42,7 +42,7 @@ class _Handler(BaseHTTPRequestHandler):
             srv.hits.append(path)
         port = srv.server_address[1]
         redirects = {"/redirect-file": "file:///etc/passwd",
-                     "/redirect-other": f"http://localhost:{port}/ok",
+                     "/redirect-other": f"http://127.0.0.2:{port}/ok",  # another host, on loopback
                      "/redirect-same": "/ok",
                      "/redirect-loop": "/redirect-loop"}
         if path in redirects:

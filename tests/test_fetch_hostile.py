@@ -59,7 +59,7 @@ def test_redirects_stay_on_the_archive_host(server, cutout):
     other, same, loop = fetch([server.url("/redirect-other"), server.url("/redirect-same"),
                                server.url("/redirect-loop")])
     assert other.status == "failed" and other.attempts == 1
-    assert "localhost" in other.reason and "not on the archive's host" in other.reason
+    assert "127.0.0.2" in other.reason and "not on the archive's host" in other.reason
     assert same.ok and same.data == cutout
     assert loop.status == "failed" and loop.attempts == 1 and "more than 5 redirects" in loop.reason
     assert server.hits.count("/ok") == 1            # only the same-host redirect was followed
@@ -68,7 +68,7 @@ def test_redirects_stay_on_the_archive_host(server, cutout):
 def test_query_rows_on_other_hosts_are_recorded_failures(server, cutout, archive):
     port = server.server_address[1]
     table = Table({"cutout_index": [1, 2, 3, 4, 5],
-                   "cutout_url": [server.url("/ok"), f"http://localhost:{port}/ok",
+                   "cutout_url": [server.url("/ok"), f"http://127.0.0.2:{port}/ok",
                                   "file:///etc/passwd", server.url("/ok?x=" + "a" * 9000),
                                   server.url("/ok?x=\x1b[31m")]})
     table.meta["archive_url"] = server.url("")
@@ -119,3 +119,18 @@ def test_error_documents_are_reported_by_their_message(archive):
     assert r.status == "failed" and r.attempts == 1
     assert r.reason.startswith("HTTP 400: UsageFault: BAD_REQUEST: size 1e+09")
     assert "Caltech" not in r.reason
+
+
+def test_loopback_names_are_one_host(archive):
+    """An archive addressed as localhost serves rows whose URLs say 127.0.0.1 (SIA answers)."""
+    import astropy.units as u
+
+    from glue_spherex.fetch import fetch_cutouts
+    from glue_spherex.query import SpherexArchive
+
+    local = archive.url.replace("127.0.0.1", "localhost")
+    table = SpherexArchive(local).query_region((210.80227, 54.34895), size=0.02 * u.deg,
+                                               bandpass="D2", via="sia")[:2]
+    assert all("127.0.0.1" in url for url in table["cutout_url"])
+    results = list(fetch_cutouts(table, workers=2))
+    assert [r.status for r in results] == ["ok", "ok"], [r.reason for r in results]
