@@ -34,10 +34,11 @@ from .registry import (
     registered,
     supported,
     undo,
+    unregister,
     without,
 )
 
-__all__ = ["Patch", "register", "registered", "apply", "undo", "applied", "is_applied",
+__all__ = ["Patch", "register", "unregister", "registered", "apply", "undo", "applied", "is_applied",
            "supported", "installed_version", "without"]
 
 for _module in (link_manager, component_lookup, session_names, wcs_autolinker):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-__all__ = ["Patch", "register", "registered", "apply", "undo", "applied", "is_applied",
+__all__ = ["Patch", "register", "unregister", "registered", "apply", "undo", "applied", "is_applied",
            "supported", "installed_version", "without", "replace_attribute"]
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,12 @@ def register(patch):
     """Add ``patch`` to the list (replacing one of the same name); returns it."""
     _patches[patch.name] = patch
     return patch
+
+
+def unregister(name):
+    """Undo the patch ``name`` if applied and take it off the list."""
+    undo(names={name})
+    _patches.pop(name, None)
 
 
 def registered(package=None):
