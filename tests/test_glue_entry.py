@@ -265,3 +265,33 @@ def test_wcs_autolinking_plugin_switched_off_is_not_imported(tmp_path, switch):
     assert ("Astronomy WCS" in result["labels"]) == bool(switch)
     assert result["wrapped"] == ([True] if switch else [])
     assert "SPHEREx sky" in result["labels"]
+
+
+RESTORE_CORE = r"""
+import json, sys
+from glue.core.state import GlueUnSerializer
+dc = GlueUnSerializer.loads(open(sys.argv[1]).read()).object("__main__")
+from glue_spherex.plugin import patches
+print("RESULT" + json.dumps(dict(manager=type(dc._link_manager).__name__, n=len(dc),
+                                 applied=patches.applied())))
+"""
+
+
+@pytest.mark.parametrize("switch", [0, 1])
+def test_session_restored_in_a_script_respects_the_plugin_switch(tmp_path, switch):
+    from glue.core import DataCollection
+    from glue.core.state import GlueSerializer
+
+    from glue_spherex.plugin import link_cutouts, products_to_data
+    from glue_spherex.products import SpectralImage
+
+    dc = DataCollection(products_to_data([SpectralImage.open(h) for h in survey(4, seed=2)]))
+    link_cutouts(dc)
+    session = tmp_path / "cutouts.glu"
+    session.write_text(GlueSerializer(dc).dumps())
+    (result,) = run(RESTORE_CORE, session, home=tmp_path / "home",
+                    cfg=f"[plugins]\nglue_spherex = {switch}\n")
+    assert result["n"] == 4
+    # restored before any plugin is loaded: set up unless switched off in the Plugin Manager
+    assert result["manager"] == ("IndexedLinkManager" if switch else "LinkManager")
+    assert ("indexed-link-manager" in result["applied"]) == bool(switch)
