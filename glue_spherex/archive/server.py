@@ -32,7 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ..errors import SpherexServiceError
+from ..errors import SpherexInputError, SpherexServiceError
 from . import vosi
 from .catalog import build_catalog, default_catalog
 from .faults import FaultConfig, is_body_fault, new_rng
@@ -250,13 +250,19 @@ class LocalArchive:
         Faults to inject; can be replaced while running (``arch.faults = FaultConfig(...)``).
     seed : int
         Seed of the fault stream.
+    cutout_flags : {'compressed', 'plain'}
+        FLAGS of pipeline-7 cutouts: RICE_1-compressed over the window (default) or plain int32.
     gzip_cutouts : bool
         Server-wide default of the cutout ``gzip`` parameter (False, see :mod:`.files`).
     specs : list of FrameSpec, optional
         Frames to serve instead of ``synthetic.observation_plan()``.
     """
 
-    def __init__(self, port=0, faults=None, seed=0, gzip_cutouts=False, specs=None):
+    def __init__(self, port=0, faults=None, seed=0, gzip_cutouts=False, specs=None,
+                 cutout_flags="compressed"):
+        if cutout_flags not in ("compressed", "plain"):
+            raise SpherexInputError(f"cutout_flags={cutout_flags!r}: give compressed or plain")
+        self.cutout_flags = cutout_flags
         self._port = port
         self.faults = faults if faults is not None else FaultConfig()
         self.seed = seed
@@ -391,7 +397,8 @@ class LocalArchive:
             if spec is None:
                 return text_response(404, f"Not found: {path}")
             params = {k.lower(): v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
-            return serve_file(spec, params, headers.get("Range"), self.gzip_cutouts)
+            return serve_file(spec, params, headers.get("Range"), self.gzip_cutouts,
+                              self.cutout_flags)
         params = {}
         for source in (query, form):
             for k, values in parse_qs(source, keep_blank_values=True).items():
@@ -418,6 +425,6 @@ class LocalArchive:
     def _index(self):
         return (f"glue-spherex local archive (IRSA layout)\n"
                 f"TAP  {self.tap_url}  (sync, capabilities, tables, availability)\n"
-                f"SIA2 {self.sia_url}  (COLLECTION=spherex_qr2|spherex_qr2_deep)\n"
+                f"SIA2 {self.sia_url}  (COLLECTION=spherex_qr2|spherex_qr2_deep|spherex_qr3|spherex_qr3_deep)\n"
                 f"data {self.url}{DATA_PREFIX}<key>  (?center=ra,dec&size=deg for cutouts)\n"
                 f"faults: {self.faults.describe()}\n")

@@ -39,7 +39,7 @@ from .geometry import (
 from . import pipeline7 as r7
 from .psf import DETECTOR_FWHM, psf_header
 from .render import frame_state
-from .spec import survey_target_id
+from .spec import survey_target_id, survey_target_name
 
 __all__ = ["frame_headers", "frame_cards", "cutout_cards", "KINDS", "KINDS_R7", "PIPELINE_VERSION",
            "iso_time", "survey_target_id"]
@@ -198,7 +198,7 @@ def _values(spec):
               "QS_NMATCH_VAR": round(float(rng.uniform(0.005, 0.02)), 6),
               "PSF_FWHM": DETECTOR_FWHM[det]})
     if spec.pipeline7:
-        v.update({"SPS_TARGET": r7.survey_target_name(v["SPS_TARGET"]),
+        v.update({"SPS_TARGET": survey_target_name(v["SPS_TARGET"]),
                   "PSF_FWHM": r7.DETECTOR_FWHM_R7[det],
                   "L2 N_XTALK": int(counts["CROSSTALK"]), "L2 SATSTRKS_PXS": int(counts["STREAK"]),
                   "L2 SATSTRKS": int(counts["STREAKS"]), "L2 N_SNOWBALL": int(counts["SNOWBALL"]),

@@ -37,11 +37,12 @@ from scipy.special import erf
 
 from ..wavelength import WaveTable, reference_table
 from .geometry import NPIX
+from .spec import survey_target_name  # noqa: F401  (re-exported for headers)
 
 __all__ = ["R7_VERSION", "R7_BITS", "R7_GAIN", "DETECTOR_FWHM_R7", "EPSF_OVERSAMP", "EPSF_SIZE",
            "epsf_grid", "epsf_zone_fwhm", "epsf_zone_index", "epsf_table", "epsf_hdu_bytes",
            "wave_hdu_bytes_r7", "wave_table_r7", "image_template_cards", "flags_template_cards",
-           "calib_uuid", "compressed_flags_bytes", "survey_target_name"]
+           "calib_uuid", "compressed_flags_bytes"]
 
 R7_VERSION = "7.0.5"
 #: R7 flag bits seen in real cutouts (and FULLSAMPLE, 12, counted in the IMAGE header).
@@ -72,11 +73,6 @@ def calib_uuid(kind, detector, generation="r7"):
     """The UUID of a calibration product (a pure function of generation, type, detector)."""
     digest = hashlib.sha256(f"{generation}/{kind}/D{int(detector)}".encode()).digest()
     return str(uuid.UUID(bytes=digest[:16], version=4))
-
-
-def survey_target_name(target_id):
-    """``SPS_TARGET`` of R7 headers: ``'SPS_106011_S34'`` (a string; an integer in QR2)."""
-    return f"SPS_{int(target_id):06d}_S34"
 
 
 # --- EPSF ------------------------------------------------------------------------------------

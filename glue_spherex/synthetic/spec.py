@@ -15,7 +15,7 @@ from datetime import date, timedelta
 from functools import lru_cache
 
 __all__ = ["FrameSpec", "XPOSURE", "TELAPSE", "DURATION_S", "bandpass_name", "survey_target_id",
-           "parse_tag", "PIPELINE7_MIN_VERSION"]
+           "parse_tag", "PIPELINE7_MIN_VERSION", "survey_target_name"]
 
 #: Exposure keywords copied from a real QR2 header (§10.2: MJD-END - MJD-BEG is neither).
 XPOSURE = 113.5826
@@ -46,6 +46,11 @@ def survey_target_id(spec):
     """``SPS_TARGET``: the survey-planning id of the large slew (shared by its small slews)."""
     slew = "_".join(spec.obsid.split("_")[:3])
     return 10_000 + zlib.crc32(slew.encode()) % 90_000
+
+
+def survey_target_name(target_id):
+    """``SPS_TARGET`` of R7 headers: ``'SPS_106011_S34'`` (a string; an integer in QR2)."""
+    return f"SPS_{int(target_id):06d}_S34"
 
 
 @lru_cache(maxsize=4096)
