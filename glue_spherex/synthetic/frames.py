@@ -26,9 +26,9 @@ from astropy.io import fits
 
 from ..atomic import write_bytes
 from ..errors import SpherexInputError
+from . import pipeline7 as r7
 from .fitsbytes import data_bytes, header_bytes
 from .geometry import NPIX
-from . import pipeline7 as r7
 from .headers import cutout_cards, frame_cards, primary_cards, psf_cards, wave_hdu_bytes
 from .psf import psf_cube
 from .render import render_window

@@ -23,6 +23,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..wavelength import reference_table
+from . import pipeline7 as r7
 from ._real import real_header
 from .fitsbytes import card_image
 from .geometry import (
@@ -36,7 +37,6 @@ from .geometry import (
     pc_matrix,
     unit_vector,
 )
-from . import pipeline7 as r7
 from .psf import DETECTOR_FWHM, psf_header
 from .render import frame_state
 from .spec import survey_target_id, survey_target_name
