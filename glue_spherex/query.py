@@ -473,7 +473,7 @@ def _numbers(data, name, what):
     bad = mask | ~np.isfinite(values)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        shown = "an empty value" if mask[i] else f"{values[i]!r}"
+        shown = "an empty or NaN value" if mask[i] else f"{values[i]!r}"
         raise SpherexServiceError(f"{what} returned {shown} for {name} (row {i + 1}); "
                                   "expected a finite number")
     return values
