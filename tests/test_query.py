@@ -437,9 +437,8 @@ def test_hostile_tap_answer_is_one_service_error(case):
 
     fields, rows, message = _hostile_cases()[case]
     body = rows if fields is None else votable(fields, rows)
-    with serve_votable(body) as url:
-        with pytest.raises(SpherexServiceError, match=message) as info:
-            SpherexArchive(url).query_region(M101)
+    with serve_votable(body) as url, pytest.raises(SpherexServiceError, match=message) as info:
+        SpherexArchive(url).query_region(M101)
     text = str(info.value)
     assert "\n" not in text and len(text) < 400
 
