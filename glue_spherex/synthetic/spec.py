@@ -28,6 +28,7 @@ PIPELINE7_MIN_VERSION = 26
 _TAG = re.compile(r"^l2b(_retry)?-v(\d+)-(\d{4})-(\d{3})$")
 
 
+@lru_cache(maxsize=256)
 def parse_tag(tag):
     """``(version, retry, year, day)`` of a processing tag such as ``'l2b_retry-v26-2026-210'``;
     None if it is not one."""
