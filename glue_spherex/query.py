@@ -481,7 +481,12 @@ def _numbers(data, name, what):
 
 def _texts(data, name, what, limit=MAX_TEXT):
     """A column as stripped strings without control characters, at most ``limit`` long."""
-    out = [_text(v) for v in data[name]]
+    col = data[name]
+    mask = np.ma.getmaskarray(col) if np.ma.isMaskedArray(col) else None
+    out = [_text(v) for v in np.asarray(np.ma.getdata(col)).tolist()]  # plain values: fast
+    if mask is not None and mask.any():
+        for i in np.flatnonzero(mask).tolist():
+            out[i] = ""
     for i, v in enumerate(out):
         if len(v) > limit or _CONTROL.search(v):
             problem = (f"{len(v)} characters long (at most {limit} accepted)" if len(v) > limit
