@@ -26,10 +26,13 @@ column and the row. The result table is built column by column (10^6 rows in sec
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
 import re
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 
 import astropy.units as u
 import numpy as np
@@ -137,6 +140,7 @@ def parse_collection(value, release="qr2"):
     return names + tuple(n.replace("qr2", "qr3") for n in names)
 
 
+@lru_cache(maxsize=1024)
 def version_key(tag):
     """Order of processing versions: newest = highest ``vNN``, then a ``l2b_retry`` side run
     before the regular run of the same version, then the later processing date; tags of
@@ -356,14 +360,15 @@ class SpherexArchive:
         cfg = self.settings
         session = make_session(cfg.timeout)
         try:
-            if mode == "tap":
-                adql = build_adql(ra, dec, dets, collections, mjd)
-                cols = self._tap_rows(cfg.tap_url, cfg.archive_url, session, adql)
-            else:
-                cols = self._sia_rows(cfg.sia_url, session, ra, dec, dets, collections, mjd)
+            with _gc_paused():
+                if mode == "tap":
+                    adql = build_adql(ra, dec, dets, collections, mjd)
+                    cols = self._tap_rows(cfg.tap_url, cfg.archive_url, session, adql)
+                else:
+                    cols = self._sia_rows(cfg.sia_url, session, ra, dec, dets, collections, mjd)
+                table = _make_table(cols, ra, dec, cut, rel, keep == "newest")
         finally:
             session.close()
-        table = _make_table(cols, ra, dec, cut, rel, keep == "newest")
         table.meta.update(target_ra=ra, target_dec=dec, size=str(cut), via=mode,
                           collection=str(collection).lower(), release=rel, versions=keep,
                           bandpass=",".join(f"D{d}" for d in dets))
@@ -433,6 +438,19 @@ class SpherexArchive:
             collection=pick(colls), cloud_access=pick(cloud))
 
 
+@contextlib.contextmanager
+def _gc_paused():
+    """Millions of new strings trigger Python's cyclic collector again and again (they hold no
+    cycles): pause it while the columns are built."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _service_table(call, args, kwargs, what, overflow_name):
     """Run a pyvo call; its errors (and an unreadable answer) as one SpherexServiceError."""
     try:
@@ -483,16 +501,19 @@ def _texts(data, name, what, limit=MAX_TEXT):
     """A column as stripped strings without control characters, at most ``limit`` long."""
     col = data[name]
     mask = np.ma.getmaskarray(col) if np.ma.isMaskedArray(col) else None
-    out = [_text(v) for v in np.asarray(np.ma.getdata(col)).tolist()]  # plain values: fast
+    out = [v.strip() if type(v) is str else _text(v)            # plain values: fast
+           for v in np.asarray(np.ma.getdata(col)).tolist()]
     if mask is not None and mask.any():
         for i in np.flatnonzero(mask).tolist():
             out[i] = ""
-    for i, v in enumerate(out):
-        if len(v) > limit or _CONTROL.search(v):
-            problem = (f"{len(v)} characters long (at most {limit} accepted)" if len(v) > limit
-                       else "with control characters")
-            raise SpherexServiceError(f"{what} returned a {name} {problem} (row {i + 1}): "
-                                      f"{_show_text(v)}")
+    # one scan of the whole column; the row is looked for only when something is wrong
+    if out and (max(map(len, out)) > limit or _CONTROL.search("".join(out))):
+        for i, v in enumerate(out):
+            if len(v) > limit or _CONTROL.search(v):
+                problem = (f"{len(v)} characters long (at most {limit} accepted)"
+                           if len(v) > limit else "with control characters")
+                raise SpherexServiceError(f"{what} returned a {name} {problem} (row {i + 1}): "
+                                          f"{_show_text(v)}")
     return out
 
 
