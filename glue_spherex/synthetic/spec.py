@@ -128,6 +128,11 @@ class FrameSpec:
         return self.tag or _version_tag(int(self.mjd_beg + 7.0))
 
     @property
+    def pipeline(self):
+        """Pipeline generation of the layout: 7 (pipeline 7) or 6 (pipeline < 7)."""
+        return 7 if self.pipeline7 else 6
+
+    @property
     def pipeline7(self):
         """True for pipeline-7 products (EPSF table, RICE_1 FLAGS, MSKN/MSKM cards)."""
         parsed = parse_tag(self.version_tag)
