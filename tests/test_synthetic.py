@@ -848,3 +848,14 @@ def test_r7_plan_paths_and_tags():
     assert {(s.obsid, s.detector) for s in reproc} <= originals
     keys = [s.key for s in observation_plan("all")]
     assert len(keys) == len(set(keys))
+
+
+def test_r7_full_frames_have_their_announced_size(r7_raw, r7_spec, r7_file):
+    """The FLAGS heap is padded so that a full file has ``spec.file_size`` bytes (within
+    IRSA's access_estsize range), known without generating it (the S3 listing needs it)."""
+    assert len(r7_raw) == r7_spec.file_size
+    assert 65_440_000 <= r7_spec.file_size <= 65_961_000 and r7_spec.file_size % 2880 == 0
+    info = r7_file[2].fileinfo()
+    zhdr = fits.Header.fromstring(r7_raw[info["hdrLoc"]:info["datLoc"]].decode())
+    assert 8_000_000 < zhdr["PCOUNT"] < 14_000_000          # a real heap is about 12 MB
+    assert r7_file["FLAGS"].data.shape == (2040, 2040)      # astropy still decodes it

@@ -93,9 +93,10 @@ def _tag_release_date(tag, key):
     return t.isoformat(sep=" ", timespec="seconds")
 
 
-def _estsize_r7(key):
-    lo, hi = ACCESS_ESTSIZE_R7_KB
-    return lo + zlib.crc32(key.encode()) % (hi - lo + 1)
+def _estsize_kb(spec):
+    """``access_estsize``: the file's size in kB of 1000 bytes, rounded up (IRSA's 71638 for
+    the 71,637,120 bytes of a QR2 frame)."""
+    return -(-spec.file_size // 1000)
 
 
 def build_catalog(specs):
@@ -120,7 +121,7 @@ def build_catalog(specs):
         observation.setdefault(spec.obsid, (spec.obsid, spec.obsid, spec.collection, "science",
                                             "exposure"))
         if spec.pipeline7:
-            estsize, released = _estsize_r7(key), _tag_release_date(spec.version_tag, key)
+            estsize, released = _estsize_kb(spec), _tag_release_date(spec.version_tag, key)
             target = survey_target_name(survey_target_id(spec))
         else:
             estsize, released = ACCESS_ESTSIZE_KB, _release_date(mjd_beg)

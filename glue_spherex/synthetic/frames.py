@@ -87,11 +87,16 @@ def _to_bytes(spec, x0, y0, nx, ny, flags="compressed"):
     parts = [_primary_bytes(r7_layout)]
     for kind, name in _DATA_KINDS:
         if kind == "FLAGS" and r7_layout and flags == "compressed":
+            flags_at = len(parts)
             parts.append(r7.compressed_flags_bytes(cards[kind], data[name]))
         else:
             parts += [header_bytes(cards[kind]), data_bytes(data[name])]
     if r7_layout:
         parts += [r7.epsf_hdu_bytes(det), r7.wave_hdu_bytes_r7(det)]
+        if (x0, y0, nx, ny) == (0, 0, NPIX, NPIX) and flags == "compressed":
+            extra = spec.file_size - sum(map(len, parts))
+            if extra >= 0:
+                parts[flags_at] = r7.pad_heap(parts[flags_at], extra)
     else:
         parts += [_psf_bytes(det), wave_hdu_bytes(det)]
     return b"".join(parts)

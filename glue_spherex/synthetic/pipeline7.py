@@ -42,7 +42,7 @@ from .spec import survey_target_name  # noqa: F401  (re-exported for headers)
 __all__ = ["R7_VERSION", "R7_BITS", "R7_GAIN", "DETECTOR_FWHM_R7", "EPSF_OVERSAMP", "EPSF_SIZE",
            "epsf_grid", "epsf_zone_fwhm", "epsf_zone_index", "epsf_table", "epsf_hdu_bytes",
            "wave_hdu_bytes_r7", "wave_table_r7", "image_template_cards", "flags_template_cards",
-           "calib_uuid", "compressed_flags_bytes"]
+           "calib_uuid", "compressed_flags_bytes", "pad_heap"]
 
 R7_VERSION = "7.0.5"
 #: R7 flag bits seen in real cutouts (and FULLSAMPLE, 12, counted in the IMAGE header).
@@ -330,6 +330,29 @@ def flags_template_cards():
 
 
 # --- FLAGS, compressed -----------------------------------------------------------------------
+
+
+def pad_heap(hdu, extra):
+    """A BINTABLE extension's bytes with ``extra`` (a multiple of 2880) unused bytes added at
+    the end of its heap (``PCOUNT`` raised): the full file then has the size IRSA reports,
+    whose real FLAGS heaps (about 12 MB) are larger than those of the synthetic flags."""
+    from .fitsbytes import BLOCK, card_image
+
+    if extra % BLOCK:
+        raise ValueError("the heap grows by whole FITS blocks")
+    if extra == 0:
+        return hdu
+    text = hdu[:hdu.index(b"END" + b" " * 77)].decode("ascii")
+    cards = [text[i:i + 80] for i in range(0, len(text), 80)]
+    values = {c[:8].strip(): c for c in cards}
+    naxis1, naxis2 = (int(values[k][10:30]) for k in ("NAXIS1", "NAXIS2"))
+    head = -(-(len(text) + 80) // BLOCK) * BLOCK
+    data_len = len(hdu) - head
+    pcount = data_len + extra - naxis1 * naxis2
+    i = next(i for i, c in enumerate(cards) if c.startswith("PCOUNT  ="))
+    comment = cards[i].split(" / ", 1)[1].strip() if " / " in cards[i] else ""
+    cards[i] = card_image("PCOUNT", pcount, comment)
+    return "".join(cards).encode("ascii") + hdu[len(text):] + b"\0" * extra
 
 
 def compressed_flags_bytes(cards, flags):

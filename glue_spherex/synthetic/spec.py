@@ -15,7 +15,7 @@ from datetime import date, timedelta
 from functools import lru_cache
 
 __all__ = ["FrameSpec", "XPOSURE", "TELAPSE", "DURATION_S", "bandpass_name", "survey_target_id",
-           "parse_tag", "PIPELINE7_MIN_VERSION", "survey_target_name"]
+           "parse_tag", "PIPELINE7_MIN_VERSION", "survey_target_name", "QR2_FILE_BYTES"]
 
 #: Exposure keywords copied from a real QR2 header (§10.2: MJD-END - MJD-BEG is neither).
 XPOSURE = 113.5826
@@ -25,6 +25,10 @@ _MJD_EPOCH = date(1858, 11, 17)
 #: Processing tags ``l2b-vNN-YYYY-DDD`` (``l2b_retry-vNN-...`` for side runs) from NN = 26 on are
 #: pipeline-7 products: v26 the reprocessing of QR2, v27 QR3.
 PIPELINE7_MIN_VERSION = 26
+#: Bytes of a pipeline < 7 frame (six uncompressed HDUs of fixed shapes).
+QR2_FILE_BYTES = 71_637_120
+#: IRSA's access_estsize (kB of 1000 bytes) of pipeline-7 frames, which vary with FLAGS.
+R7_ESTSIZE_KB = (65440, 65961)
 _TAG = re.compile(r"^l2b(_retry)?-v(\d+)-(\d{4})-(\d{3})$")
 
 
@@ -126,6 +130,16 @@ class FrameSpec:
         152-card FLAGS header with the GHOST, BLOOM, SNOWBALL and HALO bits).
         """
         return self.tag or _version_tag(int(self.mjd_beg + 7.0))
+
+    @property
+    def file_size(self):
+        """Bytes of the full file: fixed for pipeline < 7; for pipeline 7 a size in IRSA's
+        range of ``access_estsize`` drawn from the key (the FLAGS heap is padded to it)."""
+        if not self.pipeline7:
+            return QR2_FILE_BYTES
+        lo, hi = R7_ESTSIZE_KB
+        kb = lo + zlib.crc32(self.key.encode()) % (hi - 3 - lo + 1)
+        return -(-kb * 1000 // 2880) * 2880       # whole FITS blocks, rounded up
 
     @property
     def pipeline(self):
