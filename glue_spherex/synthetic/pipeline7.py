@@ -264,8 +264,8 @@ def _calib_history(cards, detector, generation):
                 extra = _R7_EXTRA_CALIBS + (_R7_D1_CALIBS if int(detector) == 1 else ())
                 out += [fits.Card("HISTORY", f"[CALIB] {k} {calib_uuid(k, detector)}")
                         for k in extra]
-            if kind == "spectral_wcs" and generation == "qr2" and int(detector) == 3:
-                out.append(card)          # the real D3 UUID of the template
+            if generation == "qr2" and (kind != "spectral_wcs" or int(detector) == 3):
+                out.append(card)          # the real UUIDs of the D3 template
                 continue
             card = fits.Card("HISTORY", f"[CALIB] {kind} {calib_uuid(kind, detector, generation)}")
         out.append(card)
@@ -274,8 +274,9 @@ def _calib_history(cards, detector, generation):
 
 @cache
 def qr2_history(detector):
-    """COMMENT/HISTORY card images of a QR2 IMAGE header of ``detector`` (per-detector
-    ``spectral_wcs`` UUIDs: the WCS-WAVE table differs between detectors)."""
+    """COMMENT/HISTORY card images of a QR2 IMAGE header of ``detector``: the real D3 lines,
+    with a ``spectral_wcs`` UUID of the detector's own (the WCS-WAVE table differs between
+    detectors); D3 keeps the real one, so its bytes are those of the template."""
     cards = [c for c in _qr2_cards("IMAGE") if c.keyword in ("COMMENT", "HISTORY")]
     return tuple(c.image for c in _calib_history(cards, detector, "qr2"))
 
