@@ -224,3 +224,20 @@ def test_archive_command_cutout_flags_option():
     assert parser.parse_args(["--cutout-flags", "plain"]).cutout_flags == "plain"
     with pytest.raises(SystemExit):
         parser.parse_args(["--cutout-flags", "zip"])
+
+
+def test_r7_frame_size_is_known_before_it_is_generated(archive, r7_spec):
+    import time
+
+    from glue_spherex.archive.files import frame_cache
+
+    t0 = time.perf_counter()
+    size = frame_cache().size(r7_spec)            # what HEAD and the S3 listing report
+    assert time.perf_counter() - t0 < 0.1         # nothing rendered
+    assert size == r7_spec.file_size
+    head = requests.head(archive.file_url(r7_spec))
+    assert int(head.headers["Content-Length"]) == size
+    body = requests.get(archive.file_url(r7_spec)).content
+    assert len(body) == size
+    with fits.open(io.BytesIO(body)) as hdul:
+        assert hdul["FLAGS"].data.shape == (2040, 2040) and hdul[0].header["VERSION"] == "7.0.5"
