@@ -239,8 +239,12 @@ def read_combined(path):
     with _open_backing(path) as backing:
         if "CUTOUT_INFO" not in backing:
             raise SpherexFormatError(f"{backing.label}: not a combined cutout file (no CUTOUT_INFO)")
-        _cutout_info(backing)  # validates the table
-        table = Table.read(backing.hdu("CUTOUT_INFO"))
+        _cutout_info(backing, complete=True)  # validates the table, refuses a truncated file
+        try:
+            table = Table.read(backing.hdu("CUTOUT_INFO"))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise SpherexFormatError(f"{backing.label}: unreadable CUTOUT_INFO table ({exc})") \
+                from None
         if not backing.cutouts:  # every cutout failed: the table still says why
             return table, []
         return table, _products(backing)
