@@ -351,6 +351,8 @@ def _info_rows(backing):
             row = {c: _plain(rec[i]) for i, c in enumerate(columns)}
             rows[int(row["cutout_index"])] = row
         return rows
+    except SpherexFormatError:
+        raise
     except _ASTROPY_ERRORS as exc:
         raise SpherexFormatError(f"{backing.label}: unreadable CUTOUT_INFO table ({exc})") from None
 
@@ -358,8 +360,8 @@ def _info_rows(backing):
 def _plain(value):
     if isinstance(value, bytes):
         value = value.decode("ascii", "replace")
-    if isinstance(value, str):
-        return value.rstrip()
+    if isinstance(value, str):  # printable ASCII, as FITS allows (and astropy requires)
+        return "".join(c if " " <= c <= "~" else "?" for c in value).rstrip()
     return value.item() if hasattr(value, "item") else value
 
 
@@ -606,7 +608,12 @@ class SpectralImage:
             icrs = coord if coord.frame.name == "icrs" else coord.icrs
             lon, lat = np.array([icrs.ra.deg], float), np.array([icrs.dec.deg], float)
         else:
-            sky = coord.transform_to(wcs_to_celestial_frame(self.wcs))
+            try:
+                frame = wcs_to_celestial_frame(self.wcs)
+            except ValueError as exc:  # RADESYS/EQUINOX astropy has no frame for
+                raise SpherexFormatError(f"{self._backing.label}: the celestial WCS has no "
+                                         f"sky frame ({_one_line(exc)})") from None
+            sky = coord.transform_to(frame)
             lon = np.atleast_1d(sky.spherical.lon.deg).astype(float)
             lat = np.atleast_1d(sky.spherical.lat.deg).astype(float)
         # Far from the image the TAN projection and the SIP inverse break down; such
