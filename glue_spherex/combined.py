@@ -29,6 +29,7 @@ import numpy as np
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
+from astropy.io.fits.verify import VerifyError
 from astropy.table import Table
 
 from .errors import SpherexError, SpherexFormatError, SpherexInputError
@@ -240,9 +241,10 @@ def read_combined(path):
         if "CUTOUT_INFO" not in backing:
             raise SpherexFormatError(f"{backing.label}: not a combined cutout file (no CUTOUT_INFO)")
         _cutout_info(backing, complete=True)  # validates the table, refuses a truncated file
-        try:
+        try:  # astropy also parses every header card, for the table's meta
             table = Table.read(backing.hdu("CUTOUT_INFO"))
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, AssertionError,
+                VerifyError) as exc:
             raise SpherexFormatError(f"{backing.label}: unreadable CUTOUT_INFO table ({exc})") \
                 from None
         if not backing.cutouts:  # every cutout failed: the table still says why

@@ -60,7 +60,10 @@ _NEAR_DEG = 10.0
 MAX_IMAGE_AXIS = 4096
 _MAX_ZONES = 64 * 64
 _MAX_PIXEL = 1e6  # |CRPIXnA| bound: parent-frame offsets are a few thousand pixels
-_ASTROPY_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, VerifyError)
+# What astropy's table and WCS parsers raise on hostile values (their checks include asserts
+# and attribute access on values of the wrong type); caught only around those calls.
+_ASTROPY_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, VerifyError,
+                   AttributeError, AssertionError)
 _CD_PV = re.compile(r"^(CD|PV)\d_\d+$")
 _CELESTIAL_KEY = re.compile(
     r"^(NAXIS\d?|WCSAXES|CRPIX\d|CRVAL\d|CDELT\d|CUNIT\d|CTYPE\d|PC\d_\d|CD\d_\d|PV\d_\d+|"
