@@ -41,7 +41,7 @@ _END_CARD = b"END" + b" " * 77
 _END = re.compile(_END_CARD)
 
 #: Largest size (bytes) gzip data may inflate to: a full frame is about 75 MB; more is refused
-#: as a decompression bomb (pass ``limit=`` to :func:`unwrap` for another bound).
+#: as a decompression bomb (pass ``max_size=`` to :func:`unwrap` for another bound).
 MAX_INFLATED = 128 << 20
 #: Largest header, in 2880-byte blocks (36,000 cards; a SPHEREx header has a few hundred).
 MAX_HEADER_BLOCKS = 1000
@@ -75,17 +75,17 @@ def is_gzip(data):
     return bytes(data[:2]) == _GZIP_MAGIC
 
 
-def unwrap(data, label="body", limit=MAX_INFLATED):
+def unwrap(data, label="body", max_size=None):
     """``data`` itself if it is plain, else its gunzipped content (one or more gzip members).
 
     Inflating stops, with a :class:`~glue_spherex.errors.SpherexFormatError` naming the
-    limit, as soon as the output would exceed ``limit`` bytes (default
-    :data:`MAX_INFLATED`), so a gzip bomb costs at most ``limit`` bytes of memory.
+    limit, as soon as the output would exceed ``max_size`` bytes (None: the default,
+    :data:`MAX_INFLATED`), so a gzip bomb costs at most that much memory.
     """
     if not is_gzip(data):
         return data
     try:
-        return _inflate(data, label, limit)
+        return _inflate(data, label, MAX_INFLATED if max_size is None else max_size)
     except (OSError, EOFError, zlib.error) as exc:
         raise SpherexFormatError(f"{label}: truncated or corrupt gzip data ({exc})") from None
 

@@ -231,7 +231,7 @@ def test_unwrap_takes_a_limit_and_still_reads_multi_member_gzip():
     assert unwrap(two) == data
     assert unwrap(data) is data
     with pytest.raises(SpherexFormatError, match="more than 1,000 bytes"):
-        unwrap(gzip.compress(data), limit=1000)
+        unwrap(gzip.compress(data), max_size=1000)
     with pytest.raises(SpherexFormatError, match="unexpected bytes after the gzip data"):
         unwrap(gzip.compress(data) + b"garbage")
     with pytest.raises(SpherexFormatError, match="truncated or corrupt gzip"):
