@@ -14,6 +14,11 @@ import numpy as np
 from astropy.coordinates import angular_separation
 from astropy.wcs import WCS, Sip
 
+from .errors import SpherexFormatError
+
+#: Highest SIP polynomial order accepted (SPHEREx writes 4; an order n costs (n+1)^2 terms).
+MAX_SIP_ORDER = 20
+
 __all__ = ["celestial_values", "sip_matrices", "build_celestial_wcs", "separation_deg"]
 
 
@@ -56,6 +61,10 @@ def sip_matrices(get):
         order = get(f"{prefix}_ORDER", None)
         if order is None:
             continue
+        if isinstance(order, bool) or not isinstance(order, (int, float)) \
+                or not float(order).is_integer() or not 0 <= order <= MAX_SIP_ORDER:
+            raise SpherexFormatError(f"{prefix}_ORDER = {str(order)[:20]!r} is not an integer "
+                                     f"0-{MAX_SIP_ORDER}")
         order = int(order)
         m = np.zeros((order + 1, order + 1))
         for p in range(order + 1):

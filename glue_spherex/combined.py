@@ -34,6 +34,7 @@ import numpy as np
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
+from astropy.io.fits.verify import VerifyError
 from astropy.table import Table
 
 from .atomic import output_lock, remove_stale_temporaries, stale_temporaries, temporary_path
@@ -298,8 +299,13 @@ def read_combined(path):
     with _open_backing(path) as backing:
         if "CUTOUT_INFO" not in backing:
             raise SpherexFormatError(f"{backing.label}: not a combined cutout file (no CUTOUT_INFO)")
-        _cutout_info(backing)  # validates the table
-        table = Table.read(backing.hdu("CUTOUT_INFO"))
+        _cutout_info(backing, complete=True)  # validates the table, refuses a truncated file
+        try:  # astropy also parses every header card, for the table's meta
+            table = Table.read(backing.hdu("CUTOUT_INFO"))
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, AssertionError,
+                VerifyError) as exc:
+            raise SpherexFormatError(f"{backing.label}: unreadable CUTOUT_INFO table ({exc})") \
+                from None
         if not backing.cutouts:  # every cutout failed: the table still says why
             return table, []
         return table, _products(backing)

@@ -11,11 +11,15 @@ The same scan is how :mod:`glue_spherex.products` opens files: astropy parses a 
 (milliseconds each, six per cutout) where :func:`header_cards` and :func:`card_value` read the
 handful of keywords a reader needs, :func:`image_array` maps the data without copying and
 :func:`table_row` reads the one-row WCS-WAVE table from its bytes.
+
+Hostile bytes: every count, length and offset a header claims is checked before it is used
+(against the FITS rules, the limits below and the bytes present), so any input ends in a
+:class:`~glue_spherex.errors.SpherexFormatError` naming the HDU and keyword, in time and
+memory proportional to the input (the contract is in ``docs/errors.rst``).
 """
 
 from __future__ import annotations
 
-import gzip
 import re
 import zlib
 from dataclasses import dataclass
@@ -26,7 +30,7 @@ from .errors import SpherexFormatError
 
 __all__ = ["HDUSpan", "REQUIRED_EXTENSIONS", "scan_hdus", "scan_spectral_image", "unwrap",
            "is_gzip", "header_cards", "card_value", "card_comment", "string_card", "image_array",
-           "table_row"]
+           "table_row", "table_columns", "TableColumn", "MAX_INFLATED", "MAX_HEADER_BLOCKS"]
 
 BLOCK = 2880
 CARD = 80
@@ -35,6 +39,17 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _FITS_MAGIC = b"SIMPLE  =                    T"
 _END_CARD = b"END" + b" " * 77
 _END = re.compile(_END_CARD)
+
+#: Largest size (bytes) gzip data may inflate to: a full frame is about 75 MB; more is refused
+#: as a decompression bomb (pass ``max_size=`` to :func:`unwrap` for another bound).
+MAX_INFLATED = 128 << 20
+#: Largest header, in 2880-byte blocks (36,000 cards; a SPHEREx header has a few hundred).
+MAX_HEADER_BLOCKS = 1000
+_MAX_NAXIS = 999  # the FITS standard's limits on NAXIS and TFIELDS
+_MAX_TFIELDS = 999
+_BITPIX = (8, 16, 32, 64, -32, -64)
+_INFLATE_CHUNK = 1 << 20
+_INTEGER = re.compile(r"^\s*[+-]?\d{1,30}\s*$")
 
 
 @dataclass(frozen=True)
@@ -63,30 +78,48 @@ def is_gzip(data):
 def unwrap(data, label="body", max_size=None):
     """``data`` itself if it is plain, else its gunzipped content (one or more gzip members).
 
-    With ``max_size``, content that inflates to more than ``max_size`` bytes is an error
-    (a gzip bomb), found after inflating at most that much."""
+    Inflating stops, with a :class:`~glue_spherex.errors.SpherexFormatError` naming the
+    limit, as soon as the output would exceed ``max_size`` bytes (None: the default,
+    :data:`MAX_INFLATED`), so a gzip bomb costs at most that much memory.
+    """
     if not is_gzip(data):
         return data
-    if max_size is None:
-        try:
-            return gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise SpherexFormatError(f"{label}: truncated or corrupt gzip data ({exc})") from None
-    out = bytearray()
-    rest = bytes(data)
     try:
-        while rest:
-            d = zlib.decompressobj(wbits=31)
-            out += d.decompress(rest, max_size + 1 - len(out))
-            if len(out) > max_size:
-                raise SpherexFormatError(f"{label}: gzip data inflates to more than "
-                                         f"{max_size:,} bytes (the limit)")
-            if not d.eof:
-                raise SpherexFormatError(f"{label}: truncated or corrupt gzip data")
-            rest = d.unused_data.lstrip(b"\0")
-    except zlib.error as exc:
+        return _inflate(data, label, MAX_INFLATED if max_size is None else max_size)
+    except (OSError, EOFError, zlib.error) as exc:
         raise SpherexFormatError(f"{label}: truncated or corrupt gzip data ({exc})") from None
-    return bytes(out)
+
+
+def _inflate(data, label, limit):
+    """Every gzip member of ``data``, inflated, refusing more than ``limit`` bytes of output."""
+    src = memoryview(data).cast("B")
+    n, pos, total, out = len(src), 0, 0, []
+    inflater = zlib.decompressobj(wbits=31)
+    while True:
+        if inflater.eof:  # a member ended: another may follow, or zero padding
+            pos -= len(inflater.unused_data)
+            if not any(bytes(src[i:i + _INFLATE_CHUNK]).strip(b"\0")
+                       for i in range(pos, n, _INFLATE_CHUNK)):
+                return b"".join(out)
+            if bytes(src[pos:pos + 2]) != _GZIP_MAGIC:
+                raise SpherexFormatError(f"{label}: unexpected bytes after the gzip data "
+                                         f"(at byte {pos})")
+            inflater = zlib.decompressobj(wbits=31)
+        if inflater.unconsumed_tail:
+            chunk = inflater.unconsumed_tail
+        elif pos < n:
+            chunk = bytes(src[pos:pos + _INFLATE_CHUNK])
+            pos += len(chunk)
+        else:
+            raise SpherexFormatError(f"{label}: truncated or corrupt gzip data (it ends inside a "
+                                     "member)")
+        piece = inflater.decompress(chunk, min(8 * _INFLATE_CHUNK, limit - total + 1))
+        total += len(piece)
+        if total > limit:
+            raise SpherexFormatError(
+                f"{label}: gzip data inflates to more than {limit:,} bytes, the limit "
+                f"(a decompression bomb or not a SPHEREx product; gunzip it first if it is real)")
+        out.append(piece)
 
 
 def _describe_start(data):
@@ -117,6 +150,10 @@ def scan_hdus(data, label="body"):
             if offset + BLOCK > n:
                 raise SpherexFormatError(
                     f"{label} is truncated: header of HDU {len(spans)} ends after byte {n}")
+            if offset - header_start >= MAX_HEADER_BLOCKS * BLOCK:
+                raise SpherexFormatError(
+                    f"{label}: HDU {len(spans)} has no END card in its first "
+                    f"{MAX_HEADER_BLOCKS} header blocks (the limit)")
             block = bytes(view[offset:offset + BLOCK])
             offset += BLOCK
             if any(m.start() % CARD == 0 for m in _END.finditer(block)):
@@ -124,13 +161,15 @@ def scan_hdus(data, label="body"):
         cards = _cards(bytes(view[header_start:offset]))
         if "XTENSION" not in cards and spans:
             raise SpherexFormatError(f"{label}: HDU {len(spans)} has no XTENSION card")
-        size, bitpix, shape = _data_size(cards, label, len(spans))
+        extname = _string(cards.get("EXTNAME", "'PRIMARY'" if not spans else "''"))
+        where = f"{label}: HDU {len(spans)} ({extname or 'no EXTNAME'})"
+        size, bitpix, shape = _data_size(cards, where, bool(spans))
         data_start = offset
         offset += -(-size // BLOCK) * BLOCK
         if offset > n:  # the standard pads every HDU to 2880 bytes
             raise SpherexFormatError(
-                f"{label} is truncated: HDU {len(spans)} needs {offset} bytes, got {n}")
-        extname = _string(cards.get("EXTNAME", "'PRIMARY'" if not spans else "''"))
+                f"{label} is truncated: HDU {len(spans)} ({extname or 'no EXTNAME'}) needs "
+                f"{offset} bytes, got {n}")
         spans.append(HDUSpan(len(spans), extname.upper(), header_start, data_start, size,
                              offset, bitpix, shape, _float(cards, "BSCALE", 1.0),
                              _float(cards, "BZERO", 0.0)))
@@ -165,11 +204,9 @@ def _cards(header):
             continue
         cards[key] = header[pos + 10:pos + CARD].decode("latin-1")
         if key == "NAXIS":
-            try:
-                naxis = int(cards[key].split("/")[0])
-            except ValueError:
-                continue
-            keys += [f"NAXIS{i}" for i in range(1, min(naxis, 999) + 1)]
+            raw = cards[key].split("/")[0]
+            if _INTEGER.match(raw):
+                keys += [f"NAXIS{i}" for i in range(1, min(int(raw), _MAX_NAXIS) + 1)]
     return cards
 
 
@@ -181,30 +218,43 @@ def _aligned_find(header, needle, limit=None):
     return pos
 
 
-def _int(cards, key, label, index, default=None):
+def _int(cards, key, where, default=None, low=0, high=None):
+    """An integer structural keyword, checked to lie in ``low .. high``."""
     raw = cards.get(key)
     if raw is None:
         if default is None:
-            raise SpherexFormatError(f"{label}: HDU {index} has no {key} card")
+            raise SpherexFormatError(f"{where} has no {key} card")
         return default
-    try:
-        return int(raw.split("/")[0])
-    except ValueError:
-        raise SpherexFormatError(f"{label}: HDU {index} has a malformed {key} card") from None
+    value = raw.split("/")[0]
+    if not _INTEGER.match(value):
+        raise SpherexFormatError(f"{where}: {key} = {value.strip()[:20]!r} is not an integer")
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        bound = f"{low} .. {high}" if high is not None else f">= {low}"
+        raise SpherexFormatError(f"{where}: {key} = {value} is out of range ({bound})")
+    return value
 
 
-def _data_size(cards, label, index):
-    """``(bytes, BITPIX, numpy shape)`` of the HDU's data."""
-    naxis = _int(cards, "NAXIS", label, index)
-    bitpix = _int(cards, "BITPIX", label, index)
+def _data_size(cards, where, extension):
+    """``(bytes, BITPIX, numpy shape)`` of the HDU's data, every count checked."""
+    bitpix = _int(cards, "BITPIX", where, low=-64, high=64)
+    if bitpix not in _BITPIX:
+        raise SpherexFormatError(f"{where}: BITPIX = {bitpix} is not one of {_BITPIX}")
+    naxis = _int(cards, "NAXIS", where, high=_MAX_NAXIS)
+    axes = [_int(cards, f"NAXIS{k}", where) for k in range(1, naxis + 1)]
+    xtension = _string(cards.get("XTENSION", "''")).upper()
+    pcount = _int(cards, "PCOUNT", where, 0)
+    gcount = _int(cards, "GCOUNT", where, 1)
+    if (not extension or xtension in ("IMAGE", "BINTABLE", "TABLE")) and gcount != 1:
+        raise SpherexFormatError(f"{where}: GCOUNT = {gcount}, but an image or table HDU "
+                                 "has GCOUNT = 1")
+    if (not extension or xtension == "IMAGE") and pcount != 0:
+        raise SpherexFormatError(f"{where}: PCOUNT = {pcount}, but an image HDU has PCOUNT = 0")
     if naxis == 0:
         return 0, bitpix, ()
-    axes = [_int(cards, f"NAXIS{k}", label, index) for k in range(1, naxis + 1)]
     count = 1
     for n in axes:
         count *= n
-    pcount = _int(cards, "PCOUNT", label, index, 0)
-    gcount = _int(cards, "GCOUNT", label, index, 1)
     return abs(bitpix) // 8 * gcount * (pcount + count), bitpix, tuple(reversed(axes))
 
 
@@ -327,20 +377,111 @@ def image_array(data, span, label="image"):
     return array.astype(kind) * kind(bscale) + kind(bzero)
 
 
+@dataclass(frozen=True)
+class TableColumn:
+    """One column of a binary table: TTYPE, TFORM code and repeat count, byte offset and width
+    in the row (for ``P``/``Q`` descriptors ``element`` is the code of the heap array)."""
+
+    name: str
+    code: str
+    count: int
+    offset: int
+    width: int
+    element: str = ""
+
+
+_TFORM = re.compile(r"^\s*(\d{0,12})([LXBIJKAEDCMPQ])([LXBIJKAEDCM]?)(\(\s*\d{1,12}\s*\))?\s*$")
+
+
+def _keyword_int(cards, key, label, default=None, low=0, high=None):
+    """An integer keyword of a header read with :func:`header_cards`, range-checked."""
+    card = cards.get(key)
+    if card is None:
+        if default is None:
+            raise SpherexFormatError(f"{label}: no {key} card")
+        return default
+    value = card_value(card, label)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpherexFormatError(f"{label}: {key} = {str(value)[:20]!r} is not an integer")
+    if value < low or (high is not None and value > high):
+        bound = f"{low} .. {high}" if high is not None else f">= {low}"
+        raise SpherexFormatError(f"{label}: {key} = {value} is out of range ({bound})")
+    return value
+
+
+def table_columns(data, span, cards, label="table"):
+    """The :class:`TableColumn` list of a binary table HDU, after checking its layout.
+
+    TFIELDS and every TFORMn must parse, the columns must add up to the row width NAXIS1,
+    and THEAP and every ``P``/``Q`` heap descriptor must point inside the HDU's data, so
+    that a reader given these columns (ours or astropy's) stays inside the bytes present.
+    """
+    if len(span.shape) != 2 or span.bitpix != 8:
+        raise SpherexFormatError(f"{label}: a binary table has BITPIX = 8 and NAXIS = 2 "
+                                 f"(got {span.bitpix} and {len(span.shape)})")
+    nrows, width = span.shape
+    tfields = _keyword_int(cards, "TFIELDS", label, high=_MAX_TFIELDS)
+    columns, offset = [], 0
+    for n in range(1, tfields + 1):
+        key = f"TFORM{n}"
+        if key not in cards:
+            raise SpherexFormatError(f"{label}: column {n} has no {key} card")
+        form = card_value(cards[key], label)
+        m = _TFORM.match(form) if isinstance(form, str) else None
+        if m is None:
+            raise SpherexFormatError(f"{label}: {key} = {str(form)[:20]!r} is not a binary "
+                                     "table format (rTa with a in LXBIJKAEDCMPQ)")
+        count, code, element = int(m.group(1) or 1), m.group(2), m.group(3)
+        if code in "PQ":
+            if count > 1 or not element:
+                raise SpherexFormatError(f"{label}: {key} = {form!r} is not a valid "
+                                         "array descriptor")
+            size = count * (8 if code == "P" else 16)
+        elif code == "X":
+            size = -(-count // 8)
+        else:
+            size = count * _TFORM_BYTES[code]
+        name = str(card_value(cards.get(f"TTYPE{n}", f"TTYPE{n} = ''"), label)).strip()
+        columns.append(TableColumn(name, code, count, offset, size, element))
+        offset += size
+    if offset != width:
+        raise SpherexFormatError(f"{label}: the TFORMs add up to {offset} bytes per row, "
+                                 f"but NAXIS1 = {width}")
+    if any(c.code in "PQ" for c in columns):
+        _check_heap(data, span, cards, columns, label)
+    return columns
+
+
+def _check_heap(data, span, cards, columns, label):
+    """Every P/Q descriptor of every row lies within the heap."""
+    nrows, width = span.shape
+    main = nrows * width
+    theap = _keyword_int(cards, "THEAP", label, main, low=main, high=span.data_size)
+    heap = span.data_size - theap
+    for c in columns:
+        if c.code not in "PQ" or c.count == 0:
+            continue
+        kind = ">i4" if c.code == "P" else ">i8"
+        desc = np.ndarray((nrows, 2), kind, buffer=data, offset=span.data_start + c.offset,
+                          strides=(width, np.dtype(kind).itemsize))
+        counts, offsets = desc[:, 0].astype(np.int64), desc[:, 1].astype(np.int64)
+        item = _TFORM_BYTES.get(c.element, 0)
+        nbytes = (counts + 7) // 8 if c.element == "X" else counts * item
+        bad = ((counts < 0) | (offsets < 0) | (counts > heap) | (offsets > heap)
+               | (np.where(counts > heap, 0, nbytes) + offsets > heap))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise SpherexFormatError(
+                f"{label}: the heap descriptor of column {c.name or c.offset!r} in row {row} "
+                f"({int(counts[row])} elements at heap byte {int(offsets[row])}) lies outside "
+                f"the {heap}-byte heap (THEAP = {theap})")
+
+
 def table_row(data, span, cards, label="table"):
     """``{TTYPE: float array}`` of the numeric columns of row 0 of a binary table HDU."""
-    row = memoryview(data)[span.data_start:span.data_start + span.data_size]
-    columns, offset = {}, 0
-    for n in range(1, int(card_value(cards.get("TFIELDS", "TFIELDS = 0"), label)) + 1):
-        try:
-            form = str(card_value(cards[f"TFORM{n}"], label)).strip()
-            count, code = int(form[:-1] or 1), form[-1]
-        except (KeyError, ValueError, IndexError):
-            raise SpherexFormatError(f"{label}: column {n} has no valid TFORM{n}") from None
-        if code in _TFORM_DTYPE:
-            name = str(card_value(cards.get(f"TTYPE{n}", f"TTYPE{n} = ''"), label)).strip()
-            if offset + count * _TFORM_BYTES[code] > len(row):
-                raise SpherexFormatError(f"{label}: row 0 is shorter than its columns")
-            columns[name] = np.frombuffer(row, _TFORM_DTYPE[code], count, offset).astype(float)
-        offset += count * _TFORM_BYTES.get(code, 0)
-    return columns
+    columns = table_columns(data, span, cards, label)
+    if span.shape[0] < 1:
+        raise SpherexFormatError(f"{label}: the table has no rows (NAXIS2 = 0)")
+    row = memoryview(data)[span.data_start:span.data_start + span.shape[1]]
+    return {c.name: np.frombuffer(row, _TFORM_DTYPE[c.code], c.count, c.offset).astype(float)
+            for c in columns if c.code in _TFORM_DTYPE}

@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 
 import numpy as np
+from astropy.io.fits.verify import VerifyError
 
-from .errors import SpherexInputError
+from .errors import SpherexFormatError, SpherexInputError
 
 __all__ = [
     "FLAG_TABLE",
@@ -76,7 +77,7 @@ def flag_bits(header):
     Falls back to :data:`DEFAULT_BITS` when the header defines no bits at all.
     """
     bits = {}
-    for key, value in header.items():
+    for key, value in _bit_cards(header):
         key = key.upper()
         if key.startswith("HIERARCH "):
             key = key[len("HIERARCH "):]
@@ -84,7 +85,33 @@ def flag_bits(header):
             bits[key[3:]] = value
         elif (m := _MSKN.match(key)) and isinstance(value, str) and value.strip():
             bits[value.strip().upper()] = int(m.group(1))
+    out_of_range = [name for name, bit in bits.items() if not 0 <= bit < 32]
+    if out_of_range:
+        raise SpherexFormatError(f"FLAGS: flag {out_of_range[0]} is bit {bits[out_of_range[0]]}, "
+                                 "but FLAGS pixels have bits 0-31")
     return bits or dict(DEFAULT_BITS)
+
+
+def _bit_cards(header):
+    """``(keyword, value)`` of the cards that may define bits.
+
+    Of an astropy Header only those cards' values are parsed, so an unreadable card
+    elsewhere (a garbled BUNIT) does not hide the bit map; an unreadable bit card is a
+    :class:`~glue_spherex.errors.SpherexFormatError` naming it.
+    """
+    cards = getattr(header, "cards", None)
+    if cards is None:
+        yield from header.items()
+        return
+    for card in cards:
+        key = card.keyword.upper()
+        if not key.removeprefix("HIERARCH ").startswith(("MP_", "MSK")):
+            continue
+        try:
+            value = card.value
+        except (VerifyError, ValueError):
+            raise SpherexFormatError(f"FLAGS: unreadable flag card {key}") from None
+        yield key, value
 
 
 def _bit_of(name, bits):

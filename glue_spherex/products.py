@@ -14,19 +14,18 @@ PSF cube) is read until an attribute asks for it. Everything a user can get wron
 
 from __future__ import annotations
 
-import gzip
 import io
 import math
 import mmap
 import os
 import re
 import threading
-import zlib
 from collections.abc import Mapping
 from functools import cached_property
 
 import numpy as np
 from astropy.io import fits
+from astropy.io.fits.verify import VerifyError
 from astropy.wcs import WCS, NoConvergence
 from astropy.wcs.utils import wcs_to_celestial_frame
 
@@ -41,7 +40,9 @@ from .fitsscan import (
     image_array,
     scan_hdus,
     string_card,
+    table_columns,
     table_row,
+    unwrap,
 )
 from .flags import flag_bits
 from .wavelength import SpectralWCS, WaveTable
@@ -51,10 +52,18 @@ __all__ = ["SpectralImage", "open_products", "is_spherex_product", "KINDS"]
 #: The extensions of one spectral image, in file order (PRIMARY excluded).
 KINDS = ("IMAGE", "FLAGS", "VARIANCE", "ZODI", "PSF", "WCS-WAVE")
 _IMAGE_KINDS = ("IMAGE", "FLAGS", "VARIANCE", "ZODI")
-_INDEXED = re.compile(r"^IMAGE(\d+)$")
+_INDEXED = re.compile(r"^IMAGE([1-9]\d{0,8})$")  # as the writer names them: no leading 0
 _GZIP_MAGIC = b"\x1f\x8b"
 _FITS_MAGIC = b"SIMPLE  ="
 _NEAR_DEG = 10.0
+#: Largest image axis accepted (a full frame is 2040 x 2040).
+MAX_IMAGE_AXIS = 4096
+_MAX_ZONES = 64 * 64
+_MAX_PIXEL = 1e6  # |CRPIXnA| bound: parent-frame offsets are a few thousand pixels
+# What astropy's table and WCS parsers raise on hostile values (their checks include asserts
+# and attribute access on values of the wrong type); caught only around those calls.
+_ASTROPY_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, VerifyError,
+                   AttributeError, AssertionError)
 _CD_PV = re.compile(r"^(CD|PV)\d_\d+$")
 _CELESTIAL_KEY = re.compile(
     r"^(NAXIS\d?|WCSAXES|CRPIX\d|CRVAL\d|CDELT\d|CUNIT\d|CTYPE\d|PC\d_\d|CD\d_\d|PV\d_\d+|"
@@ -97,7 +106,10 @@ class _Backing:
         return name.upper() in self.index
 
     def span(self, name):
-        return self.index[name.upper()]
+        try:
+            return self.index[name.upper()]
+        except KeyError:
+            raise SpherexFormatError(f"{self.label}: no {name} extension") from None
 
     def read(self, offset, n):
         """``n`` bytes of the file from ``offset`` (a view, not a copy)."""
@@ -119,7 +131,7 @@ class _Backing:
             raw = bytes(self.read(span.header_start, span.data_start - span.header_start))
             try:
                 header = fits.Header.fromstring(raw.decode("latin-1"))
-            except ValueError as exc:
+            except (ValueError, VerifyError) as exc:
                 raise SpherexFormatError(f"{self.label}: unreadable {name} header ({exc})") \
                     from None
             self._headers[name] = header
@@ -130,10 +142,21 @@ class _Backing:
         return image_array(self.buffer, self.span(name), f"{self.label} {name}")
 
     def hdu(self, name):
-        """An astropy HDU (header and data) of one extension, e.g. a table."""
+        """An astropy BinTableHDU (header and data) of one table extension.
+
+        The table's layout is checked first (:func:`~glue_spherex.fitsscan.table_columns`),
+        so astropy only ever sees column formats and heap pointers that fit the bytes.
+        """
         span = self.span(name)
-        return fits.BinTableHDU.fromstring(bytes(self.read(span.header_start,
-                                                           span.end - span.header_start)))
+        where = f"{self.label} {name}"
+        table_columns(self.buffer, span, self.keywords(name).cards, where)
+        try:
+            hdu = fits.BinTableHDU.fromstring(bytes(self.read(span.header_start,
+                                                              span.end - span.header_start)))
+            hdu.data  # noqa: B018 -- parse the columns here, where errors are converted
+        except _ASTROPY_ERRORS as exc:
+            raise SpherexFormatError(f"{where}: unreadable table ({exc})") from None
+        return hdu
 
     def acquire(self):
         with self._lock:
@@ -238,11 +261,7 @@ def _mapped_backing(path):
 
 
 def _from_bytes(data, label):
-    if data.startswith(_GZIP_MAGIC):
-        try:
-            data = gzip.decompress(data)
-        except (EOFError, OSError, zlib.error) as exc:
-            raise SpherexFormatError(f"{label}: truncated or corrupt gzip data ({exc})") from None
+    data = unwrap(data, label)  # gzip: inflated up to fitsscan.MAX_INFLATED, else an error
     _check_magic(data[: len(_FITS_MAGIC)], label)
     return _Backing(data, label)
 
@@ -286,13 +305,47 @@ def _resolve(backing, suffix):
         if name not in backing:
             what = "wavelength table" if kind == "WCS-WAVE" else "extension"
             raise SpherexFormatError(f"{where}: missing {what} {name}")
+    _check_planes(backing, names, where)
     return names
 
 
-def _cutout_info(backing):
-    """``{cutout_index: row dict}`` from CUTOUT_INFO (empty if the file has none)."""
+def _check_planes(backing, names, where):
+    """IMAGE is a 2-D image of at most MAX_IMAGE_AXIS pixels a side; the other image
+    extensions (FLAGS too, unless it is a tile-compressed table) have its shape."""
+    shape = backing.span(names["IMAGE"]).shape
+    if len(shape) != 2 or not all(1 <= n <= MAX_IMAGE_AXIS for n in shape):
+        raise SpherexFormatError(
+            f"{where}: {names['IMAGE']} is not a 2-D image of 1 to {MAX_IMAGE_AXIS} pixels a "
+            f"side (NAXIS = {len(shape)}, NAXISn = {tuple(reversed(shape))})")
+    for kind in _IMAGE_KINDS[1:]:
+        span = backing.span(names[kind])
+        if kind == "FLAGS" and len(span.shape) == 2 and span.bitpix == 8 \
+                and "ZIMAGE" in backing.keywords(names[kind]):
+            continue  # tile-compressed: its ZNAXISn are checked where it is decompressed
+        if span.shape != shape:
+            raise SpherexFormatError(
+                f"{where}: {names[kind]} has shape NAXISn = {tuple(reversed(span.shape))}, "
+                f"IMAGE has {tuple(reversed(shape))}")
+
+
+def _cutout_info(backing, complete=False):
+    """``{cutout_index: row dict}`` from CUTOUT_INFO (empty if the file has none).
+
+    With ``complete``, a row with status 'ok' whose cutout is not in the file (a file cut
+    short at an HDU boundary) is a SpherexFormatError rather than silence.
+    """
     if "CUTOUT_INFO" not in backing:
         return {}
+    rows = _info_rows(backing)
+    if complete:
+        present = set(backing.cutouts)
+        absent = [i for i, row in rows.items() if row.get("status") == "ok" and i not in present]
+        if absent:
+            raise SpherexFormatError(f"{backing.label}: {_truncation(backing, absent)}")
+    return rows
+
+
+def _info_rows(backing):
     try:
         data = backing.hdu("CUTOUT_INFO").data
         columns = [c.lower() for c in data.columns.names]
@@ -301,15 +354,17 @@ def _cutout_info(backing):
             row = {c: _plain(rec[i]) for i, c in enumerate(columns)}
             rows[int(row["cutout_index"])] = row
         return rows
-    except (KeyError, TypeError, ValueError) as exc:
+    except SpherexFormatError:
+        raise
+    except _ASTROPY_ERRORS as exc:
         raise SpherexFormatError(f"{backing.label}: unreadable CUTOUT_INFO table ({exc})") from None
 
 
 def _plain(value):
     if isinstance(value, bytes):
         value = value.decode("ascii", "replace")
-    if isinstance(value, str):
-        return value.rstrip()
+    if isinstance(value, str):  # printable ASCII, as FITS allows (and astropy requires)
+        return "".join(c if " " <= c <= "~" else "?" for c in value).rstrip()
     return value.item() if hasattr(value, "item") else value
 
 
@@ -335,6 +390,8 @@ def _image(backing, index, info):
         raise SpherexFormatError(f"{backing.label}: bad cutout index {index!r}") from None
     if index not in indices:
         row = info.get(index, {})
+        if row.get("status") == "ok":
+            raise SpherexFormatError(f"{backing.label}: {_truncation(backing, [index])}")
         if row.get("status") in ("failed", "missing"):
             raise SpherexFormatError(
                 f"{backing.label}: cutout {index} is not in the file (status {row['status']}: "
@@ -348,6 +405,15 @@ def _image(backing, index, info):
         backing, str(index), version=row.get("version") or None,
         access_url=row.get("access_url") or None, cutout_index=index,
     )
+
+
+def _truncation(backing, absent):
+    """Why cutouts CUTOUT_INFO lists as downloaded are absent: the file was cut short."""
+    last = backing.spans[-1]
+    return (f"the file is truncated: CUTOUT_INFO lists cutout(s) {_brief(sorted(absent))} as "
+            f"downloaded, but the file ends after {last.extname or 'HDU ' + str(last.index)} "
+            f"(byte {last.end}); the complete cutouts open one by one with "
+            "SpectralImage.open(path, index=n)")
 
 
 def _brief(values, n=10):
@@ -385,13 +451,13 @@ class SpectralImage:
             if backing.spans[0].extname == "PRIMARY":
                 version = version or backing.keywords("PRIMARY").get("VERSION")
         self.version = str(version).strip() if version is not None else None
-        self.shape = (int(h.get("NAXIS2", 0)), int(h.get("NAXIS1", 0)))
+        self.shape = backing.span(names["IMAGE"]).shape  # checked 2-D by _resolve
         self.obsid = str(h.get("OBSID", "")).strip()
-        self.detector = int(h["DETECTOR"])
+        self.detector = _integer(h, "DETECTOR", f"{backing.label} {names['IMAGE']}", 1, 6)
         self.bandpass = f"SPHEREx-D{self.detector}"
-        self.mjd_beg = _float(h, "MJD-BEG")
-        self.mjd_avg = _float(h, "MJD-AVG")
-        self.mjd_end = _float(h, "MJD-END")
+        self.mjd_beg = _float(h, "MJD-BEG", _MAX_MJD)
+        self.mjd_avg = _float(h, "MJD-AVG", _MAX_MJD)
+        self.mjd_end = _float(h, "MJD-END", _MAX_MJD)
         self.exptime = _float(h, "XPOSURE")
         self.psf_fwhm = _float(h, "PSF_FWHM")
         self.access_url = access_url
@@ -485,13 +551,17 @@ class SpectralImage:
     @property
     def parent_origin(self):
         """0-based parent-frame pixel ``(x0, y0)`` of this image's pixel (0, 0)."""
-        return tuple(_integral(1.0 - float(self.keywords.get(f"CRPIX{i}A", 1.0)))
+        where = f"{self._backing.label} {self._names['IMAGE']}"
+        return tuple(_integral(1.0 - _real(self.keywords, f"CRPIX{i}A", where, 1.0, _MAX_PIXEL))
                      for i in (1, 2))
 
     @cached_property
     def flag_bits(self):
         """``{flag name: bit number}`` from the FLAGS header."""
-        return flag_bits(self.headers["FLAGS"])
+        try:
+            return flag_bits(self.headers["FLAGS"])
+        except SpherexFormatError as exc:
+            raise SpherexFormatError(f"{self._backing.label}: {exc}") from None
 
     # -- wavelengths -----------------------------------------------------------------------
 
@@ -541,7 +611,12 @@ class SpectralImage:
             icrs = coord if coord.frame.name == "icrs" else coord.icrs
             lon, lat = np.array([icrs.ra.deg], float), np.array([icrs.dec.deg], float)
         else:
-            sky = coord.transform_to(wcs_to_celestial_frame(self.wcs))
+            try:
+                frame = wcs_to_celestial_frame(self.wcs)
+            except ValueError as exc:  # RADESYS/EQUINOX astropy has no frame for
+                raise SpherexFormatError(f"{self._backing.label}: the celestial WCS has no "
+                                         f"sky frame ({_one_line(exc)})") from None
+            sky = coord.transform_to(frame)
             lon = np.atleast_1d(sky.spherical.lon.deg).astype(float)
             lat = np.atleast_1d(sky.spherical.lat.deg).astype(float)
         # Far from the image the TAN projection and the SIP inverse break down; such
@@ -588,19 +663,22 @@ class SpectralImage:
     @cached_property
     def _zone_centres(self):
         h = self._backing.keywords(self._names["PSF"])
-        nzone = int(h.get("NAXIS3", 0))
+        where = f"{self._backing.label} {self._names['PSF']}"
+        shape = self._backing.span(self._names["PSF"]).shape
+        nzone = shape[0] if len(shape) == 3 else 0
         n = math.isqrt(nzone)
-        if nzone == 0 or n * n != nzone:
+        if nzone == 0 or n * n != nzone or nzone > _MAX_ZONES:
             raise SpherexFormatError(
                 f"{self._backing.label}: PSF{self.suffix} is not a cube of n x n zones "
                 f"(NAXIS3 = {nzone})"
             )
         centres = []
         for axis in "XY":
-            values = [h.get(f"{axis}CTR_{k}") for k in range(1, nzone + 1)]
-            if any(v is None for v in values):  # no zone keywords: the nominal equal grid
+            keys = [f"{axis}CTR_{k}" for k in range(1, nzone + 1)]
+            if any(key not in h for key in keys):  # no zone keywords: the nominal equal grid
                 centres.append(0.5 + (np.arange(n) + 0.5) * 2040 / n)
                 continue
+            values = [_real(h, key, where, bound=_MAX_PIXEL) for key in keys]
             unique = np.unique(np.round(np.asarray(values, float), 3))
             if len(unique) != n:
                 raise SpherexFormatError(
@@ -700,7 +778,7 @@ class _Headers(Mapping):
         return 1 + len(KINDS)
 
 
-def celestial_wcs(keywords, cls=WCS, cname=None, label="image"):
+def celestial_wcs(keywords, cls=WCS, cname=None, label=None):
     """The 2-D celestial WCS (TAN with SIP) from ``{keyword: value}`` of an image header.
 
     SPHEREx's layout (PC + CDELT, ``-TAN-SIP``) is set on wcslib directly, a tenth of the
@@ -708,31 +786,82 @@ def celestial_wcs(keywords, cls=WCS, cname=None, label="image"):
     WCSs); the same numbers reach wcslib either way. Any other layout is parsed by astropy
     from the primary WCS cards only (``fix=False``: wcslib's date fix-ups would only warn).
     """
+    label = label or getattr(keywords, "label", "image")
     get = keywords.get
     layout = [str(get(f"CTYPE{i}", "")).strip() for i in (1, 2)]
     if layout == ["RA---TAN-SIP", "DEC--TAN-SIP"] and not any(_CD_PV.match(k) for k in keywords):
         try:
             return build_celestial_wcs(celestial_values(get, keywords), sip_matrices(get),
                                        cls, cname=cname)
-        except (KeyError, ValueError, TypeError) as exc:
-            raise SpherexFormatError(f"{label}: invalid celestial WCS ({exc})") from None
-    if isinstance(keywords, _Keywords):
-        header = fits.Header.fromstring("".join(card for key, card in keywords.cards.items()
-                                                if _CELESTIAL_KEY.match(key)))
-    else:
-        header = fits.Header([(k, v) for k, v in keywords.items() if _CELESTIAL_KEY.match(k)])
-    w = cls(header, naxis=2, fix=False)
-    if cname:
-        w.wcs.cname = list(cname)
+        except (KeyError, ValueError, TypeError, OverflowError) as exc:
+            raise SpherexFormatError(f"{label}: invalid celestial WCS ({_one_line(exc)})") \
+                from None
+    try:  # wcslib and astropy's header parser judge any other layout (and may refuse it)
+        if isinstance(keywords, _Keywords):
+            header = fits.Header.fromstring("".join(card for key, card in keywords.cards.items()
+                                                    if _CELESTIAL_KEY.match(key)))
+        else:
+            header = fits.Header([(k, v) for k, v in keywords.items()
+                                  if _CELESTIAL_KEY.match(k)])
+        w = cls(header, naxis=2, fix=False)
+        if cname:
+            w.wcs.cname = list(cname)
+        w.wcs.set()
+    except _ASTROPY_ERRORS as exc:
+        raise SpherexFormatError(f"{label}: invalid celestial WCS (CTYPE1/2 = {layout}: "
+                                 f"{_one_line(exc)})") from None
     return w
 
 
-def _float(header, key):
+def _one_line(exc):
+    """An exception's message on one line (wcslib's span several), shortened."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+_MAX_MJD = 1e6  # MJD 1e6 is the year 4596
+
+
+def _float(header, key, bound=1e30):
+    """A descriptive number (a time, an exposure): NaN, meaning unknown, when the card is
+    missing or is not a finite number of magnitude at most ``bound``."""
     value = header.get(key)
-    try:
-        return float(value)
-    except (TypeError, ValueError):
+    if isinstance(value, bool):
         return math.nan
+    try:
+        value = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return math.nan
+    return value if math.isfinite(value) and abs(value) <= bound else math.nan
+
+
+def _real(header, key, where, default=None, bound=1e30):
+    """A number the reader computes with: a finite real of magnitude at most ``bound``."""
+    value = header.get(key, default)
+    if value is None:
+        raise SpherexFormatError(f"{where}: no {key} card")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpherexFormatError(f"{where}: {key} = {str(value)[:20]!r} is not a number")
+    if not (math.isfinite(value) and abs(value) <= bound):
+        raise SpherexFormatError(f"{where}: {key} = {value} is not a finite number "
+                                 f"within +-{bound:g}")
+    return float(value)
+
+
+def _integer(header, key, where, low, high):
+    """An integer keyword in ``low .. high`` (an integral real or a digit string accepted:
+    pipeline 7 writes some as strings)."""
+    if key not in header:
+        raise SpherexFormatError(f"{where}: no {key} card")
+    value = header[key]
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) < 10:
+        value = int(value.strip())
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SpherexFormatError(f"{where}: {key} = {str(value)[:20]!r} is not an integer "
+                                 f"{low}-{high}")
+    return value
 
 
 def _integral(value):
@@ -753,7 +882,7 @@ def _products(backing):
     indices = _cutout_indices(backing)
     if indices is None:
         return [SpectralImage(backing, "")]
-    info = _cutout_info(backing)
+    info = _cutout_info(backing, complete=True)
     present = set(indices)
     order = [i for i in info if i in present] + [i for i in indices if i not in info]
     images = []
@@ -774,5 +903,5 @@ def is_spherex_product(source):
             indices = _cutout_indices(backing)
             _resolve(backing, "" if indices is None else str(indices[0]))
         return True
-    except (SpherexError, OSError, ValueError, TypeError, KeyError):
+    except SpherexError:
         return False

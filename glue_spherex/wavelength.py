@@ -16,6 +16,7 @@ optics (astropy issues #13105, #18404).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -28,6 +29,9 @@ from .errors import SpherexFormatError
 __all__ = ["WaveTable", "SpectralWCS", "reference_table"]
 
 DETECTORS = (1, 2, 3, 4, 5, 6)
+#: Most knots a WCS-WAVE axis may have (the real tables have 9 to 20; the grid costs
+#: pixels x knots per axis).
+MAX_KNOTS = 1024
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,11 @@ class WaveTable:
             raise SpherexFormatError(
                 f"WCS-WAVE VALUES has shape {self.values.shape}, expected (ny, nx, 2) = ({ny}, {nx}, 2)"
             )
-        if nx < 2 or ny < 2 or np.any(np.diff(self.x) <= 0) or np.any(np.diff(self.y) <= 0):
+        if not (2 <= nx <= MAX_KNOTS and 2 <= ny <= MAX_KNOTS):
+            raise SpherexFormatError(f"WCS-WAVE index vectors X and Y have {nx} and {ny} "
+                                     f"knots; 2 to {MAX_KNOTS} are accepted")
+        if not (np.all(np.diff(self.x) > 0) and np.all(np.diff(self.y) > 0)
+                and np.isfinite(self.x).all() and np.isfinite(self.y).all()):
             raise SpherexFormatError("WCS-WAVE index vectors X and Y must increase strictly")
 
     @classmethod
@@ -207,13 +215,16 @@ class SpectralWCS:
     @classmethod
     def from_table(cls, header, table, key="W"):
         """The ``key`` WCS of ``header`` with its lookup table already read."""
-        k = key
-        return cls(
-            table,
-            crpix=(header.get(f"CRPIX1{k}", 1.0), header.get(f"CRPIX2{k}", 1.0)),
-            crval=(header.get(f"CRVAL1{k}", 1.0), header.get(f"CRVAL2{k}", 1.0)),
-            cdelt=(header.get(f"CDELT1{k}", 1.0), header.get(f"CDELT2{k}", 1.0)),
-        )
+        def number(name):
+            value = header.get(f"{name}{key}", 1.0)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value):
+                raise SpherexFormatError(
+                    f"{name}{key} = {str(value)[:20]!r} is not a finite number")
+            return value
+
+        return cls(table, *((number(f"{name}1"), number(f"{name}2"))
+                            for name in ("CRPIX", "CRVAL", "CDELT")))
 
     def _psi(self, axis, pix0):
         # Paper III: psi = CRVAL + CDELT * (p - CRPIX), with p the 1-based pixel.

@@ -88,8 +88,9 @@ def test_product_wavelength_is_the_w_lookup():
     hdul = fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.zeros((117, 117), np.float32),
                                                           header=_cutout_header(4), name="IMAGE"),
                          reference_table(4).to_hdu()])
-    for name in ("FLAGS", "VARIANCE", "ZODI", "PSF"):
-        hdul.append(fits.ImageHDU(name=name))
+    for name in ("FLAGS", "VARIANCE", "ZODI"):  # the reader checks they match IMAGE
+        hdul.append(fits.ImageHDU(np.zeros((117, 117), np.float32), name=name))
+    hdul.append(fits.ImageHDU(name="PSF"))
     image = SpectralImage.open(hdul)
     wl_ref, bw_ref = _astropy(_cutout_header(4), _tables(4), sip=False)
     assert _max_diff(image.wavelength(), wl_ref) < 1e-6

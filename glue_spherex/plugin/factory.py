@@ -9,6 +9,11 @@ Identifying a combined file means reading its headers, which is most of the cost
 it (thousands of headers for hundreds of cutouts), so the identifier keeps what it opened
 and the factory takes it over -- keyed by path, size and modification time, at most one file,
 dropped as soon as the factory takes it or another file is identified.
+
+A file that cannot be read but whose first headers say it is a SPHEREx product (a truncated
+or damaged download) is still claimed, so that glue shows the reader's one-line reason
+instead of opening part of it with its generic FITS reader. The reader's bounds make both
+answers prompt whatever the bytes.
 """
 
 from __future__ import annotations
@@ -26,6 +31,11 @@ __all__ = ["read_spherex", "is_spherex_file", "FACTORY_LABEL", "FACTORY_PRIORITY
 
 FACTORY_LABEL = "SPHEREx spectral image(s)"
 FACTORY_PRIORITY = 200
+
+#: Bytes read to decide whether an unreadable file claims to be a SPHEREx product: the
+#: PRIMARY, CUTOUT_INFO and IMAGE headers of a single product or combined file start there.
+_CLAIM_BYTES = 1 << 16
+_CLAIMS = (b"EXTNAME = 'CUTOUT_INFO'", b"CTYPE1W = 'WAVE-TAB'")
 
 _lock = threading.Lock()
 _identified = {}  # {file key: products} -- the last file identified, not yet read
@@ -56,10 +66,28 @@ def is_spherex_file(filename, **kwargs):
         return is_spherex_product(filename)
     try:
         products = open_products(filename)
-    except (SpherexError, OSError, ValueError, TypeError, KeyError):
-        return False
+    except SpherexError:  # the reader raises nothing else, whatever the bytes
+        return _claims_spherex(filename)
     _keep(key, products)
     return True
+
+
+def _claims_spherex(filename):
+    """True if a card at a card boundary of the file's first bytes names a SPHEREx layout."""
+    try:
+        with open(filename, "rb") as f:
+            head = f.read(_CLAIM_BYTES)
+    except OSError:
+        return False
+    if not head.startswith(b"SIMPLE  ="):
+        return False
+    for claim in _CLAIMS:
+        pos = head.find(claim)
+        while pos >= 0:
+            if pos % 80 == 0:
+                return True
+            pos = head.find(claim, pos + 1)
+    return False
 
 
 def read_spherex(filename, **kwargs):
