@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import SpherexFormatError
 
-__all__ = ["EffectivePSF"]
+__all__ = ["EffectivePSF", "point_fractions"]
 
 _COLUMNS = ("XCENTER", "YCENTER", "EPSF")
 
@@ -84,8 +84,9 @@ class EffectivePSF:
         """photutils :class:`~photutils.psf.ImagePSF` of one zone centred at (x, y)."""
         from photutils.psf import ImagePSF
 
-        data = np.where(np.isfinite(a := self.array(row)), a, 0.0)
-        return ImagePSF(data, flux=flux, x_0=x, y_0=y, oversampling=self.oversampling)
+        array = self.array(row)
+        return ImagePSF(np.where(np.isfinite(array), array, 0.0), flux=flux, x_0=x, y_0=y,
+                        oversampling=self.oversampling)
 
     def fractions(self, row, x0, y0, xs, ys):
         """Fraction of a point source's light at (x0, y0) in each pixel of the grid ys x xs.
@@ -95,14 +96,29 @@ class EffectivePSF:
         same sub-pixel phase -- the total a source there puts on the detector, whatever
         the array's own normalisation (each is meant to sum to 1 on its oversampled grid).
         """
-        model = self.model(row, x0, y0)
-        oy, ox = self.oversampling
-        ny, nx = self._rows.dtype["EPSF"].shape
-        hx, hy = nx / (2.0 * ox) + 1, ny / (2.0 * oy) + 1  # half support, pixels
-        gx = np.arange(np.floor(x0 - hx), np.ceil(x0 + hx) + 1)
-        gy = np.arange(np.floor(y0 - hy), np.ceil(y0 + hy) + 1)
-        total = float(np.sum(model(*np.meshgrid(gx, gy))))
-        if not total > 0:
-            raise SpherexFormatError(f"{self.label}: zone {self.bin_of(row)} EPSF is all zero")
-        xs, ys = np.asarray(xs, float), np.asarray(ys, float)
-        return model(*np.meshgrid(xs, ys)) / total
+        try:
+            return point_fractions(self.array(row), self.oversampling, x0, y0, xs, ys)
+        except SpherexFormatError as exc:
+            raise SpherexFormatError(f"{self.label}: zone {self.bin_of(row)}: {exc}") from None
+
+
+def point_fractions(array, oversampling, x0, y0, xs, ys):
+    """Fraction of a point source's light at (x0, y0) in each pixel of the grid ys x xs.
+
+    ``array`` is an effective PSF sampled ``oversampling`` = (oy, ox) times per pixel with
+    its centre in the middle; see :meth:`EffectivePSF.fractions`.
+    """
+    from photutils.psf import ImagePSF
+
+    data = np.where(np.isfinite(array), array, 0.0)
+    model = ImagePSF(data, flux=1.0, x_0=x0, y_0=y0, oversampling=tuple(oversampling))
+    oy, ox = oversampling
+    ny, nx = data.shape
+    hx, hy = nx / (2.0 * ox) + 1, ny / (2.0 * oy) + 1  # half support, pixels
+    gx = np.arange(np.floor(x0 - hx), np.ceil(x0 + hx) + 1)
+    gy = np.arange(np.floor(y0 - hy), np.ceil(y0 + hy) + 1)
+    total = float(np.sum(model(*np.meshgrid(gx, gy))))
+    if not total > 0:
+        raise SpherexFormatError("the effective PSF is zero everywhere")
+    xs, ys = np.asarray(xs, float), np.asarray(ys, float)
+    return model(*np.meshgrid(xs, ys)) / total
