@@ -30,7 +30,7 @@ from ..errors import SpherexInputError
 from .cutout_params import parse_cutout
 from .response import FileBody, Response, text_response
 
-__all__ = ["FrameCache", "serve_file", "frame_cache", "parse_range"]
+__all__ = ["FrameCache", "serve_file", "frame_cache", "parse_range", "ranged", "QR2_FRAME_BYTES"]
 
 FITS_TYPE = "application/fits"
 
@@ -43,6 +43,7 @@ class FrameCache:
         self.directory = directory or tempfile.mkdtemp(prefix="glue-spherex-frames-")
         self._lock = threading.Lock()
         self._files = OrderedDict()          # key -> path
+        self._sizes = {}                     # key -> size of every frame ever generated
         self._key_locks = {}
 
     def open(self, spec):
@@ -62,10 +63,22 @@ class FrameCache:
             write_bytes(path, data)
             with self._lock:
                 self._files[spec.key] = path
+                self._sizes[spec.key] = len(data)
                 while len(self._files) > self.max_files:
                     _, old = self._files.popitem(last=False)
                     os.remove(old)           # readers that opened it keep their handle
                 return open(path, "rb")
+
+    def size(self, spec):
+        """The frame's size in bytes, without generating it where its layout fixes it."""
+        with self._lock:
+            known = self._sizes.get(spec.key)
+        if known is not None:
+            return known
+        if not _variable_size(spec):
+            return QR2_FRAME_BYTES
+        with self.open(spec) as f:
+            return os.fstat(f.fileno()).st_size
 
     def clear(self):
         with self._lock:
@@ -75,6 +88,15 @@ class FrameCache:
 
     def close(self):
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+#: Every pipeline < 7 frame: six uncompressed HDUs of fixed shapes (a test checks it).
+QR2_FRAME_BYTES = 71_637_120
+
+
+def _variable_size(spec):
+    """Whether a frame's size depends on its content (tile-compressed FLAGS, pipeline 7)."""
+    return getattr(spec, "pipeline", 6) >= 7
 
 
 _frames = None
@@ -114,7 +136,7 @@ def parse_range(header, size):
     return start, stop
 
 
-def _ranged(body_at, size, range_header, headers):
+def ranged(body_at, size, range_header, headers):
     """Apply a Range header; ``body_at(start, stop)`` makes the body for a byte span."""
     span = parse_range(range_header, size)
     if span == "unsatisfiable":
@@ -142,7 +164,7 @@ def serve_file(spec, params, range_header=None, gzip_default=False):
     if "center" not in params and "size" not in params:
         f = frame_cache().open(spec)           # the HTTP layer closes it after sending
         size = os.fstat(f.fileno()).st_size
-        response = _ranged(lambda a, b: FileBody(f, a, b - a), size, range_header, headers)
+        response = ranged(lambda a, b: FileBody(f, a, b - a), size, range_header, headers)
         if not isinstance(response.body, FileBody):
             f.close()
         return response
@@ -155,7 +177,7 @@ def serve_file(spec, params, range_header=None, gzip_default=False):
     if body is None:
         return text_response(400, "Bad cutout request: the requested region does not overlap "
                                   f"the image {spec.file_name}")
-    return _ranged(lambda a, b: body[a:b], len(body), range_header, headers)
+    return ranged(lambda a, b: body[a:b], len(body), range_header, headers)
 
 
 def _cutout_body(spec, cut, use_gzip):

@@ -8,6 +8,7 @@ Routes mirror IRSA's layout, so a client configured with ``arch.url`` instead of
 ``/TAP/capabilities|tables|availability``  VOSI
 ``/SIA``, ``/SIA/capabilities``      SIA2 image search, :mod:`.sia`
 ``/ibe/data/spherex/<key>``          whole files (HEAD, Range) and ``?center=&size=`` cutouts
+``/nasa-irsa-spherex/<key>``         the public S3 bucket (path-style, anonymous), :mod:`.s3`
 ==================================  ============================================================
 
 Every response carries Content-Length and connections are kept alive.  Each connection gets
@@ -33,7 +34,7 @@ from typing import NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..errors import SpherexServiceError
-from . import vosi
+from . import s3, vosi
 from .catalog import build_catalog, default_catalog
 from .faults import FaultConfig, is_body_fault, new_rng
 from .files import serve_file
@@ -42,6 +43,7 @@ from .response import FileBody, Response, text_response
 __all__ = ["LocalArchive", "LogRecord"]
 
 DATA_PREFIX = "/ibe/data/spherex/"
+S3_PREFIX = f"/{s3.BUCKET}"
 
 
 class LogRecord(NamedTuple):
@@ -55,7 +57,7 @@ class LogRecord(NamedTuple):
 
 
 def route_kind(path):
-    if path.startswith("/ibe/"):
+    if path.startswith(("/ibe/", S3_PREFIX)):
         return "data"
     if path == "/TAP" or path.startswith("/TAP/"):
         return "tap"
@@ -384,6 +386,8 @@ class LocalArchive:
 
         if form is None:
             return tap.error("Table uploads (multipart/form-data) are not supported")
+        if path == S3_PREFIX or path.startswith(S3_PREFIX + "/"):
+            return s3.dispatch(method, path, query, headers, self.catalog)
         if path.startswith(DATA_PREFIX):
             if method not in ("GET", "HEAD"):
                 return text_response(405, f"{method} is not allowed on files")
@@ -420,4 +424,6 @@ class LocalArchive:
                 f"TAP  {self.tap_url}  (sync, capabilities, tables, availability)\n"
                 f"SIA2 {self.sia_url}  (COLLECTION=spherex_qr2|spherex_qr2_deep)\n"
                 f"data {self.url}{DATA_PREFIX}<key>  (?center=ra,dec&size=deg for cutouts)\n"
+                f"S3   {self.url}{S3_PREFIX}/<key>  (anonymous HEAD, ranged GET, "
+                f"ListObjectsV2; endpoint_url={self.url})\n"
                 f"faults: {self.faults.describe()}\n")
