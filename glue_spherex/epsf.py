@@ -52,9 +52,12 @@ class EffectivePSF:
         #: ``(OVSMPY, OVSMPX)``
         self.oversampling = (int(oy), int(ox))
         #: 0-based parent-frame pixel of each zone centre, ``(n_zones, 2)`` as (x, y)
-        self.centres = np.column_stack([np.asarray(rows["XCENTER"], float),
-                                        np.asarray(rows["YCENTER"], float)])
-        if not np.isfinite(self.centres).all():
+        try:
+            self.centres = np.column_stack([np.asarray(rows["XCENTER"], float),
+                                            np.asarray(rows["YCENTER"], float)])
+        except (TypeError, ValueError):
+            raise SpherexFormatError(f"{label}: XCENTER/YCENTER are not numbers") from None
+        if self.centres.shape != (len(rows), 2) or not np.isfinite(self.centres).all():
             raise SpherexFormatError(f"{label}: EPSF zone centres are not all finite")
 
     def __len__(self):

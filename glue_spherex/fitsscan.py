@@ -16,6 +16,7 @@ handful of keywords a reader needs, :func:`image_array` maps the data without co
 from __future__ import annotations
 
 import gzip
+import math
 import re
 import zlib
 from dataclasses import dataclass
@@ -376,7 +377,7 @@ def table_array(data, span, cards, label="table"):
                 if tdim is not None:
                     d = _TDIM.match(str(card_value(tdim, label)))
                     dims = tuple(int(v) for v in d.group(1).split(",")) if d else ()
-                    if not d or int(np.prod(dims)) != count:
+                    if not d or math.prod(dims) != count:
                         raise SpherexFormatError(
                             f"{label}: TDIM{n} does not match TFORM{n} ({form!r})")
                     shape = tuple(reversed(dims))

@@ -197,7 +197,7 @@ class _Backing:
             raw = head + bytes(self.read(span.data_start, span.end - span.data_start))
         try:
             return fits.CompImageHDU(bintable=fits.BinTableHDU.fromstring(raw))
-        except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        except Exception as exc:  # noqa: BLE001 -- astropy's VerifyError is no ValueError
             raise SpherexFormatError(f"{label}: unreadable compressed image ({exc})") from None
 
     def decompressed(self, name):
@@ -664,7 +664,12 @@ class SpectralImage:
     @cached_property
     def flag_bits(self):
         """``{flag name: bit number}`` from the FLAGS header (``MP_*`` or ``MSKNnnnn`` cards)."""
-        return flag_bits(self._backing.header(self._names["FLAGS"]))
+        name = self._names["FLAGS"]
+        try:
+            return flag_bits(self._backing.header(name))
+        except (ValueError, fits.VerifyError) as exc:  # an unparsable card
+            raise SpherexFormatError(f"{self._backing.label}: unreadable {name} card ({exc})") \
+                from None
 
     # -- wavelengths -----------------------------------------------------------------------
 

@@ -445,3 +445,41 @@ def test_glue_factory_exporter_and_cube_on_a_mixed_file(mixed_file, cutouts, tmp
     finally:
         for image in both:
             image.close()
+
+
+# -- hostile bytes in the new HDUs ---------------------------------------------------------
+
+def _read_everything(data):
+    from glue_spherex.errors import SpherexError
+
+    try:
+        with SpectralImage.open(data) as image:
+            image.flags.sum()
+            _ = image.flag_bits
+            image.psf_at(3, 3).sum()
+            image.psf_zone(3, 3)
+            image.wavelength()
+    except SpherexError:
+        pass
+
+
+def test_mutated_flags_and_epsf_give_documented_errors_only(cutouts):
+    """Seeded mutations of the compressed FLAGS and the EPSF table (cards and data): the
+    reader raises a SpherexError or reads something, never anything else."""
+    rng = np.random.default_rng(12)
+    data = cutouts["r7_rice"]
+    with SpectralImage.open(data) as image:
+        spans = [image._backing.span(n) for n in ("FLAGS", "EPSF")]
+    digits = b"0123456789-+ .ETF'"
+    for case in range(300):
+        mutated = bytearray(data)
+        span = spans[case % 2]
+        for _ in range(int(rng.integers(1, 4))):
+            if rng.random() < 0.7:  # a header value
+                card = int(rng.integers(0, (span.data_start - span.header_start) // 80))
+                pos = span.header_start + 80 * card + int(rng.integers(10, 30))
+                mutated[pos] = digits[int(rng.integers(0, len(digits)))]
+            else:  # the data (tiles, descriptors, table rows)
+                pos = int(rng.integers(span.data_start, span.data_start + span.data_size))
+                mutated[pos] = int(rng.integers(0, 256))
+        _read_everything(bytes(mutated))
