@@ -483,3 +483,29 @@ def test_mutated_flags_and_epsf_give_documented_errors_only(cutouts):
                 pos = int(rng.integers(span.data_start, span.data_start + span.data_size))
                 mutated[pos] = int(rng.integers(0, 256))
         _read_everything(bytes(mutated))
+
+
+def test_hdulist_keeps_the_r7_layout(cutouts, tmp_path):
+    with SpectralImage.open(cutouts["r7_rice"]) as image:
+        hdul = fits.HDUList([fits.PrimaryHDU(), *image.hdulist("5")])
+        hdul.writeto(tmp_path / "five.fits")
+        flags, epsf = np.array(image.flags), np.array(image.psf)
+    with fits.open(tmp_path / "five.fits") as back:
+        assert [h.name for h in back][1:] == ["IMAGE5", "FLAGS5", "VARIANCE5", "ZODI5", "EPSF5",
+                                              "WCS-WAVE5"]
+        assert isinstance(back["FLAGS5"], fits.CompImageHDU)
+        assert back["FLAGS5"].header["MSKN0020"] == "CROSSTALK"
+        assert np.array_equal(back["FLAGS5"].data, flags)
+        assert np.array_equal(back["EPSF5"].data["EPSF"], epsf)
+        assert back["IMAGE5"].header["PS1_0W"] == "WCS-WAVE5"
+
+
+def test_provenance_of_irsa_paths():
+    from glue_spherex.products import provenance
+
+    assert provenance("https://irsa.ipac.caltech.edu/ibe/data/spherex/qr2/level2/2025W17_4B/"
+                      "l2b_retry-v26-2026-196/2/level2_2025W17_4B_0238_2D2_spx_"
+                      "l2b_retry-v26-2026-196.fits") == {"release": "qr2",
+                                                         "processing": "l2b_retry-v26-2026-196"}
+    assert provenance("ivo://irsa.ipac/spherex_qr3?2026W30_2A_0049_1/D5")["release"] == "qr3"
+    assert provenance("cutout.fits", None) == {"release": None, "processing": None}
