@@ -450,10 +450,13 @@ def test_glue_factory_exporter_and_cube_on_a_mixed_file(mixed_file, cutouts, tmp
 # -- hostile bytes in the new HDUs ---------------------------------------------------------
 
 def _read_everything(data):
+    from astropy.utils.exceptions import AstropyUserWarning
+
     from glue_spherex.errors import SpherexError
 
     try:
-        with SpectralImage.open(data) as image:
+        with warnings.catch_warnings(), SpectralImage.open(data) as image:
+            warnings.simplefilter("ignore", AstropyUserWarning)  # astropy on mangled cards
             image.flags.sum()
             _ = image.flag_bits
             image.psf_at(3, 3).sum()
