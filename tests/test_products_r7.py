@@ -512,3 +512,29 @@ def test_provenance_of_irsa_paths():
                                                          "processing": "l2b_retry-v26-2026-196"}
     assert provenance("ivo://irsa.ipac/spherex_qr3?2026W30_2A_0049_1/D5")["release"] == "qr3"
     assert provenance("cutout.fits", None) == {"release": None, "processing": None}
+
+
+def test_live_spectrum_frames_of_r7_datasets_use_the_epsf_and_warn_when_mixed(r7_frame,
+                                                                              glue_plugin):
+    from glue_spherex.live_spectrum import frame_from_data
+    from glue_spherex.plugin import products_to_data
+    from glue_spherex.spectrum import measure_frames
+
+    hdul = make_cutout(r7_frame, X0, Y0, SIZE, SIZE)
+    x, y = 14.3, 13.6
+    with SpectralImage.open(hdul) as image:
+        hdul = _with_point_source(hdul, image, x, y, 1000.0)
+        coord = image.wcs.pixel_to_world(x, y)
+    products = [SpectralImage.open(hdul), SpectralImage.open(_as_pipeline6(hdul))]
+    try:
+        datasets = products_to_data(products)
+        frames = [frame_from_data(d) for d in datasets]
+        assert frames[0].psf(x, y)[2:] == ("effective",) and len(frames[1].psf(x, y)) == 2
+        with pytest.warns(MixedPipelineWarning):
+            table = measure_frames(frames, coord, 6 * u.arcsec)
+        row = table[table["pipeline"] == 7][0]
+        assert row["flux"].to_value(u.uJy) == pytest.approx(1000.0, rel=2e-3)
+        assert table.meta["warnings"] and table.meta["mixed_pipelines"]
+    finally:
+        for p in products:
+            p.close()
