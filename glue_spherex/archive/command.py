@@ -32,6 +32,11 @@ def add_arguments(parser):
     """Add the archive's options to an argparse parser."""
     parser.add_argument("--port", type=int, default=0,
                         help="TCP port on 127.0.0.1 (default: any free port)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default 127.0.0.1: this machine only; "
+                             "0.0.0.0 serves every network the machine is on)")
+    parser.add_argument("--query-timeout", type=float, default=30.0, metavar="S",
+                        help="seconds one TAP/SIA query may run (default 30)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault stream")
     parser.add_argument("--gzip-cutouts", action="store_true",
                         help="gzip cutouts unless the request says gzip=false")
@@ -67,7 +72,8 @@ def run(args):
     try:
         faults = faults_from_args(args)
         archive = LocalArchive(port=args.port, faults=faults, seed=args.seed,
-                               gzip_cutouts=args.gzip_cutouts)
+                               gzip_cutouts=args.gzip_cutouts, host=args.host,
+                               query_timeout=args.query_timeout)
         t0 = time.perf_counter()
         archive.start()
     except (SpherexError, OSError) as e:
