@@ -51,6 +51,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
+import numpy as np
 import requests
 import urllib3
 
@@ -184,6 +185,11 @@ class FetchSummary:
     bytes: int
     seconds: float
     failures: list = field(default_factory=list)  # (cutout_index, reason)
+    #: cutouts taken from an unfinished earlier file at ``path`` (a resumed run)
+    resumed: int = 0
+    #: downloaded cutouts that could not be written to the cache, and why (the first reason)
+    uncached: int = 0
+    cache_problem: str = ""
 
     @property
     def complete(self):
@@ -314,7 +320,8 @@ class Fetcher:
         self.archive_url = cfg.archive_url
         self.workers = cfg.workers
         self.timeout = cfg.timeout
-        self.cache = CutoutCache(cfg.cache_dir) if cfg.cache_dir is not None else None
+        # an unwritable cache directory is an error now, before any download
+        self.cache = CutoutCache(cfg.cache_dir).prepare() if cfg.cache_dir is not None else None
         policy = retry or RetryPolicy()
         if retry is None or max_retries is not None:
             policy = RetryPolicy(cfg.max_retries, policy.backoff_base, policy.backoff_cap,
@@ -384,6 +391,14 @@ def fetch_to_file(table, out_path, *, target=None, size=None, overwrite=False, *
     appears at ``out_path`` only when complete; if the run is interrupted (exception, Ctrl-C)
     it is finished with what arrived and the exception propagates.
 
+    Before anything is downloaded, the output (and the cache directory) must be writable and
+    have room for the estimated size, else :class:`~glue_spherex.errors.SpherexOutputError`.
+    If ``out_path`` already holds an unfinished file of the same query (an interrupted earlier
+    run: cutouts failed or missing) and ``overwrite`` is false, the run resumes: the cutouts
+    in it are kept and only the others are fetched. A full disk while writing stops the run
+    with a :class:`~glue_spherex.errors.SpherexOutputError` saying what became of the cutouts
+    that had arrived; nothing half-written is left.
+
     Parameters
     ----------
     table : Table
@@ -394,7 +409,7 @@ def fetch_to_file(table, out_path, *, target=None, size=None, overwrite=False, *
     size : Quantity or str, optional
         Cutout size recorded in the file; default ``table.meta['size']``.
     overwrite : bool
-        Replace an existing ``out_path`` when finished.
+        Replace an existing ``out_path`` (rather than resume it) when finished.
     **fetch_kwargs
         Passed to :func:`fetch_cutouts`.
 
@@ -404,6 +419,7 @@ def fetch_to_file(table, out_path, *, target=None, size=None, overwrite=False, *
     """
     from astropy.coordinates import SkyCoord
 
+    from .atomic import check_output, output_lock
     from .combined import CombinedWriter
 
     if target is None and "target_ra" in table.meta:
@@ -421,35 +437,166 @@ def fetch_to_file(table, out_path, *, target=None, size=None, overwrite=False, *
                     **{c: str(row[c]) for c in ("release", "version") if c in table.colnames})
                for row in table]
     out_path = Path(out_path)
+    options = {k: fetch_kwargs.pop(k) for k in ("progress", "tqdm", "cancel")
+               if k in fetch_kwargs}
+    fetcher = Fetcher(**fetch_kwargs)  # an unwritable cache directory fails here
+    check_output(out_path, what="output")
     summary = FetchSummary(out_path, len(planned), 0, 0, 0, 0, 0, 0.0)
     t0 = time.monotonic()
-    with CombinedWriter(out_path, planned, target=target, size=size,
-                        overwrite=overwrite) as writer:
-        # Each cutout is parsed here, not in its download thread: a download thread that
-        # parses is late for its next request, and this thread is otherwise mostly waiting.
-        results = fetch_cutouts(table, **fetch_kwargs)
+    kept = {}
+    with output_lock(out_path):  # from here on no other run touches out_path or its parts
         try:
-            for result in results:
-                if result.ok:
-                    try:
-                        writer.add(result.cutout_index, result.data)
-                    except SpherexFormatError as exc:
-                        result.status, result.reason = FAILED, f"unreadable product: {exc}"
-                        writer.add_failure(result.cutout_index, result.reason)
-                else:
-                    writer.add_failure(result.cutout_index, result.reason or result.status)
-                _tally(summary, result)
-                result.data = None  # the writer has it: bound the memory
+            if not overwrite:
+                kept = _previous(out_path, planned)
+            if kept and len(kept) == len(planned):  # an earlier run already finished it
+                summary.ok = summary.resumed = len(planned)
+                return summary
+            _check_space(out_path, planned, size, fetcher.cache, kept)
+            index = {p["access_url"]: p["cutout_index"] for p in planned}
+            todo = table[np.array([str(u) not in kept for u in table["cutout_url"]], bool)]
+            writer = CombinedWriter(out_path, planned, target=target, size=size,
+                                    overwrite=True)
+            _fill(writer, summary, kept, index, fetcher, todo, options)
         finally:
-            results.close()  # on an exception: stop the downloads before the file is finished
+            for product in kept.values():
+                product.close()
     summary.seconds = time.monotonic() - t0
     return summary
+
+
+def _previous(out_path, planned):
+    """The cutouts an earlier run of this query left: in an unfinished file at ``out_path``,
+    or, if a killed run left no file, in its temporary file."""
+    from .combined import recover_partial
+
+    if out_path.exists():
+        return _resumable(out_path, planned)
+    partial = recover_partial(out_path)
+    if partial is None:
+        return {}
+    try:
+        return _resumable(partial, planned)
+    except SpherexInputError:  # another query's leftovers: the new writer deletes them
+        return {}
+
+
+def _fill(writer, summary, kept, index, fetcher, todo, options):
+    """Copy the kept cutouts, then fetch the others, into ``writer``; close it."""
+    results = None
+    try:
+        for url, product in kept.items():
+            writer.add(index[url], product)
+            summary.ok += 1
+            summary.resumed += 1
+        # Each cutout is parsed here, not in its download thread: a download thread that
+        # parses is late for its next request, and this thread is otherwise mostly waiting.
+        results = fetcher.fetch(todo, **options) if len(todo) else ()
+        for result in results:
+            if result.ok:
+                try:
+                    writer.add(result.cutout_index, result.data)
+                except SpherexFormatError as exc:  # whatever was wrong with this one product
+                    result.status, result.reason = FAILED, f"unreadable product: {exc}"
+                    writer.add_failure(result.cutout_index, result.reason)
+            elif result.status != CANCELLED:  # a cancelled cutout stays 'missing': rerun
+                writer.add_failure(result.cutout_index, result.reason or result.status)
+            _tally(summary, result)
+            result.data = None  # the writer has it: bound the memory
+        writer.close()
+    except OSError as exc:  # writing the output failed (a full disk): keep what can be kept
+        if results:
+            results.close()
+        raise _write_failure(exc, writer, summary, fetcher.cache) from None
+    except BaseException:
+        if results:
+            results.close()  # stop the downloads before the file is finished
+        writer.close()  # with what arrived; the caller's exception goes on
+        raise
+
+
+def _resumable(out_path, planned):
+    """``{url: SpectralImage}`` of the cutouts an unfinished earlier file at ``out_path`` holds.
+
+    Raises SpherexInputError if the file is not a combined file of this same query.
+    """
+    from .combined import read_combined
+
+    refuse = (f"{out_path} exists and is not an unfinished file of this query; give "
+              "--overwrite (overwrite=True) to replace it, or another output file")
+    try:
+        info, products = read_combined(out_path)
+    except (SpherexFormatError, OSError):
+        raise SpherexInputError(refuse) from None
+    wanted = {p["access_url"] for p in planned}
+    kept = {}
+    for product in products:
+        url = product.access_url or ""
+        if url in wanted and url not in kept:
+            kept[url] = product
+        else:
+            product.close()
+    listed = {str(u).strip() for u in info["access_url"]}
+    if not listed <= wanted or len(kept) < sum(str(s).strip() == OK for s in info["status"]):
+        for product in kept.values():
+            product.close()
+        raise SpherexInputError(refuse)
+    return kept
+
+
+def _check_space(out_path, planned, size, cache, kept):
+    """Raise SpherexOutputError if the output (and cache) lack room for the estimated size."""
+    import os
+
+    from .atomic import check_output
+    from .combined import estimated_cutout_bytes
+
+    if size is None:
+        return
+    each = estimated_cutout_bytes(size)
+    needed = each * len(planned)
+    if cache is not None:
+        new = sum(p["access_url"] not in kept and not cache.contains(p["access_url"])
+                  for p in planned)
+        try:
+            same = os.stat(cache.directory).st_dev == os.stat(out_path.parent).st_dev
+        except OSError:
+            same = False
+        if same:  # on another file system a full cache costs no cutout: it is reported
+            needed += each * new
+    check_output(out_path, needed_bytes=needed, what="output")
+
+
+def _write_failure(exc, writer, summary, cache):
+    """The SpherexOutputError for a failed write: what is where now, and what to do."""
+    from .errors import SpherexOutputError
+
+    why = exc.strerror or str(exc)
+    arrived = summary.ok + summary.failed  # cutouts that had been downloaded or kept
+    with contextlib.suppress(Exception):
+        writer.close()  # truncated to the last whole cutout; needs little new space
+    saved = writer.counts["ok"] if writer.finished else None
+    total = summary.total
+    if saved is not None:
+        text = (f"could not write all of {writer.path}: {why}; it holds {saved} of {total} "
+                "cutouts (CUTOUT_INFO lists the rest as missing)")
+    else:
+        text = f"could not write {writer.path}: {why}; nothing was written there"
+    if cache is not None:
+        in_cache = sum(cache.contains(u) for u in writer.urls)
+        text += (f"; {in_cache} of {total} cutouts were downloaded and are in the cache "
+                 f"{cache.directory}")
+    elif saved is None:
+        text += f"; the {arrived} cutouts that had arrived were not kept (no cache directory)"
+    return SpherexOutputError(text + "; free some space and rerun the same command to resume")
 
 
 def _tally(summary, result):
     if result.status == OK:
         summary.ok += 1
         summary.from_cache += result.from_cache
+        if result.reason.startswith("not cached"):
+            summary.uncached += 1
+            summary.cache_problem = summary.cache_problem or result.reason
     elif result.status == FAILED:
         summary.failed += 1
         summary.failures.append((result.cutout_index, result.reason))
