@@ -538,3 +538,14 @@ def test_live_spectrum_frames_of_r7_datasets_use_the_epsf_and_warn_when_mixed(r7
     finally:
         for p in products:
             p.close()
+
+
+def test_a_killed_writers_file_is_recovered_up_to_its_last_whole_r7_cutout(mixed_file):
+    from glue_spherex.combined import _whole_cutouts_end
+
+    data = mixed_file.read_bytes()
+    assert _whole_cutouts_end(data) == len(data)  # QR2, R7 plain and R7 compressed cutouts
+    with SpectralImage.open(mixed_file, index=3) as last:
+        start = last._backing.span("IMAGE3").header_start
+        inside = last._backing.span("EPSF3").data_start + 2880
+    assert _whole_cutouts_end(data[:inside]) == start
