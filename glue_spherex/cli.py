@@ -259,7 +259,8 @@ def _float_arg(what):
 
 
 def add_target_arguments(parser):
-    """TARGET or --ra/--dec, --size, --bandpass, --collection, --via, --time, --archive."""
+    """TARGET or --ra/--dec, --size, --bandpass, --collection, --release, --versions, --via,
+    --time, --archive."""
     parser.add_argument("target", nargs="?", metavar="TARGET",
                         help="object name (resolved by Sesame) or 'RA DEC' in degrees")
     parser.add_argument("--ra", type=_float_arg("RA"), help="right ascension (deg, ICRS)")
@@ -272,6 +273,13 @@ def add_target_arguments(parser):
                                              "(default all)")
     parser.add_argument("--collection", choices=("wide", "deep", "both"), default="wide",
                         help="wide survey, deep survey or both (default wide)")
+    parser.add_argument("--release", choices=("qr2", "qr3", "all"), default="qr2",
+                        help="qr2: QR2 as first processed, pipeline < 7 (default: one "
+                             "calibration, the files earlier versions gave); qr3: pipeline-7 "
+                             "products (QR3 and QR2 reprocessed); all: both")
+    parser.add_argument("--versions", choices=("newest", "all"), default="newest",
+                        help="an exposure in several processing versions: keep the newest "
+                             "(default; a retry run breaks ties) or all")
     parser.add_argument("--via", choices=("tap", "sia"), default="tap",
                         help="TAP (default, no ingestion lag) or SIA2")
     parser.add_argument("--time", nargs=2, type=_float_arg("MJD"), metavar=("MJD1", "MJD2"),
@@ -299,7 +307,8 @@ def target_from_args(args):
 def _describe(args, coord):
     label = args.target or f"RA {coord.ra.deg:.5f} Dec {coord.dec.deg:+.5f}"
     bands = ",".join(f"D{b}" for b in sorted(set(args.bandpass))) if args.bandpass else "D1-D6"
-    return f"{label}: {bands}, {args.collection} survey, {args.size} cutouts, via {args.via}"
+    return (f"{label}: {bands}, {args.collection} survey, release {args.release}, "
+            f"{args.size} cutouts, via {args.via}")
 
 
 def _query(args, coord):
@@ -307,7 +316,8 @@ def _query(args, coord):
 
     archive = SpherexArchive(archive_url=args.archive)
     return archive.query_region(coord, size=args.size, bandpass=args.bandpass,
-                                collection=args.collection, time=args.time, via=args.via)
+                                collection=args.collection, time=args.time, via=args.via,
+                                release=args.release, versions=args.versions)
 
 
 # -- query ------------------------------------------------------------------------------------
@@ -335,7 +345,7 @@ def run_query(args):
         _write_table(table, args.output)
         print(f"wrote {args.output}")
     elif len(table):
-        table[["cutout_index", "obs_id", "bandpass", "t_min", "collection",
+        table[["cutout_index", "obs_id", "bandpass", "t_min", "collection", "version",
                "cutout_url"]].pprint_all()
     return EXIT_OK
 

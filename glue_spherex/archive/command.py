@@ -58,6 +58,9 @@ def add_arguments(parser):
                         help="seed of the fault stream")
     parser.add_argument("--gzip-cutouts", action="store_true",
                         help="gzip cutouts unless the request says gzip=false")
+    parser.add_argument("--cutout-flags", choices=("compressed", "plain"), default="compressed",
+                        help="FLAGS of pipeline-7 (QR3) cutouts: RICE_1 tile-compressed over the "
+                             "window like the full file (default) or a plain int32 image")
     g = parser.add_argument_group("fault injection")
     g.add_argument("--latency", default=0.0, metavar="SPEC",
                    help="delay per request: seconds (0.15), uniform:LOW,HIGH or "
@@ -94,7 +97,8 @@ def run(args):
         faults = faults_from_args(args)
         archive = LocalArchive(port=args.port, faults=faults, seed=args.seed,
                                gzip_cutouts=args.gzip_cutouts, host=args.host,
-                               query_timeout=args.query_timeout)
+                               query_timeout=args.query_timeout,
+                               cutout_flags=args.cutout_flags)
         t0 = time.perf_counter()
         archive.start()
     except (SpherexError, OSError, OverflowError) as e:

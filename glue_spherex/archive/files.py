@@ -12,6 +12,10 @@ observed 5.3 MB size of a SPHEREx cutout indicates plain FITS; ``gzip=true`` ask
 gzipped body, sent like an IBE file download (``application/fits`` without
 ``Content-Encoding``), so a client must recognise the gzip magic itself.  Cutouts are rendered
 per request (about 10 ms for a 0.1 deg cutout).
+
+Cutouts of pipeline-7 files keep the EPSF table whole; their FLAGS is RICE_1-compressed over
+the window (``cutout_flags='compressed'``, the default, like the full file) or a plain int32
+image (``'plain'``): the archive's ``--cutout-flags`` option, since what IRSA does is unknown.
 """
 
 from __future__ import annotations
@@ -77,6 +81,9 @@ class FrameCache:
             return known
         if not _variable_size(spec):
             return QR2_FRAME_BYTES
+        fixed = getattr(spec, "file_size", None)   # pipeline 7: padded to a known size
+        if fixed is not None:
+            return fixed
         with self.open(spec) as f:
             return os.fstat(f.fileno()).st_size
 
@@ -157,8 +164,9 @@ def _flag(value, name):
     raise SpherexInputError(f"{name}={value!r}: use true or false")
 
 
-def serve_file(spec, params, range_header=None, gzip_default=False):
-    """Answer a GET/HEAD for one file (``params``: lower-case name -> first value)."""
+def serve_file(spec, params, range_header=None, gzip_default=False, cutout_flags="compressed"):
+    """Answer a GET/HEAD for one file (``params``: lower-case name -> first value);
+    ``cutout_flags`` says how FLAGS of a pipeline-7 cutout is written."""
     headers = [("Accept-Ranges", "bytes"),
                ("Content-Disposition", f'inline; filename="{spec.file_name}"')]
     if "center" not in params and "size" not in params:
@@ -173,14 +181,14 @@ def serve_file(spec, params, range_header=None, gzip_default=False):
         use_gzip = _flag(params["gzip"], "gzip") if "gzip" in params else gzip_default
     except SpherexInputError as e:
         return error_document(400, f"UsageFault: BAD_REQUEST: {e}")
-    body = _cutout_body(spec, cut, use_gzip)
+    body = _cutout_body(spec, cut, use_gzip, cutout_flags)
     if body is None:
         return error_document(400, "UsageFault: BAD_REQUEST: the requested region does not "
                                    f"overlap the image {spec.file_name}")
     return ranged(lambda a, b: body[a:b], len(body), range_header, headers)
 
 
-def _cutout_body(spec, cut, use_gzip):
+def _cutout_body(spec, cut, use_gzip, cutout_flags="compressed"):
     from ..synthetic import cutout_bytes, cutout_window, frame_wcs
 
     ra, dec = cut.ra, cut.dec
@@ -189,5 +197,5 @@ def _cutout_body(spec, cut, use_gzip):
     window = cutout_window(spec, ra, dec, cut.width_px, cut.height_px)
     if window is None:
         return None
-    body = cutout_bytes(spec, *window)
+    body = cutout_bytes(spec, *window, flags=cutout_flags)
     return gzip.compress(body, compresslevel=6, mtime=0) if use_gzip else body

@@ -408,6 +408,8 @@ class LocalArchive:
         Faults to inject; can be replaced while running (``arch.faults = FaultConfig(...)``).
     seed : int
         Seed of the fault stream.
+    cutout_flags : {'compressed', 'plain'}
+        FLAGS of pipeline-7 cutouts: RICE_1-compressed over the window (default) or plain int32.
     gzip_cutouts : bool
         Server-wide default of the cutout ``gzip`` parameter (False, see :mod:`.files`).
     specs : list of FrameSpec, optional
@@ -419,7 +421,10 @@ class LocalArchive:
     """
 
     def __init__(self, port=0, faults=None, seed=0, gzip_cutouts=False, specs=None,
-                 host="127.0.0.1", query_timeout=30.0):
+                 host="127.0.0.1", query_timeout=30.0, cutout_flags="compressed"):
+        if cutout_flags not in ("compressed", "plain"):
+            raise SpherexInputError(f"cutout_flags={cutout_flags!r}: give compressed or plain")
+        self.cutout_flags = cutout_flags
         self._port = port
         self.host = host
         self.query_timeout = query_timeout
@@ -564,11 +569,12 @@ class LocalArchive:
             if spec is None:
                 return text_response(404, f"Not found: {path}")
             params = {k.lower(): v[0] for k, v in _parse_qs(query).items()}
+            args = (spec, params, headers.get("Range"), self.gzip_cutouts, self.cutout_flags)
             if "center" not in params and "size" not in params:
-                return serve_file(spec, params, headers.get("Range"), self.gzip_cutouts)
+                return serve_file(*args)
             big = self._big_render if _is_big(params) else contextlib.nullcontext()
             with big, self._render_slots:  # bounds the memory of cutouts rendered at once
-                return serve_file(spec, params, headers.get("Range"), self.gzip_cutouts)
+                return serve_file(*args)
         params = {}
         for source in (query, form):
             for k, values in _parse_qs(source).items():
@@ -595,7 +601,7 @@ class LocalArchive:
     def _index(self):
         return (f"glue-spherex local archive (IRSA layout)\n"
                 f"TAP  {self.tap_url}  (sync, capabilities, tables, availability)\n"
-                f"SIA2 {self.sia_url}  (COLLECTION=spherex_qr2|spherex_qr2_deep)\n"
+                f"SIA2 {self.sia_url}  (COLLECTION=spherex_qr2|spherex_qr2_deep|spherex_qr3|spherex_qr3_deep)\n"
                 f"data {self.url}{DATA_PREFIX}<key>  (?center=ra,dec&size=deg for cutouts)\n"
                 f"S3   {self.url}{S3_PREFIX}/<key>  (anonymous HEAD, ranged GET, "
                 f"ListObjectsV2; endpoint_url={self.url})\n"
