@@ -5,12 +5,17 @@ Layout (readable by the tutorial's own code: ``Table.read(f, hdu=1)``, ``hdul['I
     HDU 0   PRIMARY       ORIGIN, RA_TARG/DEC_TARG, CUTSIZE/CUTUNIT, NCUTOUT, NFAILED, NMISSING
     HDU 1   CUTOUT_INFO   one row per planned cutout (columns below)
     then, per cutout that arrived, IMAGEn FLAGSn VARIANCEn ZODIn PSFn WCS-WAVEn (n = cutout_index)
+    -- for a pipeline-7 cutout EPSFn instead of PSFn, and FLAGSn tile-compressed if it was
 
+Each cutout's extensions are its own bytes, renamed, so QR2 and pipeline-7 cutouts mix in one
+file and astropy reads each as it would the cutout (``hdul['FLAGS3'].data`` decompresses).
 ``PS1_0W``/``PS2_0W`` of each image header name ``WCS-WAVEn``, so that
 ``WCS(hdul['IMAGEn'].header, fobj=hdul, key='W')`` works on every cutout (it does not on the
 tutorial's file). CUTOUT_INFO lists successes first, in cutout_index order, then failures
 and cutouts that never arrived, with ``status`` and ``reason``; ``version`` keeps each
-product's PRIMARY ``VERSION`` (needed to interpret its PSF header).
+product's PRIMARY ``VERSION`` (the pipeline version, which a cutout in this file no longer
+carries), ``release`` (``qr2``/``qr3``) and ``processing`` (IRSA's processing tag, e.g.
+``l2b-v27-2026-222``) come from the planned row (query table) or the access URL.
 
 :class:`CombinedWriter` appends each cutout to a temporary file beside ``path`` (a name of its
 own, :func:`~glue_spherex.atomic.temporary_path`) as it arrives, holding at most one in
@@ -39,7 +44,14 @@ from astropy.table import Table
 
 from .atomic import output_lock, remove_stale_temporaries, stale_temporaries, temporary_path
 from .errors import SpherexError, SpherexFormatError, SpherexInputError, SpherexOutputError
-from .products import KINDS, SpectralImage, _cutout_info, _open_backing, _products
+from .products import (
+    KINDS,
+    SpectralImage,
+    _cutout_info,
+    _open_backing,
+    _products,
+    provenance,
+)
 from .streamfile import StreamFile
 
 __all__ = ["CombinedWriter", "read_combined", "INFO_COLUMNS", "estimated_cutout_bytes",
@@ -59,9 +71,11 @@ INFO_COLUMNS = (
     ("status", "A", None),
     ("reason", "A", None),
     ("version", "A", None),
+    ("release", "A", None),
+    ("processing", "A", None),
 )
 _MIN_WIDTH = {"access_url": 200, "obs_id": 32, "bandpass": 16, "status": 8, "reason": 200,
-              "version": 32}
+              "version": 32, "release": 8, "processing": 40}
 _STATUS_ORDER = {"ok": 0, "failed": 1, "missing": 2}
 _BLOCK = 2880
 _PRIMARY_BYTES = len(fits.PrimaryHDU().header.tostring())
@@ -155,7 +169,10 @@ class CombinedWriter:
                     "observation_date": image.mjd_beg, "mjd_end": image.mjd_end,
                     "central_wavelength": wl, "central_bandwidth": bw, "obs_id": image.obsid,
                     "detector": int(image.detector), "bandpass": image.bandpass,
-                    "version": image.version or "", "status": "ok", "reason": "",
+                    "version": image.version or row["version"],
+                    "release": row["release"] or image.release or "",
+                    "processing": row["processing"] or image.processing or "",
+                    "status": "ok", "reason": "",
                 }
             except Exception as exc:  # any fault of this one product stays with it
                 reason = str(exc) if isinstance(exc, SpherexError) else \
@@ -405,7 +422,9 @@ def _whole_cutouts_end(buffer):
         group.append(name)
         if len(group) == len(KINDS):
             suffix = group[0][len(KINDS[0]):]
-            if group != [kind + suffix for kind in KINDS]:
+            layouts = ([kind + suffix for kind in KINDS],  # pipeline < 7, and 7 (EPSFn)
+                       [("EPSF" if kind == "PSF" else kind) + suffix for kind in KINDS])
+            if group not in layouts:
                 return end
             end, group = offset, []
     return end
@@ -473,9 +492,23 @@ def _planned_rows(planned):
             "mjd_end": _num(entry.get("mjd_end")),
             "status": "missing",
             "reason": "",
-            "version": "",
+            **_provenance(entry, url),
         }
     return rows
+
+
+def _provenance(entry, url):
+    """``version``, ``release`` and ``processing`` of a planned row: its own columns (a query
+    table has ``release`` and ``version``; a ``version`` that is a processing tag counts as
+    one), else what the access URL says."""
+    tags = provenance(_text(url))
+    version = _text(entry.get("version"))
+    processing = _text(entry.get("processing")) or (
+        provenance(version)["processing"] if version else None)
+    if processing and version == processing:
+        version = ""
+    return {"version": version, "release": _text(entry.get("release")) or tags["release"] or "",
+            "processing": processing or tags["processing"] or ""}
 
 
 def _text(value):

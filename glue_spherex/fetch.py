@@ -433,7 +433,8 @@ def fetch_to_file(table, out_path, *, target=None, size=None, overwrite=False, *
     planned = [dict(cutout_index=int(row["cutout_index"]), access_url=str(row["cutout_url"]),
                     obs_id=str(row["obs_id"]), detector=int(row["detector"]),
                     bandpass=str(row["bandpass"]), observation_date=float(row["t_min"]),
-                    mjd_end=float(row["t_max"]))
+                    mjd_end=float(row["t_max"]),
+                    **{c: str(row[c]) for c in ("release", "version") if c in table.colnames})
                for row in table]
     out_path = Path(out_path)
     options = {k: fetch_kwargs.pop(k) for k in ("progress", "tqdm", "cancel")

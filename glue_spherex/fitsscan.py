@@ -20,6 +20,7 @@ memory proportional to the input (the contract is in ``docs/errors.rst``).
 
 from __future__ import annotations
 
+import math
 import re
 import zlib
 from dataclasses import dataclass
@@ -28,13 +29,17 @@ import numpy as np
 
 from .errors import SpherexFormatError
 
-__all__ = ["HDUSpan", "REQUIRED_EXTENSIONS", "scan_hdus", "scan_spectral_image", "unwrap",
-           "is_gzip", "header_cards", "card_value", "card_comment", "string_card", "image_array",
-           "table_row", "table_columns", "TableColumn", "MAX_INFLATED", "MAX_HEADER_BLOCKS"]
+__all__ = ["HDUSpan", "REQUIRED_EXTENSIONS", "PSF_EXTENSIONS", "scan_hdus",
+           "scan_spectral_image", "unwrap", "is_gzip", "header_cards", "card_value",
+           "card_comment", "string_card", "image_array", "table_row", "table_columns",
+           "table_array", "TableColumn", "MAX_INFLATED", "MAX_HEADER_BLOCKS"]
 
 BLOCK = 2880
 CARD = 80
-REQUIRED_EXTENSIONS = ("IMAGE", "FLAGS", "VARIANCE", "ZODI", "PSF", "WCS-WAVE")
+#: Extensions every Level-2 spectral image has, in both layouts (pipeline < 7 and 7).
+REQUIRED_EXTENSIONS = ("IMAGE", "FLAGS", "VARIANCE", "ZODI", "WCS-WAVE")
+#: The PSF extension, one of: the ``PSF`` cube (pipeline < 7) or the ``EPSF`` table (7).
+PSF_EXTENSIONS = ("PSF", "EPSF")
 _GZIP_MAGIC = b"\x1f\x8b"
 _FITS_MAGIC = b"SIMPLE  =                    T"
 _END_CARD = b"END" + b" " * 77
@@ -177,10 +182,17 @@ def scan_hdus(data, label="body"):
 
 
 def scan_spectral_image(data, label="body"):
-    """:func:`scan_hdus`, then check that every Level-2 extension is present."""
+    """:func:`scan_hdus`, then check that every Level-2 extension is present.
+
+    Both layouts pass: a ``PSF`` cube (pipeline < 7) or an ``EPSF`` table (pipeline 7); FLAGS
+    may be an image or a tile-compressed image (a BINTABLE; its size is NAXIS1 x NAXIS2 +
+    PCOUNT like any table's, so a truncated heap is caught like a truncated image).
+    """
     spans = scan_hdus(data, label)
     names = {s.extname for s in spans}
     missing = [name for name in REQUIRED_EXTENSIONS if name not in names]
+    if not names & set(PSF_EXTENSIONS):
+        missing.insert(4, " or ".join(PSF_EXTENSIONS))
     if missing:
         raise SpherexFormatError(
             f"{label} is not a SPHEREx spectral image: no {', '.join(missing)} extension")
@@ -485,3 +497,62 @@ def table_row(data, span, cards, label="table"):
     row = memoryview(data)[span.data_start:span.data_start + span.shape[1]]
     return {c.name: np.frombuffer(row, _TFORM_DTYPE[c.code], c.count, c.offset).astype(float)
             for c in columns if c.code in _TFORM_DTYPE}
+
+
+_TABLE_DTYPE = {"L": "i1", "B": "u1", "I": ">i2", "J": ">i4", "K": ">i8", "E": ">f4", "D": ">f8",
+                "C": ">c8", "M": ">c16", "P": ">i4", "Q": ">i8"}
+_TDIM = re.compile(r"^\s*\(\s*(\d+(?:\s*,\s*\d+)*)\s*\)\s*$")
+
+
+def table_array(data, span, cards, label="table"):
+    """Every row of a binary table HDU as a numpy structured array over ``data`` (no copy).
+
+    ``cards`` is :func:`header_cards` of the HDU. Field names are the TTYPEs as written;
+    ``TDIMn`` gives a field its (C-order) shape; variable-length (P/Q) fields hold their
+    descriptors, not the heap data.
+    """
+    table_columns(data, span, cards, label)  # the layout is checked before any view is made
+    try:
+        nrows = int(card_value(cards["NAXIS2"], label))
+        width = int(card_value(cards["NAXIS1"], label))
+        nfields = int(card_value(cards.get("TFIELDS", "TFIELDS = 0"), label))
+    except (KeyError, TypeError, ValueError):
+        raise SpherexFormatError(f"{label}: not a binary table (NAXIS1/NAXIS2/TFIELDS)") from None
+    names, formats, offsets, offset = [], [], [], 0
+    for n in range(1, nfields + 1):
+        form = str(card_value(cards.get(f"TFORM{n}", f"TFORM{n} = ''"), label)).upper()
+        m = _TFORM.match(form)
+        if not m:
+            raise SpherexFormatError(f"{label}: column {n} has no valid TFORM{n} ({form!r})")
+        count, code = int(m.group(1) or 1), m.group(2)
+        if code == "A":
+            dtype, nbytes = np.dtype(f"S{count}"), count
+        elif code == "X":
+            dtype, nbytes = np.dtype(("u1", (-(-count // 8),))), -(-count // 8)
+        else:
+            base = np.dtype(_TABLE_DTYPE[code])
+            shape = (2,) if code in "PQ" else ()
+            if code not in "PQ" and count != 1:
+                shape = (count,)
+                tdim = cards.get(f"TDIM{n}")
+                if tdim is not None:
+                    d = _TDIM.match(str(card_value(tdim, label)))
+                    dims = tuple(int(v) for v in d.group(1).split(",")) if d else ()
+                    if not d or math.prod(dims) != count:
+                        raise SpherexFormatError(
+                            f"{label}: TDIM{n} does not match TFORM{n} ({form!r})")
+                    shape = tuple(reversed(dims))
+            dtype = np.dtype((base, shape)) if shape else base
+            nbytes = dtype.itemsize
+        name = str(card_value(cards.get(f"TTYPE{n}", f"TTYPE{n} = 'COL{n}'"), label)).strip()
+        names.append(name or f"COL{n}")
+        formats.append(dtype)
+        offsets.append(offset)
+        offset += nbytes
+    if offset > width or width * nrows > span.data_size:
+        raise SpherexFormatError(f"{label}: rows are shorter than their columns")
+    if len(set(names)) != len(names):
+        raise SpherexFormatError(f"{label}: repeated column names {names}")
+    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets,
+                      "itemsize": width})
+    return np.ndarray((nrows,), dtype, buffer=data, offset=span.data_start)

@@ -2,9 +2,11 @@
 
 Each FLAGS pixel is an int32 whose bit ``b`` (value ``1 << b``) marks one condition. The
 FLAGS header lists the bits as ``MP_<NAME> = <bit>`` keywords (HIERARCH for long names,
-plain 8-character keywords such as ``MP_HOT``); QR3 is reported to use ``MSKNnnnn = 'NAME'``
-instead. :func:`flag_bits` reads either; :data:`FLAG_TABLE` is the QR2 ``l2b-v21`` table, used
-when a header carries no bit definitions.
+plain 8-character keywords such as ``MP_HOT``) in pipeline < 7 files, and as
+``MSKNnnnn = 'NAME'`` / ``MSKMnnnn = 1 << nnnn`` pairs in pipeline-7 files (QR3 and the QR2
+reprocessing). :func:`flag_bits` reads whichever the header has; :data:`FLAG_TABLE` (the QR2
+``l2b-v21`` bits plus the three pipeline-7 additions, which reuse no QR2 bit) is used when a
+header carries no bit definitions.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ __all__ = [
     "describe",
 ]
 
-#: (bit, name, description) as in the real QR2 FLAGS header (``MP_*`` keywords and comments).
+#: (bit, name, description): the real QR2 FLAGS header (``MP_*`` keywords and comments) and
+#: the bits pipeline-7 cutouts add (20, 25, 29; their descriptions are ours).
 FLAG_TABLE = (
     (0, "TRANSIENT", "Transient detected during SUR"),
     (1, "OVERFLOW", "Overflow detected during SUR"),
@@ -42,13 +45,16 @@ FLAG_TABLE = (
     (15, "NONLINEAR", "Nonlinearity correction cannot be applied reliably"),
     (17, "PERSIST", "Persistent charge above threshold"),
     (19, "OUTLIER", "Pixel flagged by Detect Outliers"),
+    (20, "CROSSTALK", "Affected by electronic crosstalk (pipeline 7)"),
     (21, "SOURCE", "Pixel mapped to a known source"),
     (22, "GHOST", "Affected by a bright source inside the exposure"),
     (23, "GHOST_FPA", "Affected by a bright source on another detector"),
     (24, "GHOST_EXT", "Pixel affected by a bright source outside FOV"),
+    (25, "STREAK", "Pixel on a satellite streak (pipeline 7)"),
     (26, "BLOOM", "Pixel part of a bloom artifact"),
     (27, "SNOWBALL", "Pixel part of a snowball artifact"),
     (28, "HALO", "Pixel part of a transient halo"),
+    (29, "SATELLITE_HALO", "Halo of a satellite streak (pipeline 7, optional)"),
 )
 
 #: name -> bit number of :data:`FLAG_TABLE`.
@@ -68,23 +74,33 @@ DEFAULT_BAD_FLAGS = (
     "HOT", "COLD", "NONLINEAR", "PERSIST", "OUTLIER",
 )
 
-_MSKN = re.compile(r"^MSKN(\d{4})$")
+_MSKN = re.compile(r"^MSK([NM])(\d{4})$")
 
 
 def flag_bits(header):
-    """``{name: bit}`` from the ``MP_*`` (or ``MSKNnnnn``) keywords of a FLAGS header.
+    """``{name: bit}`` from the FLAGS header's bit definitions, whichever scheme it uses.
 
-    Falls back to :data:`DEFAULT_BITS` when the header defines no bits at all.
+    ``HIERARCH MP_<NAME> = bit`` (pipeline < 7) or ``MSKNnnnn = 'NAME'`` (pipeline 7; the
+    bit is ``nnnn``; an ``MSKMnnnn`` mask that is not ``1 << nnnn`` makes the card pair
+    ambiguous and that bit is left out). ``header`` is any ``{keyword: value}`` mapping
+    (an astropy Header). Falls back to :data:`DEFAULT_BITS` when it defines no bits at all.
     """
-    bits = {}
+    bits, masks = {}, {}
     for key, value in _bit_cards(header):
         key = key.upper()
         if key.startswith("HIERARCH "):
             key = key[len("HIERARCH "):]
-        if key.startswith("MP_") and isinstance(value, int) and not isinstance(value, bool):
+        if key.startswith("MP_") and _is_int(value) and 0 <= value < 64:
             bits[key[3:]] = value
-        elif (m := _MSKN.match(key)) and isinstance(value, str) and value.strip():
-            bits[value.strip().upper()] = int(m.group(1))
+        elif m := _MSKN.match(key):
+            bit = int(m.group(2))
+            if m.group(1) == "N" and isinstance(value, str) and value.strip() and bit < 64:
+                bits[value.strip().upper()] = bit
+            elif m.group(1) == "M" and _is_int(value):
+                masks[bit] = value
+    for name, bit in list(bits.items()):
+        if bit in masks and masks[bit] != 1 << bit:
+            del bits[name]
     out_of_range = [name for name, bit in bits.items() if not 0 <= bit < 32]
     if out_of_range:
         raise SpherexFormatError(f"FLAGS: flag {out_of_range[0]} is bit {bits[out_of_range[0]]}, "
@@ -112,6 +128,10 @@ def _bit_cards(header):
         except (VerifyError, ValueError):
             raise SpherexFormatError(f"FLAGS: unreadable flag card {key}") from None
         yield key, value
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _bit_of(name, bits):

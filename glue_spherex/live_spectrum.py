@@ -174,7 +174,8 @@ def frame_from_data(data, bad_flags=DEFAULT_BAD_FLAGS, subtract_zodi=True):
         info=dict(obs_id=str(meta.get("obs_id", "")), detector=int(meta.get("detector", 0)),
                   bandpass=str(meta.get("bandpass", "")),
                   mjd=float(mjd) if mjd is not None else np.nan,
-                  cutout_index=-1 if index is None else int(index)),
+                  cutout_index=-1 if index is None else int(index),
+                  pipeline=int(meta.get("pipeline") or 0)),
     )
 
 

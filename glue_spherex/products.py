@@ -2,14 +2,22 @@
 
 A product is recognised by content, not by file name: an ``IMAGE`` extension with
 ``DETECTOR`` and the ``W`` (``WAVE-TAB``) spectral WCS, plus ``FLAGS``, ``VARIANCE``,
-``ZODI``, ``PSF`` and the ``WCS-WAVE`` lookup table. A combined file (see
-:mod:`glue_spherex.combined`) holds the same six extensions per cutout, named ``IMAGEn`` ...
-``WCS-WAVEn`` with ``n`` the cutout index; files written by IRSA's cutouts tutorial, whose
-``PS1_0W`` still says ``'WCS-WAVE'``, are read too.
+``ZODI``, a PSF and the ``WCS-WAVE`` lookup table. Both layouts are read, each told by its
+own extensions, never by position, file name or release:
+
+* pipeline < 7 (QR2 as first served): FLAGS an int32 image, ``PSF`` an image cube;
+* pipeline 7 (QR3, and QR2 reprocessed): FLAGS an int32 image or a tile-compressed image
+  (a BINTABLE with ``ZIMAGE = T``, decompressed by astropy), ``EPSF`` a table of effective
+  PSFs (:mod:`glue_spherex.epsf`), ``MSKNnnnn`` flag cards.
+
+A combined file (see :mod:`glue_spherex.combined`) holds the same six extensions per cutout,
+named ``IMAGEn`` ... ``WCS-WAVEn`` with ``n`` the cutout index (``PSFn`` or ``EPSFn``); files
+written by IRSA's cutouts tutorial, whose ``PS1_0W`` still says ``'WCS-WAVE'``, are read too.
 
 Files opened from a path are memory-mapped, and no pixel data (in particular not the 4.9 MB
-PSF cube) is read until an attribute asks for it. Everything a user can get wrong raises
-:class:`~glue_spherex.errors.SpherexFormatError` naming the problem and the source.
+PSF cube or the 3.9 MB EPSF table) is read until an attribute asks for it. Everything a user
+can get wrong raises :class:`~glue_spherex.errors.SpherexFormatError` naming the problem and
+the source.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from astropy.wcs import WCS, NoConvergence
 from astropy.wcs.utils import wcs_to_celestial_frame
 
 from .celestial import build_celestial_wcs, celestial_values, separation_deg, sip_matrices
+from .epsf import EffectivePSF
 from .errors import SpherexError, SpherexFormatError, SpherexInputError
 from .fitsscan import (
     _END_CARD,
@@ -40,6 +49,7 @@ from .fitsscan import (
     image_array,
     scan_hdus,
     string_card,
+    table_array,
     table_columns,
     table_row,
     unwrap,
@@ -47,12 +57,23 @@ from .fitsscan import (
 from .flags import flag_bits
 from .wavelength import SpectralWCS, WaveTable
 
-__all__ = ["SpectralImage", "open_products", "is_spherex_product", "KINDS"]
+__all__ = ["SpectralImage", "open_products", "is_spherex_product", "provenance", "KINDS"]
 
-#: The extensions of one spectral image, in file order (PRIMARY excluded).
+#: The extensions of one spectral image, in file order (PRIMARY excluded). ``PSF`` stands for
+#: the image's PSF extension: the ``PSF`` cube or, in pipeline-7 files, the ``EPSF`` table.
 KINDS = ("IMAGE", "FLAGS", "VARIANCE", "ZODI", "PSF", "WCS-WAVE")
 _IMAGE_KINDS = ("IMAGE", "FLAGS", "VARIANCE", "ZODI")
 _INDEXED = re.compile(r"^IMAGE([1-9]\d{0,8})$")  # as the writer names them: no leading 0
+_PSF_EXTNAMES = ("PSF", "EPSF")
+# The cards astropy needs to decompress a tile-compressed image (the rest, e.g. 80 MSKN/MSKM
+# cards, only slows its header conversion down).
+_COMPRESSION_CARD = re.compile(
+    r"^(XTENSION|BITPIX|NAXIS\d*|PCOUNT|GCOUNT|TFIELDS|THEAP|T(TYPE|FORM|DIM|SCAL|ZERO)\d+|"
+    r"Z(IMAGE|SIMPLE|TENSION|BITPIX|NAXIS\d*|TILE\d+|CMPTYPE|NAME\d+|VAL\d+|QUANTIZ|"
+    r"DITHER0|BLANK|SCALE|ZERO|PCOUNT|GCOUNT|MASKCMP))$")
+_MAX_FLAGS_PIXELS = 4096 * 4096
+_PROCESSING = re.compile(r"l2b(?:_retry)?-v\d+-\d{4}-\d{3}", re.IGNORECASE)
+_RELEASE = re.compile(r"(?:^|[/_?=&])(qr\d+)(?=$|[/_&?])", re.IGNORECASE)
 _GZIP_MAGIC = b"\x1f\x8b"
 _FITS_MAGIC = b"SIMPLE  ="
 _NEAR_DEG = 10.0
@@ -157,6 +178,62 @@ class _Backing:
         except _ASTROPY_ERRORS as exc:
             raise SpherexFormatError(f"{where}: unreadable table ({exc})") from None
         return hdu
+
+    def is_compressed(self, name):
+        """True if the HDU is a tile-compressed image (a BINTABLE with ``ZIMAGE = T``)."""
+        h = self.keywords(name)
+        return (str(h.get("XTENSION", "")).strip() == "BINTABLE"
+                and h.get("ZIMAGE") is True)
+
+    def table(self, name):
+        """Every row of a binary table HDU as a structured array over the file (no copy)."""
+        return table_array(self.buffer, self.span(name), self.keywords(name).cards,
+                           f"{self.label} {name}")
+
+    def compressed_hdu(self, name, full_header=False):
+        """The :class:`astropy.io.fits.CompImageHDU` of a tile-compressed image HDU.
+
+        astropy's own codec does the decompression, on just this HDU's bytes. Unless
+        ``full_header``, astropy sees only the structural and Z cards (the data bytes are the
+        same), which makes its header conversion several times cheaper.
+        """
+        span = self.span(name)
+        label = f"{self.label} {name}"
+        h = self.keywords(name)
+        table_columns(self.buffer, span, h.cards, label)  # every tile inside the heap
+        try:
+            zbitpix = int(h["ZBITPIX"])
+            axes = [int(h[f"ZNAXIS{i}"]) for i in range(1, int(h["ZNAXIS"]) + 1)]
+        except (KeyError, TypeError, ValueError):
+            raise SpherexFormatError(f"{label}: compressed image without valid "
+                                     "ZBITPIX/ZNAXIS/ZNAXISn cards") from None
+        if zbitpix not in (8, 16, 32, 64, -32, -64) or not axes or \
+                any(n < 0 for n in axes) or math.prod(axes) > _MAX_FLAGS_PIXELS:
+            raise SpherexFormatError(f"{label}: compressed image of unsupported type or size "
+                                     f"(ZBITPIX {zbitpix}, ZNAXISn {axes})")
+        if full_header:
+            raw = bytes(self.read(span.header_start, span.end - span.header_start))
+        else:
+            cards = "".join(card for key, card in h.cards.items()
+                            if _COMPRESSION_CARD.match(key))
+            head = (cards + _END_CARD.decode()).encode("latin-1")
+            head += b" " * (-len(head) % 2880)
+            raw = head + bytes(self.read(span.data_start, span.end - span.data_start))
+        try:
+            return fits.CompImageHDU(bintable=fits.BinTableHDU.fromstring(raw))
+        except Exception as exc:  # noqa: BLE001 -- astropy's VerifyError is no ValueError
+            raise SpherexFormatError(f"{label}: unreadable compressed image ({exc})") from None
+
+    def decompressed(self, name):
+        """The data of a tile-compressed image HDU as a numpy array (decompressed now)."""
+        hdu = self.compressed_hdu(name)
+        try:
+            data = hdu.data
+        except Exception as exc:  # noqa: BLE001 -- the codec raises its own CfitsioException
+            raise SpherexFormatError(f"{self.label} {name}: cannot decompress ({exc})") from None
+        if data is None:
+            raise SpherexFormatError(f"{self.label} {name}: compressed image has no data")
+        return data
 
     def acquire(self):
         with self._lock:
@@ -301,6 +378,14 @@ def _resolve(backing, suffix):
     # The tutorial's combined files rename the table but leave PS1_0W = 'WCS-WAVE'.
     table = str(header.get("PS1_0W", "WCS-WAVE")).strip()
     names["WCS-WAVE"] = table if table in backing else names["WCS-WAVE"]
+    # The PSF extension: the PSF cube (pipeline < 7) or the EPSF table (pipeline 7)
+    present = [f"{n}{suffix}" for n in _PSF_EXTNAMES if f"{n}{suffix}" in backing]
+    if len(present) == 2:  # never seen; the file's VERSION says which one applies
+        present = present[1:] if (_pipeline(_primary_version(backing)) or 0) >= 7 \
+            else present[:1]
+    if not present:
+        raise SpherexFormatError(f"{where}: missing extension PSF{suffix} (or EPSF{suffix})")
+    names["PSF"] = present[0]
     for kind, name in names.items():
         if name not in backing:
             what = "wavelength table" if kind == "WCS-WAVE" else "extension"
@@ -321,11 +406,51 @@ def _check_planes(backing, names, where):
         span = backing.span(names[kind])
         if kind == "FLAGS" and len(span.shape) == 2 and span.bitpix == 8 \
                 and "ZIMAGE" in backing.keywords(names[kind]):
-            continue  # tile-compressed: its ZNAXISn are checked where it is decompressed
+            # tile-compressed: the image it holds must have IMAGE's shape
+            h = backing.keywords(names[kind])
+            zshape = tuple(h.get(f"ZNAXIS{i}") for i in (2, 1))
+            if h.get("ZNAXIS") != 2 or zshape != shape:
+                raise SpherexFormatError(
+                    f"{where}: {names[kind]} holds a compressed image of ZNAXISn = "
+                    f"{tuple(reversed(zshape))} (ZNAXIS = {h.get('ZNAXIS')}), IMAGE has "
+                    f"{tuple(reversed(shape))}")
+            continue
         if span.shape != shape:
             raise SpherexFormatError(
                 f"{where}: {names[kind]} has shape NAXISn = {tuple(reversed(span.shape))}, "
                 f"IMAGE has {tuple(reversed(shape))}")
+
+
+
+def _primary_version(backing):
+    first = backing.spans[0]
+    if first.extname != "PRIMARY":
+        return None
+    return backing.keywords("PRIMARY").get("VERSION")
+
+
+def _pipeline(version):
+    """Major pipeline version of a ``VERSION`` string such as ``'7.0.5'`` or ``'6.4+psffix1'``."""
+    m = re.match(r"\s*v?(\d+)", str(version)) if version is not None else None
+    return int(m.group(1)) if m else None
+
+
+def _from_path(pattern, *texts):
+    for text in texts:
+        m = pattern.search(text or "") if isinstance(text, str) else None
+        if m:
+            return m.group(m.lastindex or 0).lower()
+    return None
+
+
+def provenance(*texts):
+    """``{'release': 'qr3' | ..., 'processing': 'l2b-v27-2026-222' | ...}`` from URLs or paths.
+
+    The first text holding a release (``/qr3/``, ``spherex_qr2``, ...) or an IRSA processing
+    tag (``l2b-v27-…``, ``l2b_retry-v26-…``) gives it; None where none does.
+    """
+    return {"release": _from_path(_RELEASE, *texts),
+            "processing": _from_path(_PROCESSING, *texts)}
 
 
 def _cutout_info(backing, complete=False):
@@ -404,6 +529,7 @@ def _image(backing, index, info):
     return SpectralImage(
         backing, str(index), version=row.get("version") or None,
         access_url=row.get("access_url") or None, cutout_index=index,
+        release=row.get("release") or None, processing=row.get("processing") or None,
     )
 
 
@@ -432,7 +558,8 @@ class SpectralImage:
     ``with`` block. Pixel coordinates are 0-based ``(x, y)``, arrays are ``[y, x]``.
     """
 
-    def __init__(self, backing, suffix, *, version=None, access_url=None, cutout_index=None):
+    def __init__(self, backing, suffix, *, version=None, access_url=None, cutout_index=None,
+                 release=None, processing=None):
         names = _resolve(backing, suffix)
         self._backing = backing
         self._names = names
@@ -462,7 +589,25 @@ class SpectralImage:
         self.psf_fwhm = _float(h, "PSF_FWHM")
         self.access_url = access_url
         self.cutout_index = cutout_index
+        #: ``'cube'`` (the PSF extension, pipeline < 7) or ``'epsf'`` (the EPSF table)
+        self.psf_kind = "epsf" if names["PSF"].startswith("EPSF") else "cube"
+        #: True if FLAGS is stored tile-compressed (decompressed by astropy when read)
+        self.flags_compressed = backing.is_compressed(names["FLAGS"])
+        #: major pipeline version (``6``, ``7``); from VERSION, else from the layout
+        self.pipeline = _pipeline(self.version)
+        if self.pipeline is None:
+            self.pipeline = 7 if self.psf_kind == "epsf" or self.flags_compressed else None
+        label = backing.label if isinstance(backing.label, str) else None
+        #: processing tag such as ``'l2b-v27-2026-222'`` (from the URL or file name), or None
+        self.processing = processing or _from_path(_PROCESSING, access_url, label)
+        #: ``'qr2'``, ``'qr3'``, ... from a ``RELEASE`` card, the URL or the path, or None
+        card = h.get("RELEASE") or (backing.keywords("PRIMARY").get("RELEASE")
+                                    if not suffix and backing.spans[0].extname == "PRIMARY"
+                                    else None)
+        self.release = (release or (str(card).strip().lower() if card else None)
+                        or _from_path(_RELEASE, access_url, label))
         self._wave = None
+        self._flags = None
         backing.acquire()
 
     # -- opening -------------------------------------------------------------------------
@@ -510,6 +655,17 @@ class SpectralImage:
         try:
             if kind == "WCS-WAVE":
                 return self._backing.hdu(self._names[kind]).data
+            if kind == "PSF" and self.psf_kind == "epsf":
+                return self._epsf._rows["EPSF"]
+            if kind == "FLAGS" and self.flags_compressed:
+                if self._flags is None:
+                    flags = self._backing.decompressed(self._names[kind])
+                    if flags.shape != self.shape:
+                        raise SpherexFormatError(
+                            f"{self._backing.label}: {self._names[kind]} is {flags.shape}, "
+                            f"IMAGE is {self.shape}")
+                    self._flags = flags
+                return self._flags
             return self._backing.array(self._names[kind])
         except (OSError, ValueError, TypeError) as exc:
             raise SpherexFormatError(
@@ -523,7 +679,10 @@ class SpectralImage:
 
     @property
     def flags(self):
-        """int32 bitmap; see :mod:`glue_spherex.flags` and :attr:`flag_bits`."""
+        """int32 bitmap; see :mod:`glue_spherex.flags` and :attr:`flag_bits`.
+
+        A tile-compressed FLAGS (pipeline 7) is decompressed on first access and kept.
+        """
         return self._data("FLAGS")
 
     @property
@@ -538,8 +697,32 @@ class SpectralImage:
 
     @property
     def psf(self):
-        """``(121, 101, 101)`` PSF cube (11x11 zones, 10x oversampled); read on first use."""
+        """The PSF of every zone, ``(zones, ny, nx)``; read on first use.
+
+        Pipeline < 7: the ``(121, 101, 101)`` PSF cube (11x11 zones, 10x oversampled).
+        Pipeline 7: the EPSF table's arrays, ``(441, 33, 33)`` (``(451, 33, 33)`` on D3),
+        effective PSFs 5x oversampled -- see :attr:`psf_kind` and :attr:`epsf`.
+        """
         return self._data("PSF")
+
+    @property
+    def psf_oversampling(self):
+        """PSF samples per detector pixel (``OVERSAMP`` of the cube, ``OVSMPX`` of the EPSF)."""
+        if self.psf_kind == "epsf":
+            return self._epsf.oversampling[1]
+        return int(self._backing.keywords(self._names["PSF"]).get("OVERSAMP", 10))
+
+    @property
+    def epsf(self):
+        """The :class:`~glue_spherex.epsf.EffectivePSF` of a pipeline-7 file, else None."""
+        return self._epsf if self.psf_kind == "epsf" else None
+
+    @cached_property
+    def _epsf(self):
+        name = self._names["PSF"]
+        h = self._backing.keywords(name)
+        over = (h.get("OVSMPY", 5), h.get("OVSMPX", 5))
+        return EffectivePSF(self._backing.table(name), over, f"{self._backing.label} {name}")
 
     # -- metadata --------------------------------------------------------------------------
 
@@ -557,11 +740,15 @@ class SpectralImage:
 
     @cached_property
     def flag_bits(self):
-        """``{flag name: bit number}`` from the FLAGS header."""
+        """``{flag name: bit number}`` from the FLAGS header (``MP_*`` or ``MSKNnnnn`` cards)."""
+        name = self._names["FLAGS"]
         try:
-            return flag_bits(self.headers["FLAGS"])
+            return flag_bits(self._backing.header(name))
         except SpherexFormatError as exc:
             raise SpherexFormatError(f"{self._backing.label}: {exc}") from None
+        except (ValueError, fits.VerifyError) as exc:  # an unparsable card
+            raise SpherexFormatError(f"{self._backing.label}: unreadable {name} card ({exc})") \
+                from None
 
     # -- wavelengths -----------------------------------------------------------------------
 
@@ -645,20 +832,34 @@ class SpectralImage:
     def psf_zone(self, x, y):
         """``(ix, iy)`` PSF zone containing 0-based pixel (x, y) of this image.
 
-        The zone is the one whose centre (``XCTR_k``/``YCTR_k``, 1-based parent pixels) is
+        PSF cube: the zone whose centre (``XCTR_k``/``YCTR_k``, 1-based parent pixels) is
         nearest along each axis. Only the set of centre values is used, never the keyword
         number ``k``, so files hit by the ``VERSION <= 6.5.5`` erratum (zone keywords written
         y-fast while the planes are x-fast) give the same, correct zone as fixed files.
+        EPSF table: ``(BINX, BINY)`` of the row whose (``XCENTER``, ``YCENTER``) (0-based
+        parent pixels) is nearest to the pixel, as IRSA's PSF tutorial chooses it.
         """
-        xc, yc = self._zone_centres
         x0, y0 = self.parent_origin
+        if self.psf_kind == "epsf":
+            return self._epsf.bin_of(self.psf_row(x, y))
+        xc, yc = self._zone_centres
         px, py = x0 + float(x) + 1.0, y0 + float(y) + 1.0
         return int(np.argmin(np.abs(xc - px))), int(np.argmin(np.abs(yc - py)))
 
-    def psf_at(self, x, y):
-        """The 101x101 oversampled PSF of the zone containing 0-based pixel (x, y)."""
+    def psf_row(self, x, y):
+        """Index into :attr:`psf` of the zone containing 0-based pixel (x, y)."""
+        if self.psf_kind == "epsf":
+            x0, y0 = self.parent_origin
+            return self._epsf.zone(x0 + float(x), y0 + float(y))
         ix, iy = self.psf_zone(x, y)
-        return self.psf[iy * len(self._zone_centres[0]) + ix]
+        return iy * len(self._zone_centres[0]) + ix
+
+    def psf_at(self, x, y):
+        """The oversampled PSF of the zone containing 0-based pixel (x, y).
+
+        101x101 at 10x for the PSF cube, 33x33 at 5x for the EPSF (an effective PSF).
+        """
+        return self.psf[self.psf_row(x, y)]
 
     @cached_property
     def _zone_centres(self):
@@ -699,42 +900,60 @@ class SpectralImage:
         """
         self._check_open()
         spans = [self._backing.span(self._names[kind]) for kind in KINDS]
-        return renamed_extensions(self._backing.buffer, spans, suffix)
+        return renamed_extensions(self._backing.buffer, spans, suffix, self._base_names)
+
+    @property
+    def _base_names(self):
+        """EXTNAMEs of the six extensions without the cutout index, in :data:`KINDS` order."""
+        return tuple("EPSF" if kind == "PSF" and self.psf_kind == "epsf" else kind
+                     for kind in KINDS)
 
     def hdulist(self, suffix=""):
         """The six extensions IMAGE ... WCS-WAVE, EXTNAME + ``suffix``, without PRIMARY.
 
         ``PS1_0W``/``PS2_0W`` of the image headers are pointed at ``'WCS-WAVE' + suffix`` so
-        that ``WCS(hdul['IMAGE' + suffix].header, fobj=hdul, key='W')`` keeps working.
+        that ``WCS(hdul['IMAGE' + suffix].header, fobj=hdul, key='W')`` keeps working. The
+        PSF extension keeps its name (``PSF`` or ``EPSF``); a compressed FLAGS stays a
+        :class:`~astropy.io.fits.CompImageHDU` with the same compression and tiles.
         """
         hdus = []
-        for kind in KINDS:
+        for kind, base in zip(KINDS, self._base_names):
             header = self.headers[kind].copy()
             for key in ("CHECKSUM", "DATASUM", "BSCALE", "BZERO"):
                 header.remove(key, ignore_missing=True, remove_all=True)
-            header["EXTNAME"] = f"{kind}{suffix}"
+            header["EXTNAME"] = f"{base}{suffix}"
             if kind in _IMAGE_KINDS:
                 for key in ("PS1_0W", "PS2_0W"):
                     if key in header:
                         header[key] = f"WCS-WAVE{suffix}"
-            data = self._data(kind)
-            if kind == "WCS-WAVE":
-                hdus.append(fits.BinTableHDU(data=data, header=header))
+            if kind in ("WCS-WAVE", "PSF") and base != "PSF":
+                hdus.append(fits.BinTableHDU(data=self._backing.hdu(self._names[kind]).data,
+                                             header=header))
+            elif kind == "FLAGS" and self.flags_compressed:
+                z = self._backing.keywords(self._names[kind])
+                tile = tuple(int(z.get(f"ZTILE{i}", 1)) for i in (2, 1))
+                hdus.append(fits.CompImageHDU(
+                    data=self.flags, header=header, name=header["EXTNAME"],
+                    compression_type=str(z.get("ZCMPTYPE", "RICE_1")).strip(),
+                    tile_shape=tile))
             else:
-                hdus.append(fits.ImageHDU(data=data, header=header))
+                hdus.append(fits.ImageHDU(data=self._data(kind), header=header))
         return fits.HDUList(hdus)
 
 
-def renamed_extensions(buffer, spans, suffix):
+def renamed_extensions(buffer, spans, suffix, names=KINDS):
     """Header and data bytes of the six extensions (``spans`` in :data:`KINDS` order) renamed
     for ``suffix``: EXTNAME (and PS1_0W/PS2_0W of the image HDUs) rewritten in place with
-    their comments, CHECKSUM/DATASUM (now stale) blanked, every other byte copied."""
+    their comments, CHECKSUM/DATASUM (now stale) blanked, every other byte copied.
+
+    ``names`` are the EXTNAMEs without index (``EPSF`` for a pipeline-7 PSF table); a
+    compressed FLAGS is copied compressed (its ZHECKSUM/ZDATASUM blanked too)."""
     view = memoryview(buffer)
     chunks = []
-    for kind, span in zip(KINDS, spans):
+    for kind, name, span in zip(KINDS, names, spans):
         header = bytearray(view[span.header_start:span.data_start])
         limit = _aligned_find(header, _END_CARD)
-        new = {"EXTNAME": f"{kind}{suffix}"}
+        new = {"EXTNAME": f"{name}{suffix}"}
         if kind in _IMAGE_KINDS:
             new["PS1_0W"] = new["PS2_0W"] = f"WCS-WAVE{suffix}"
         for key, value in new.items():
@@ -742,7 +961,7 @@ def renamed_extensions(buffer, spans, suffix):
             if pos >= 0:
                 card = header[pos:pos + 80].decode("latin-1")
                 header[pos:pos + 80] = string_card(key, value, card_comment(card))
-        for key in (b"CHECKSUM= ", b"DATASUM = "):
+        for key in (b"CHECKSUM= ", b"DATASUM = ", b"ZHECKSUM= ", b"ZDATASUM= "):
             pos = _aligned_find(header, key, limit)
             while pos >= 0:
                 header[pos:pos + 80] = b" " * 80
@@ -769,7 +988,16 @@ class _Headers(Mapping):
             first = self._backing.spans[0]
             return self._backing.header("PRIMARY") if first.extname == "PRIMARY" \
                 else fits.Header()
-        return self._backing.header(self._names[kind])
+        if kind == "EPSF" and self._names["PSF"].startswith("EPSF"):
+            kind = "PSF"
+        name = self._names[kind]
+        if kind == "FLAGS" and self._backing.is_compressed(name):
+            # what astropy shows for the HDU: the image header (Z cards converted)
+            header = self._set.get("FLAGS")
+            if header is None:
+                header = self._set["FLAGS"] = self._backing.compressed_hdu(name, True).header
+            return header
+        return self._backing.header(name)
 
     def __iter__(self):
         return iter(("PRIMARY",) + KINDS)

@@ -19,7 +19,11 @@ source. :func:`extract_spectrum` does that measurement on each cutout's own pixe
   for the PSF centred on the sub-pixel source position and integrated over each pixel; the
   result is the total flux density. The PSF is the cutout's own: the PSF-extension plane of
   the zone holding the source (sampled ``OVERSAMP`` = 10 times finer than the detector
-  pixels, normalised to unit sum over its 10x10-pixel box). Without a PSF extension (a
+  pixels, normalised to unit sum over its 10x10-pixel box). A pipeline-7 cutout carries an
+  ``EPSF`` table instead: the zone with the nearest centre gives a 5x oversampled *effective*
+  PSF (pixel response included), point-sampled at the pixel centres with photutils'
+  ``ImagePSF`` as IRSA's PSF tutorial does, not integrated again
+  (:mod:`glue_spherex.epsf`). Without a PSF extension (a
   dataset restored from a glue session) a circular Gaussian of the header's ``PSF_FWHM``
   is used: only an approximation of a zone's PSF (synthetic zones are up to 4 % broader,
   real PSFs are not Gaussian), costing 0.2-0.4 % of flux per 1 % of FWHM error at a 6"
@@ -38,7 +42,10 @@ source. :func:`extract_spectrum` does that measurement on each cutout's own pixe
 
 Every cutout gives one row, sorted by wavelength. A cutout on which the aperture falls off
 the image, is fully masked or keeps less than ``min_unmasked_fraction`` of the expected
-light keeps its row with a NaN flux and a ``status`` saying why.
+light keeps its row with a NaN flux and a ``status`` saying why. The ``pipeline`` column
+says which pipeline made each cutout; a spectrum that mixes pipeline < 7 and pipeline 7
+points mixes two absolute calibrations (pipeline 7 re-derived the gain, by up to a few per
+cent) and says so: a :class:`MixedPipelineWarning` and ``meta['mixed_pipelines']``.
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ from scipy.special import ndtr
 
 from .atomic import atomic_path
 from .celestial import separation_deg
+from .epsf import point_fractions
 from .errors import SpherexInputError
 from .flags import DEFAULT_BAD_FLAGS, mask_from_names
 
@@ -70,7 +78,12 @@ __all__ = [
     "write_spectrum1d",
     "plot_spectrum",
     "STATUS",
+    "MixedPipelineWarning",
 ]
+
+
+class MixedPipelineWarning(UserWarning):
+    """A spectrum holds points from pipeline < 7 and from pipeline 7 cutouts."""
 
 #: Meaning of the ``status`` column.
 STATUS = {
@@ -109,12 +122,15 @@ class Frame:
     wave : callable
         ``wave(x, y) -> (wavelength, bandwidth)`` in µm at 0-based pixel positions.
     psf : callable or None
-        ``psf(x, y) -> (image, step)``: the PSF at 0-based pixel (x, y), an oversampled
-        image centred on its middle pixel, and its sampling step in detector pixels.
+        ``psf(x, y) -> (image, step)`` or ``(image, step, 'effective')``: the PSF at 0-based
+        pixel (x, y), an oversampled image centred on its middle pixel, and its sampling
+        step in detector pixels; ``'effective'`` marks an effective PSF (pipeline 7's EPSF),
+        point-sampled rather than integrated over each pixel.
     psf_fwhm : float
         PSF FWHM in arcsec (NaN if unknown); the Gaussian used when ``psf`` is None.
     info : dict
-        ``obs_id``, ``detector``, ``bandpass``, ``mjd``, ``cutout_index``.
+        ``obs_id``, ``detector``, ``bandpass``, ``mjd``, ``cutout_index``, and ``pipeline``
+        (major pipeline version, 0 if unknown).
     """
 
     image: np.ndarray
@@ -144,7 +160,8 @@ class Frame:
             psf_fwhm=float(product.psf_fwhm),
             info=dict(obs_id=str(product.obsid), detector=int(product.detector),
                       bandpass=str(product.bandpass), mjd=float(product.mjd_avg),
-                      cutout_index=-1 if index is None else int(index)),
+                      cutout_index=-1 if index is None else int(index),
+                      pipeline=int(product.pipeline or 0)),
         )
 
 
@@ -167,9 +184,11 @@ def flag_bits_for(product, names):
 
 
 def _product_psf(product, x, y):
-    # The PSF planes sample the detector grid OVERSAMP times finer (0.615" = 1/10 pixel).
-    step = 1.0 / float(product.headers["PSF"].get("OVERSAMP", 10))
-    return np.asarray(product.psf_at(x, y), dtype=float), step
+    # The PSF planes sample the detector grid OVERSAMP times finer (0.615" = 1/10 pixel);
+    # the EPSF arrays OVSMPX = 5 times, and are effective PSFs.
+    step = 1.0 / float(product.psf_oversampling)
+    image = np.asarray(product.psf_at(x, y), dtype=float)
+    return (image, step, "effective") if product.psf_kind == "epsf" else (image, step)
 
 
 def _as_um(value):
@@ -244,7 +263,8 @@ def extract_spectrum(products_or_path, coord, radius=6 * u.arcsec, *,
         ``flux``, ``flux_err`` (µJy), ``mjd``, ``detector``, ``bandpass``, ``obs_id``,
         ``cutout_index``, ``n_pixels``, ``n_masked``, ``unmasked_fraction``, ``x``, ``y``
         (0-based pixel of the centre), ``background`` (MJy/sr), ``pixel_area`` (arcsec2),
-        ``product_index`` (position in the input), ``status``; sorted by wavelength.
+        ``product_index`` (position in the input), ``status``, ``pipeline`` (major pipeline
+        version of the cutout, 0 if unknown); sorted by wavelength.
     """
     options = _check_options(coord, radius, annulus, aperture_correction,
                              min_unmasked_fraction)
@@ -310,6 +330,7 @@ def _measure_all(frames, coord, radius, annulus, aperture_correction, min_unmask
     rows = [_measure(i, f, coord, radius, annulus, aperture_correction, min_unmasked_fraction)
             for i, f in enumerate(frames)]
     table = _rows_to_table(rows)
+    _flag_mixed_pipelines(table)
     table.meta.update(
         ra=float(coord.ra.deg), dec=float(coord.dec.deg), radius_arcsec=float(radius.value),
         annulus_arcsec=None if annulus is None else [float(a.value) for a in annulus],
@@ -321,6 +342,20 @@ def _measure_all(frames, coord, radius, annulus, aperture_correction, min_unmask
     return table
 
 
+def _flag_mixed_pipelines(table):
+    """Warn (and say so in ``meta``) if measured points come from pipeline < 7 and 7."""
+    pipeline = np.asarray(table["pipeline"])
+    ok = np.asarray(table["status"]) == "ok"
+    old, new = int(np.sum(ok & (pipeline > 0) & (pipeline < 7))), int(np.sum(ok & (pipeline >= 7)))
+    table.meta["mixed_pipelines"] = bool(old and new)
+    if old and new:
+        message = (f"this spectrum mixes {old} points from pipeline < 7 cutouts with {new} "
+                   "from pipeline 7 (QR3 / reprocessed) cutouts, whose absolute calibrations "
+                   "differ by up to a few per cent; see the 'pipeline' column")
+        table.meta["warnings"] = [message]
+        warnings.warn(message, MixedPipelineWarning, stacklevel=4)
+
+
 _COLUMNS = (
     ("wavelength", u.um, float), ("wavelength_mean", u.um, float), ("bandwidth", u.um, float),
     ("flux", u.uJy, float), ("flux_err", u.uJy, float), ("mjd", None, float),
@@ -328,7 +363,7 @@ _COLUMNS = (
     ("cutout_index", None, int), ("n_pixels", None, int), ("n_masked", None, int),
     ("unmasked_fraction", None, float), ("x", u.pix, float), ("y", u.pix, float),
     ("background", u.MJy / u.sr, float), ("pixel_area", u.arcsec ** 2, float),
-    ("product_index", None, int), ("status", None, "U16"),
+    ("product_index", None, int), ("status", None, "U16"), ("pipeline", None, int),
 )
 
 
@@ -349,7 +384,8 @@ def _empty_row(index, frame):
                 detector=int(info.get("detector", 0)), bandpass=str(info.get("bandpass", "")),
                 obs_id=str(info.get("obs_id", "")), cutout_index=int(info.get("cutout_index", -1)),
                 n_pixels=0, n_masked=0, unmasked_fraction=0.0, x=np.nan, y=np.nan,
-                background=0.0, pixel_area=np.nan, product_index=index, status="off_image")
+                background=0.0, pixel_area=np.nan, product_index=index, status="off_image",
+                pipeline=int(info.get("pipeline") or 0))
 
 
 def _pixel_geometry(wcs):
@@ -510,8 +546,12 @@ def _measure(index, frame, coord, radius, annulus, correction, min_fraction):
         gx = np.arange(bbox.ixmin, bbox.ixmax, dtype=float)
         gy = np.arange(bbox.iymin, bbox.iymax, dtype=float)
         if frame.psf is not None:
-            psf_image, step = frame.psf(x, y)
-            profile = _sampled_fractions(x, y, gx, gy, psf_image, step)
+            psf_image, step, *kind = frame.psf(x, y)
+            if kind == ["effective"]:
+                over = int(round(1.0 / step))
+                profile = point_fractions(psf_image, (over, over), x, y, gx, gy)
+            else:
+                profile = _sampled_fractions(x, y, gx, gy, psf_image, step)
         elif np.isfinite(frame.psf_fwhm) and frame.psf_fwhm > 0:
             profile = _gaussian_fractions(x, y, gx, gy, frame.psf_fwhm * _FWHM_TO_SIGMA / scale)
         else:

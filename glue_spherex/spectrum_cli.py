@@ -137,20 +137,29 @@ def add_parser(subparsers):
 def run(args):
     """Run the subcommand; returns the exit code."""
     import sys
+    import warnings
 
     from .cli import check_outputs
     from .flags import DEFAULT_BAD_FLAGS
     from .resolve import check_radec
-    from .spectrum import extract_spectrum, plot_spectrum, write_ecsv, write_spectrum1d
+    from .spectrum import (
+        MixedPipelineWarning,
+        extract_spectrum,
+        plot_spectrum,
+        write_ecsv,
+        write_spectrum1d,
+    )
 
     coord = check_radec(args.ra, args.dec)
     check_outputs(args.output, args.spectrum1d, args.plot)  # before the work, not after it
-    table = extract_spectrum(
-        args.file, coord, args.radius,
-        bad_flags=DEFAULT_BAD_FLAGS if args.bad_flags is None else args.bad_flags,
-        subtract_zodi=not args.no_zodi, annulus=args.annulus,
-        aperture_correction=args.aperture_correction,
-        min_unmasked_fraction=args.min_unmasked_fraction)
+    with warnings.catch_warnings():  # said once, as one line, after the table
+        warnings.simplefilter("ignore", MixedPipelineWarning)
+        table = extract_spectrum(
+            args.file, coord, args.radius,
+            bad_flags=DEFAULT_BAD_FLAGS if args.bad_flags is None else args.bad_flags,
+            subtract_zodi=not args.no_zodi, annulus=args.annulus,
+            aperture_correction=args.aperture_correction,
+            min_unmasked_fraction=args.min_unmasked_fraction)
     written = []
     if args.output:
         written.append(str(write_ecsv(table, args.output)))
@@ -166,4 +175,6 @@ def run(args):
     others = ", ".join(f"{status.count(s)} {s}" for s in sorted(set(status)) if s != "ok")
     print(f"{len(table)} cutouts, {n_ok} measured" + (f" ({others})" if others else "")
           + (f"; wrote {', '.join(written)}" if written else ""), file=sys.stderr)
+    for message in table.meta.get("warnings", []):
+        print(f"warning: {message}", file=sys.stderr)
     return 0 if n_ok else 1

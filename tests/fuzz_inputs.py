@@ -2,7 +2,8 @@
 
 Used by ``tests/test_fuzz_reader.py`` (driven by hypothesis) and ``bench/fuzz_reader.py``
 (a seeded run of any length that counts distinct failures). The seeds are real files of the
-package's synthetic universe: a cutout as the local archive's cutout service serves it, and
+package's synthetic universe: a cutout as the local archive's cutout service serves it (of
+both layouts: pipeline < 7 and pipeline 7), and
 a combined file written by :class:`~glue_spherex.combined.CombinedWriter` (three cutouts and
 one failure). A mutation edits what a malicious or broken file would: the value or keyword of
 a header card (biased to the cards that give sizes, counts, offsets and the WCS), bytes
@@ -63,7 +64,8 @@ HOSTILE_VALUES = (
 
 @cache
 def seeds():
-    """``{'cutout': bytes, 'combined': bytes}``: a 6x6 synthetic cutout and a combined file."""
+    """``{'cutout', 'combined', 'cutout_r7'}``: a 6x6 synthetic cutout, a combined file, and a
+    pipeline-7 cutout (RICE_1 FLAGS, the whole EPSF table)."""
     frames = covering_frames(RA, DEC, 6)[:3]
     cutouts = [cutout_bytes(spec, *window) for spec, window in frames]
     planned = [{"cutout_index": i, "access_url": f"http://archive/cutout/{i}"}
@@ -76,7 +78,9 @@ def seeds():
             w.add_failure(len(cutouts) + 1, "HTTP 500: synthetic failure")
         with open(path, "rb") as f:
             combined = f.read()
-    return {"cutout": cutouts[0], "combined": combined}
+    r7_spec, r7_window = covering_frames(RA, DEC, 6, part="qr3")[0]
+    return {"cutout": cutouts[0], "combined": combined,
+            "cutout_r7": cutout_bytes(r7_spec, *r7_window, flags="compressed")}
 
 
 @cache

@@ -17,12 +17,13 @@ from glue_spherex.wavelength import reference_table
 
 
 @lru_cache(maxsize=16)
-def covering_frames(ra, dec, size):
-    """``[(spec, window)]`` of every planned frame holding a full ``size``-px cutout at (ra, dec)."""
+def covering_frames(ra, dec, size, part="qr2"):
+    """``[(spec, window)]`` of every frame of the plan ``part`` holding a full ``size``-px
+    cutout at (ra, dec)."""
     out = []
     target = np.array([np.cos(np.radians(dec)) * np.cos(np.radians(ra)),
                        np.cos(np.radians(dec)) * np.sin(np.radians(ra)), np.sin(np.radians(dec))])
-    for spec in observation_plan():
+    for spec in observation_plan(part):
         d = np.radians(spec.dec)
         v = np.array([np.cos(d) * np.cos(np.radians(spec.ra)),
                       np.cos(d) * np.sin(np.radians(spec.ra)), np.sin(d)])

@@ -2,7 +2,7 @@
 
 hypothesis drives the mutator of :mod:`fuzz_inputs` (card values and keywords biased to
 sizes, counts, offsets and the WCS; bytes; table rows and heap; blocks; truncation; gzip) on
-a synthetic cutout and on a combined file. Each case is read every way a user or glue reads
+a synthetic cutout of each layout and on a combined file. Each case is read every way a user or glue reads
 a file (:func:`fuzz_inputs.exercise`) and must end in nothing or in
 :class:`~glue_spherex.errors.SpherexError`, in under two seconds, growing the address space
 by less than 500 MB (the time is CPU time, so that a loaded machine does not fail a case;
@@ -35,7 +35,7 @@ def warm():
         exercise(seed, product_to_data)
 
 
-@pytest.mark.parametrize("seed", ["cutout", "combined"])
+@pytest.mark.parametrize("seed", ["cutout", "combined", "cutout_r7"])
 def test_the_seeds_read_without_error(seed):
     errors = exercise(seeds()[seed], product_to_data)
     # a single cutout is not a combined file: read_combined says so, nothing else fails
@@ -45,7 +45,7 @@ def test_the_seeds_read_without_error(seed):
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("seed", ["cutout", "combined"])
+@pytest.mark.parametrize("seed", ["cutout", "combined", "cutout_r7"])
 @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=not RELEASE,
           suppress_health_check=list(HealthCheck))
 @given(data=st.data())

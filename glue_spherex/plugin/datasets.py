@@ -3,8 +3,9 @@
 Each dataset has the components ``flux`` (IMAGE), ``variance``, ``flags``, ``zodi``,
 ``wavelength`` and ``bandwidth`` (per-pixel central wavelength and bandwidth in µm, from the
 ``W`` spectral WCS), the celestial WCS (TAN-SIP, 2-D only) as ``coords``, and ``meta`` with
-the exposure's identity and times.  The pixel arrays stay memory-mapped from the file; the
-PSF cube is not read.
+the exposure's identity, times and provenance (``version``, ``pipeline``, ``release``,
+``processing``).  The pixel arrays stay memory-mapped from the file (a pipeline-7 FLAGS
+stored tile-compressed is decompressed once); the PSF cube or EPSF table is not read.
 
 The product a dataset came from is kept on the dataset (:func:`source_product`) for the
 exporter; ``meta['source_path']`` and ``meta['source_index']`` record where it was read, so
@@ -161,6 +162,9 @@ def product_to_data(product, label=None):
             "access_url": product.access_url,
             "cutout_index": product.cutout_index,
             "version": product.version,
+            "pipeline": product.pipeline,
+            "release": product.release,
+            "processing": product.processing,
             "source_path": _source_path(product),
             "source_index": product.cutout_index,
         }
