@@ -8,7 +8,10 @@
 * the 'SPHEREx sky' autolinker, and the wrapping of glue's 'Astronomy WCS' autolinker so
   it skips cutouts (:mod:`.links`);
 * :class:`~.linkmanager.IndexedLinkManager` as the link manager of new data collections,
-  which keeps linking hundreds of cutouts linear (:mod:`.linkmanager`).
+  which keeps linking hundreds of cutouts linear (:mod:`.linkmanager`);
+* linking of cutouts added through glue-core's ``Application.add_datasets``, which
+  glue-jupyter uses and which runs no autolinker (:mod:`.app_linking`);
+* ``data.get_object(specutils.Spectrum)`` for live-spectrum tables (:mod:`.translators`).
 
 Public helpers for other code (e.g. the Qt importer)::
 
@@ -17,11 +20,13 @@ Public helpers for other code (e.g. the Qt importer)::
     sky_subset(dc, ra, dec, radius) / wavelength_subset(dc, lo, hi) -> SubsetGroup
     export_combined(datasets, path, order='wavelength', target=None) -> path
     is_spherex_data(data) -> bool
+    fetch_into(app_or_data_collection, target, size=..., bandpass=...) -> SessionFetch
 """
 
 from __future__ import annotations
 
 from .datasets import is_spherex_data, product_to_data, products_to_data
+from .into_session import SessionFetch, fetch_into
 from .links import link_cutouts, reference_cutout
 from .subsets import (
     SkyCircleSubsetState,
@@ -32,7 +37,8 @@ from .subsets import (
 
 __all__ = ["setup", "teardown", "product_to_data", "products_to_data", "is_spherex_data",
            "link_cutouts", "reference_cutout", "SkyCircleSubsetState",
-           "WavelengthRangeSubsetState", "sky_subset", "wavelength_subset", "export_combined"]
+           "WavelengthRangeSubsetState", "sky_subset", "wavelength_subset", "export_combined",
+           "fetch_into", "SessionFetch"]
 
 _done = False
 
@@ -49,7 +55,7 @@ def setup():
     # Registers glue's 'Astronomy WCS' autolinker if glue has not yet (we wrap it below).
     import glue.plugins.wcs_autolinking.wcs_autolinking  # noqa: F401
 
-    from . import exporter, factory, linkmanager, links, serializer
+    from . import app_linking, exporter, factory, linkmanager, links, serializer, translators
 
     factory.register()
     exporter.register()
@@ -57,20 +63,24 @@ def setup():
     links.exclude_cutouts_from_wcs_autolinker()
     linkmanager.install()
     serializer.install()
+    app_linking.install()
+    translators.register()
     _done = True
 
 
 def teardown():
-    """Undo the global changes of :func:`setup`: glue's link manager, WCS autolinker and
-    session serializer's naming.
+    """Undo the global changes of :func:`setup`: glue's link manager, WCS autolinker,
+    session serializer's naming, ``Application.add_datasets`` and the Spectrum translator.
 
     The factory, exporter and 'SPHEREx sky' autolinker stay registered (glue's registries
     have no removal API); the next :func:`setup` call re-applies everything.
     """
     global _done
-    from . import linkmanager, links, serializer
+    from . import app_linking, linkmanager, links, serializer, translators
 
     links.restore_wcs_autolinker()
+    app_linking.uninstall()
+    translators.unregister()
     linkmanager.uninstall()
     serializer.uninstall()
     _done = False
