@@ -77,6 +77,20 @@ def test_load_data_links_cutouts_with_wavelengths(app, combined):
         assert x_on_ref.shape == d.shape and np.isfinite(x_on_ref).any()
 
 
+def test_many_cutouts_get_the_indexed_link_manager(app, tmp_path):
+    """jglue() makes its data collection before glue loads plugins, so it starts with glue's
+    own LinkManager; once cutouts arrive the collection has the indexed one (linear linking)."""
+    from glue_spherex.plugin.linkmanager import IndexedLinkManager
+
+    path = tmp_path / "many.fits"
+    write_combined(path, survey(150, size=12))
+    datasets = app.load_data(str(path))
+    dc = app.data_collection
+    assert len(datasets) == 150
+    assert isinstance(dc._link_manager, IndexedLinkManager)
+    assert len(_cutout_links(dc)) == 149 and len(dc.external_links) == 149
+
+
 def test_image_viewer_shows_two_cutouts(app, combined):
     datasets = app.load_data(str(combined))
     viewer = app.imshow(data=datasets[0])
