@@ -173,3 +173,44 @@ def test_fetch_into_bad_input_is_one_line(archive, kwargs, message):
     assert "\n" not in str(info.value)
     with pytest.raises(SpherexInputError, match="glue application or DataCollection"):
         fetch_into(object(), TARGET, archive_url=archive.url)
+
+
+@pytest.mark.slow
+def test_fetch_into_in_a_real_jupyter_kernel(archive):
+    """The same in an IPython kernel (what a notebook talks to): the cell returns before any
+    cutout is added, and they arrive while the kernel is idle, between cells."""
+    jupyter_client = pytest.importorskip("jupyter_client.manager")
+    import os
+    import time
+
+    km, kc = jupyter_client.start_new_kernel(kernel_name="python3", env=dict(os.environ))
+    out = []
+
+    def cell(code):
+        reply = kc.execute_interactive(code, timeout=240, output_hook=lambda msg: out.append(
+            msg["content"].get("text", "")) if msg["msg_type"] == "stream" else None)
+        assert reply["content"]["status"] == "ok", out
+        return out[-1].strip() if out else ""
+
+    try:
+        first = cell(
+            "import IPython.display as d; d.display = lambda *a, **k: None\n"
+            "from glue_jupyter import jglue\n"
+            "from glue_spherex.plugin import fetch_into\n"
+            "app = jglue()\n"
+            f"run = fetch_into(app, {TARGET!r}, size='1 arcmin', time_range={WINDOW!r}, "
+            f"archive_url={archive.url!r}, workers=4, batch_seconds=0.2)\n"
+            "print(run.done, len(app.data_collection))")
+        assert first == "False 0"
+        for _ in range(120):
+            time.sleep(0.5)  # the kernel is idle: its event loop adds the batches
+            if cell("print(run.done)") == "True":
+                break
+        last = cell("dc = app.data_collection\n"
+                    "print(len(dc), len(run.table), len(dc.external_links), run.batches, "
+                    "len(run.failures))")
+        n, rows, links, batches, failures = map(int, last.split())
+        assert n == rows >= 12 and links == n - 1 and batches >= 1 and failures == 0
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)

@@ -15,8 +15,8 @@ window_size = qt_support.window_size
 
 
 def test_fetch_into_a_glue_qt_session(glue_app, qtbot, archive, window_size):
-    from glue.core.message import DataCollectionAddMessage
     from glue.core.hub import HubListener
+    from glue.core.message import DataCollectionAddMessage
 
     dc = glue_app.data_collection
     threads = []
