@@ -110,3 +110,43 @@ def test_teardown_removes_only_the_spherex_handler():
     finally:
         plugin.setup()
     assert handlers()[0] == "SpherexSpectrumHandler"
+
+
+def test_cube_converts_to_its_mean_spectrum_and_to_a_spectral_cube(products):
+    from glue.core.roi import RectangularROI
+    from glue.core.subset import RoiSubsetState
+
+    from glue_spherex.cube import build_cube
+
+    cube, slices = build_cube(products, band="D2")
+    flux = cube.get_data(cube.id["flux"])
+    var = cube.get_data(cube.id["variance"])
+    wavelength = u.Quantity(slices["wavelength"], u.um).value
+
+    full = cube.get_object(Spectrum, statistic=None)
+    assert full.shape == flux.shape and full.spectral_axis_index == 0
+    assert np.allclose(full.spectral_axis.value, wavelength) and full.spectral_axis.unit == u.um
+    assert full.flux.unit == u.MJy / u.sr
+    assert np.allclose(full.flux.value, flux, equal_nan=True)
+    assert np.allclose(full.uncertainty.array, var, equal_nan=True)
+
+    mean = cube.get_object(Spectrum)  # glue-astronomy's default statistic: 'mean'
+    ok = np.isfinite(flux)
+    n = ok.sum(axis=(1, 2))
+    assert np.allclose(mean.flux.value, np.nanmean(flux, axis=(1, 2)))
+    assert np.allclose(mean.uncertainty.array, np.nansum(np.where(ok, var, 0), axis=(1, 2)) / n ** 2)
+
+    # a box subset: the mean over its pixels only
+    state = RoiSubsetState(cube.pixel_component_ids[2], cube.pixel_component_ids[1],
+                           RectangularROI(2.5, 8.5, 3.5, 9.5))
+    subset = cube.new_subset(state, label="box")
+    boxed = cube.get_subset_object(subset_id="box", cls=Spectrum)
+    inside = np.zeros(flux.shape[1:], bool)
+    inside[4:10, 3:9] = True
+    assert np.allclose(boxed.flux.value, np.nanmean(flux[:, inside], axis=1))
+
+    with pytest.raises(ValueError, match="'median' is not offered"):
+        cube.get_object(Spectrum, statistic="median")
+    by_time, _ = build_cube(products, band="D2", order="mjd")
+    with pytest.raises(ValueError, match="not ordered by wavelength"):
+        by_time.get_object(Spectrum)

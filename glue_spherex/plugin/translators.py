@@ -8,8 +8,11 @@ cutout, rows off every cutout without a wavelength, and its uncertainty in a com
 handler: for a SPHEREx spectrum table (``meta['spherex_spectrum']``) -- or a subset of one --
 it returns :func:`glue_spherex.spectrum.to_spectrum1d` of the rows (wavelength in µm,
 flux and a standard-deviation uncertainty in µJy, rows without a flux masked, rows outside
-the subset masked); everything else goes to the next handler in glue's registry --
-glue-astronomy's -- unchanged.
+the subset masked). The same for a SPHEREx cube (:func:`glue_spherex.cube.build_cube`),
+whose coordinates glue-astronomy's handler does not know: with glue-astronomy's default
+``statistic='mean'`` the mean spectrum over the cube's (or the subset's) pixels, variance
+propagated; with ``statistic=None`` the cube itself, spectral axis first. Everything else
+goes to the next handler in glue's registry -- glue-astronomy's -- unchanged.
 
 :func:`register` puts it in glue's ``data_translator`` registry ahead of glue-astronomy's
 (higher priority) for ``Spectrum`` and, when specutils still has it, ``Spectrum1D``;
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["register", "unregister", "is_spectrum_table"]
+__all__ = ["register", "unregister", "is_spectrum_table", "is_spherex_cube"]
 
 PRIORITY = 10  # glue-astronomy registers its handlers with the default 0
 
@@ -32,6 +35,45 @@ _registered = []
 def is_spectrum_table(data):
     """True for the table dataset a :class:`~glue_spherex.live_spectrum.LiveSpectrum` keeps."""
     return bool((getattr(data, "meta", None) or {}).get("spherex_spectrum"))
+
+
+def is_spherex_cube(data):
+    """True for the 3-D dataset :func:`glue_spherex.cube.build_cube` makes."""
+    return bool((getattr(data, "meta", None) or {}).get("spherex_cube"))
+
+
+def _cube_spectrum(data, selected, statistic):
+    """The cube (``statistic=None``) or its mean spectrum over the (selected) pixels."""
+    import astropy.units as u
+    from astropy.nddata import VarianceUncertainty
+    from specutils import Spectrum
+
+    wavelength = np.asarray(data.meta.get("slice_wavelength", []), float)
+    if data.meta.get("order") != "wavelength" or not np.all(np.diff(wavelength) > 0):
+        raise ValueError(f"{data.label!r} is not ordered by wavelength (a Spectrum needs a "
+                         "strictly increasing spectral axis); build the cube with "
+                         "order='wavelength'")
+    flux_c, var_c = _column(data, "flux"), _column(data, "variance")
+    unit = u.Unit(flux_c.units or "MJy/sr")
+    flux = np.asarray(flux_c.data, float)
+    var = np.asarray(var_c.data, float)
+    excluded = ~np.isfinite(flux) | (False if selected is None else ~np.asarray(selected, bool))
+    meta = {k: v for k, v in data.meta.items() if k != "spherex_cube"}
+    if statistic is None:
+        return Spectrum(flux=flux * unit, spectral_axis=wavelength * u.um, spectral_axis_index=0,
+                        uncertainty=VarianceUncertainty(var * unit ** 2), mask=excluded,
+                        meta=meta)
+    if statistic != "mean":
+        raise ValueError(f"statistic {statistic!r} is not offered for SPHEREx cubes; give "
+                         "'mean' (the mean spectrum, variance propagated) or None (the cube)")
+    use = ~excluded
+    n = use.sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(use, flux, 0.0).sum(axis=(1, 2)) / n
+        var_mean = np.where(use, var, 0.0).sum(axis=(1, 2)) / n ** 2
+    return Spectrum(flux=mean * unit, spectral_axis=wavelength * u.um,
+                    uncertainty=VarianceUncertainty(var_mean * unit ** 2), mask=n == 0,
+                    meta=meta)
 
 
 def _column(data, name):
@@ -85,10 +127,12 @@ class SpherexSpectrumHandler:
         from glue.core import Subset
 
         data = data_or_subset.data if isinstance(data_or_subset, Subset) else data_or_subset
-        if not is_spectrum_table(data) or attribute is not None:
-            return self._next().to_object(data_or_subset, attribute=attribute, **kwargs)
-        rows = data_or_subset.to_mask() if isinstance(data_or_subset, Subset) else None
-        return _spectrum(data, rows)
+        mask = data_or_subset.to_mask() if isinstance(data_or_subset, Subset) else None
+        if attribute is None and is_spectrum_table(data):
+            return _spectrum(data, mask)
+        if attribute is None and is_spherex_cube(data):
+            return _cube_spectrum(data, mask, kwargs.get("statistic", "mean"))
+        return self._next().to_object(data_or_subset, attribute=attribute, **kwargs)
 
 
 def register():
