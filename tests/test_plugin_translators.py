@@ -139,7 +139,7 @@ def test_cube_converts_to_its_mean_spectrum_and_to_a_spectral_cube(products):
     # a box subset: the mean over its pixels only
     state = RoiSubsetState(cube.pixel_component_ids[2], cube.pixel_component_ids[1],
                            RectangularROI(2.5, 8.5, 3.5, 9.5))
-    subset = cube.new_subset(state, label="box")
+    cube.new_subset(state, label="box")
     boxed = cube.get_subset_object(subset_id="box", cls=Spectrum)
     inside = np.zeros(flux.shape[1:], bool)
     inside[4:10, 3:9] = True
