@@ -304,6 +304,7 @@ class SpherexArchive:
         table.meta.update(target_ra=ra, target_dec=dec, size=str(cut), via=mode,
                           collection=str(collection).lower(),
                           bandpass=",".join(f"D{d}" for d in dets))
+        table.meta["archive_url"] = cfg.archive_url  # the fetcher follows rows on its host only
         return table
 
     # -- services --

@@ -28,7 +28,7 @@ from collections import OrderedDict
 from ..atomic import write_bytes
 from ..errors import SpherexInputError
 from .cutout_params import parse_cutout
-from .response import FileBody, Response, text_response
+from .response import FileBody, Response, error_document
 
 __all__ = ["FrameCache", "serve_file", "frame_cache", "parse_range", "ranged", "QR2_FRAME_BYTES"]
 
@@ -172,11 +172,11 @@ def serve_file(spec, params, range_header=None, gzip_default=False):
         cut = parse_cutout(params.get("center"), params.get("size"))
         use_gzip = _flag(params["gzip"], "gzip") if "gzip" in params else gzip_default
     except SpherexInputError as e:
-        return text_response(400, f"Bad cutout request: {e}")
+        return error_document(400, f"UsageFault: BAD_REQUEST: {e}")
     body = _cutout_body(spec, cut, use_gzip)
     if body is None:
-        return text_response(400, "Bad cutout request: the requested region does not overlap "
-                                  f"the image {spec.file_name}")
+        return error_document(400, "UsageFault: BAD_REQUEST: the requested region does not "
+                                   f"overlap the image {spec.file_name}")
     return ranged(lambda a, b: body[a:b], len(body), range_header, headers)
 
 

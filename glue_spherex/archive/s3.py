@@ -70,7 +70,9 @@ def _list(params, catalog):
     try:
         max_keys = min(int(params.get("max-keys", MAX_KEYS)), MAX_KEYS)
     except ValueError:
-        return _error(400, "InvalidArgument", "max-keys must be an integer", "GET")
+        max_keys = -1
+    if max_keys < 0:
+        return _error(400, "InvalidArgument", "max-keys must be an integer >= 0", "GET")
     after = params.get("continuation-token") or params.get("start-after", "")
     url_encode = params.get("encoding-type") == "url"
     entries = []                             # (name, is_prefix), sorted, past `after`
@@ -98,7 +100,7 @@ def _list(params, catalog):
     if url_encode:
         parts.append("<EncodingType>url</EncodingType>")
     parts.append(f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>")
-    if truncated:
+    if truncated and entries:
         parts.append(f"<NextContinuationToken>{escape(entries[-1][0])}</NextContinuationToken>")
     modified = _MODIFIED.strftime("%Y-%m-%dT%H:%M:%S.000Z")
     for name, is_prefix in entries:

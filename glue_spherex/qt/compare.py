@@ -9,8 +9,8 @@ central wavelength.
 
 glue saves the tab, its viewers and their limits in a session, but not the Python
 callbacks that keep the panels in step: :func:`reattach_wavelength_grids` finds the grids of
-a restored application and links them again; :func:`install` makes glue call it after
-restoring any session (the Qt plugin's setup does).
+a restored application and links them again; glue calls it after restoring a session with
+SPHEREx cutouts (the ``restored-grids`` patch, :mod:`glue_spherex.qt.patches`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from ..errors import SpherexError
 from .session import central_wavelength, is_cutout
 
 __all__ = ["choose_across_wavelength", "grid_shape", "open_wavelength_grid", "SharedView",
-           "reattach_wavelength_grids", "install", "MAX_PANELS", "TAB_NAME"]
+           "reattach_wavelength_grids", "MAX_PANELS", "TAB_NAME"]
 
 MAX_PANELS = 9
 TAB_NAME = "Compare λ"
@@ -142,26 +142,6 @@ def reattach_wavelength_grids(app):
             viewer._spherex_shared_view = shared
         grids.append(panels)
     return grids
-
-
-_glue_setgluestate = None
-
-
-def install():
-    """Have glue re-link the wavelength grids of every session it restores."""
-    global _glue_setgluestate
-    from glue_qt.app import GlueApplication
-
-    if _glue_setgluestate is not None:
-        return
-    _glue_setgluestate = GlueApplication.__dict__["__setgluestate__"]
-
-    def __setgluestate__(cls, rec, context):
-        app = _glue_setgluestate.__func__(cls, rec, context)
-        reattach_wavelength_grids(app)
-        return app
-
-    GlueApplication.__setgluestate__ = classmethod(__setgluestate__)
 
 
 def _hide_reference_layers(state, reference, now=True):
