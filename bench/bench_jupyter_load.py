@@ -12,7 +12,7 @@ For each N (default 100 and 300; synthetic M101 cutouts, the files of
 Prints seconds per stage, the link manager the collection ended with, and t(N)/t(first N)
 for the load and the total. ``--indexed-first`` gives the collection the plugin's indexed link
 manager before loading (what glue-patches' change does for every collection): the
-difference to the default run is what glue's own LinkManager costs while the cutouts are
+difference to the default run shows what glue's own LinkManager would cost while the cutouts are
 being added, before the plugin upgrades it.
 
 Run: ``.venv/bin/python bench/bench_jupyter_load.py [--sizes 100 300] [--indexed-first]``.
