@@ -48,7 +48,8 @@ def _fill(dc, products):
     t1 = Data(a=np.arange(5.0), b=np.arange(5.0) * 3, label="t1")
     t2 = Data(c=np.arange(5.0), label="t2")
     t3 = Data(e=np.arange(5.0), label="t3")
-    t1.add_component_link(ComponentLink([t1.id["a"]], ComponentID("a2", t1), using=np.square))
+    t1.add_component_link(ComponentLink([t1.id["a"]], ComponentID("a2", t1), using=np.square,
+                                        input_names=["a"]))  # numpy < 2: no ufunc signature
     t3.add_component(np.arange(5.0) * 7, t1.id["b"])  # a component ID shared by t1 and t3
     i1, i2, i3 = (Data(v=np.ones((4, 6)) * k, label=f"i{k}") for k in (1, 2, 3))
     w1, w2 = (Data(flux=np.zeros((20, 20)), label=f"w{k + 1}",
@@ -59,8 +60,10 @@ def _fill(dc, products):
     with dc.delay_link_manager_update():
         dc.add_link(ComponentLink([t1.id["a"]], t2.id["c"], using=lambda x: 2 * x))
         dc.add_link(LinkSame(t2.id["c"], t3.id["e"]))
-        dc.add_link(ComponentLink([t1.id["a"], t1.id["b"]], virtual, using=np.add))
-        dc.add_link(ComponentLink([t1.id["b"]], ComponentID("minus b", None), using=np.negative))
+        dc.add_link(ComponentLink([t1.id["a"], t1.id["b"]], virtual, using=np.add,
+                                  input_names=["a", "b"]))
+        dc.add_link(ComponentLink([t1.id["b"]], ComponentID("minus b", None),
+                                  using=np.negative, input_names=["b"]))
         dc.add_link([LinkSame(i1.pixel_component_ids[0], i2.pixel_component_ids[0]),
                      LinkSame(i1.pixel_component_ids[1], i2.pixel_component_ids[1]),
                      LinkSame(i2.pixel_component_ids[0], i3.pixel_component_ids[0])])

@@ -23,6 +23,7 @@ from glue_spherex.qt import patches as qt_patches  # noqa: E402
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "glue_changes.rst"
 ALL = {"indexed-link-manager", "component-lookup", "session-names", "wcs-autolinker",
+       "link-added-cutouts",
        "batched-tree", "restored-grids"}
 
 

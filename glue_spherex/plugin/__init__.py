@@ -6,10 +6,13 @@
   combined cutout files (a list of datasets, one per cutout);
 * the data exporter writing one dataset as a SPHEREx cutout file (:mod:`.exporter`);
 * the 'SPHEREx sky' autolinker (:mod:`.links`);
+* ``data.get_object(specutils.Spectrum)`` for live-spectrum tables and cubes, in front of
+  glue-astronomy's translator (:mod:`.translators`);
 
 and applies the changes to glue-core listed in :mod:`.patches` (the indexed link manager of
 any collection that receives SPHEREx data, linear-time session names, glue's WCS autolinker
-seeing the cutouts as one image); :func:`teardown` undoes them.
+seeing the cutouts as one image, cutouts added through glue-core's ``Application`` -- e.g.
+in glue-jupyter -- linked); :func:`teardown` undoes them.
 
 Public helpers for other code (e.g. the Qt importer)::
 
@@ -18,11 +21,13 @@ Public helpers for other code (e.g. the Qt importer)::
     sky_subset(dc, ra, dec, radius) / wavelength_subset(dc, lo, hi) -> SubsetGroup
     export_combined(datasets, path, order='wavelength', target=None) -> path
     is_spherex_data(data) -> bool
+    fetch_into(app_or_data_collection, target, size=..., bandpass=...) -> SessionFetch
 """
 
 from __future__ import annotations
 
 from .datasets import is_spherex_data, product_to_data, products_to_data
+from .into_session import SessionFetch, fetch_into
 from .links import link_cutouts, reference_cutout
 from .subsets import (
     SkyCircleSubsetState,
@@ -33,7 +38,8 @@ from .subsets import (
 
 __all__ = ["setup", "teardown", "product_to_data", "products_to_data", "is_spherex_data",
            "link_cutouts", "reference_cutout", "SkyCircleSubsetState",
-           "WavelengthRangeSubsetState", "sky_subset", "wavelength_subset", "export_combined"]
+           "WavelengthRangeSubsetState", "sky_subset", "wavelength_subset", "export_combined",
+           "fetch_into", "SessionFetch"]
 
 _done = False
 _declined = False  # switched off in the Plugin Manager (read once)
@@ -55,17 +61,22 @@ def setup():
         exporter.register()
         links.register_autolinker()
         _done = True
+    from . import translators
+
+    translators.register()  # idempotent; teardown takes it out
     patches.apply("glue-core")
 
 
 def teardown():
-    """Undo the glue-core patches of :func:`setup` (:mod:`.patches`).
+    """Undo the glue-core patches of :func:`setup` (:mod:`.patches`) and take the
+    Spectrum translator out of glue's registry.
 
     The factory, exporter and 'SPHEREx sky' autolinker stay registered (glue's registries
     have no removal API); the next :func:`setup` call applies the patches again.
     """
-    from . import patches
+    from . import patches, translators
 
+    translators.unregister()
     patches.undo("glue-core")
 
 

@@ -9,6 +9,8 @@ glue-core (registered here, one module each):
 * ``session-names`` (:mod:`.session_names`) -- linear-time names in saved sessions;
 * ``wcs-autolinker`` (:mod:`.wcs_autolinker`) -- glue's WCS autolinker sees the cutouts as
   one image.
+* ``link-added-cutouts`` (:mod:`.add_datasets_links`) -- cutouts added through glue-core's
+  ``Application.add_datasets`` (glue-jupyter) are linked as in glue-qt;
 
 glue-qt (registered by :mod:`glue_spherex.qt.patches`): ``batched-tree`` and
 ``restored-grids``.
@@ -23,7 +25,7 @@ the documentation (Changes to glue).
 
 from __future__ import annotations
 
-from . import component_lookup, link_manager, session_names, wcs_autolinker
+from . import add_datasets_links, component_lookup, link_manager, session_names, wcs_autolinker
 from .registry import (
     Patch,
     applied,
@@ -41,6 +43,7 @@ from .registry import (
 __all__ = ["Patch", "register", "unregister", "registered", "apply", "undo", "applied", "is_applied",
            "supported", "installed_version", "without"]
 
-for _module in (link_manager, component_lookup, session_names, wcs_autolinker):
+for _module in (link_manager, component_lookup, session_names, wcs_autolinker,
+                add_datasets_links):
     register(_module.PATCH)
 del _module
