@@ -4,11 +4,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-boto3 = pytest.importorskip("boto3")
 s3fs = pytest.importorskip("s3fs")
-from botocore import UNSIGNED  # noqa: E402
-from botocore.config import Config  # noqa: E402
-from botocore.exceptions import ClientError  # noqa: E402
+from botocore.exceptions import ClientError  # noqa: E402  (botocore comes with s3fs)
 
 from glue_spherex.archive.files import QR2_FRAME_BYTES  # noqa: E402
 from glue_spherex.archive.s3 import BUCKET  # noqa: E402
@@ -17,6 +14,11 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def _client(archive):
+    boto3 = pytest.importorskip("boto3", reason="boto3 is not installed (.ci/run installs the "
+                                "release matching s3fs's botocore)")
+    from botocore import UNSIGNED
+    from botocore.config import Config
+
     return boto3.client("s3", endpoint_url=archive.url, region_name="us-east-1",
                         config=Config(signature_version=UNSIGNED, retries={"max_attempts": 1}))
 
@@ -91,7 +93,6 @@ def test_astropy_reads_a_section_over_s3fs_without_the_whole_file(archive):
 
 def test_fault_flags_apply_to_the_bucket(make_archive):
     archive = make_archive(p_500=1.0)
-    with pytest.raises(ClientError) as err:
-        _client(archive).head_object(Bucket=BUCKET, Key=archive.catalog.keys[0])
-    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    with pytest.raises(OSError):  # s3fs retries, then gives up
+        _fs(archive).info(f"{BUCKET}/{archive.catalog.keys[0]}")
     assert any(r.fault == "500" and r.path.startswith(f"/{BUCKET}") for r in archive.log)
