@@ -22,7 +22,6 @@ restoring it in a fresh process (zoom, viewer titles and active subset checked).
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import subprocess
@@ -57,7 +56,7 @@ def cutout_files(workdir, n):
     with LocalArchive() as archive:
         archive.wait_ready()
         table = SpherexArchive(archive_url=archive.url).query_region(
-            "%f %f" % TARGET, size=SIZE)[:n]
+            f"{TARGET[0]} {TARGET[1]}", size=SIZE)[:n]
         paths = {}
         for result in fetch_cutouts(table, workers=4, cache_dir=cache):
             assert result.status == "ok", result.reason
@@ -121,14 +120,14 @@ def bench_window(paths, workdir):
     from glue_qt.viewers.scatter import ScatterViewer
 
     from glue_spherex.plugin import SkyCircleSubsetState, sky_subset
-    from glue_spherex.qt import COMPARE_LABEL, EXPORT_LABEL
+    from glue_spherex.qt import COMPARE_LABEL, EXPORT_LABEL, spectrum_action
     from glue_spherex.qt import compare as compare_module
-    from glue_spherex.qt import spectrum_action
 
     app, datasets, load = make_app(paths)
     out = {"n": len(datasets), "load": load}
     from qt_watchdog import run_until
-    run_until(lambda: False if time.perf_counter() < 0 else True)
+
+    run_until(lambda: True)  # one turn of the event loop: the window is drawn
 
     # -- compare grid -----------------------------------------------------------------
     action = next(a for a in app._actions["plugins"] if a.text() == COMPARE_LABEL)

@@ -423,6 +423,14 @@ class SpectralImage:
     def __exit__(self, *exc):
         self.close()
 
+    def keywords_of(self, kind):
+        """``{keyword: value}`` of one extension's header (``'FLAGS'``, ``'PSF'``, ...), read
+        from its cards without astropy, like :attr:`keywords` for IMAGE."""
+        if kind not in self._names:
+            raise SpherexInputError(f"no {kind!r} extension; the extensions are "
+                                    f"{', '.join(self._names)}")
+        return self._backing.keywords(self._names[kind])
+
     @property
     def header(self):
         """The astropy Header of IMAGE (parsed on first access; :attr:`keywords` is cheaper)."""
@@ -491,7 +499,7 @@ class SpectralImage:
     @cached_property
     def flag_bits(self):
         """``{flag name: bit number}`` from the FLAGS header."""
-        return flag_bits(self.headers["FLAGS"])
+        return flag_bits(self.keywords_of("FLAGS"))
 
     # -- wavelengths -----------------------------------------------------------------------
 

@@ -155,7 +155,7 @@ def flag_bits_for(product, names):
     back to parsing every card (``product.flag_bits``, ~10 ms a header) when one is missing,
     e.g. in QR3's ``MSKNnnnn`` style.
     """
-    header = product.headers["FLAGS"]
+    header = product.keywords_of("FLAGS")  # no astropy Header: ~6 ms a cutout saved
     bits = {}
     for name in [names] if isinstance(names, str) else names:
         key = str(name).strip().upper().removeprefix("MP_")
@@ -168,7 +168,7 @@ def flag_bits_for(product, names):
 
 def _product_psf(product, x, y):
     # The PSF planes sample the detector grid OVERSAMP times finer (0.615" = 1/10 pixel).
-    step = 1.0 / float(product.headers["PSF"].get("OVERSAMP", 10))
+    step = 1.0 / float(product.keywords_of("PSF").get("OVERSAMP", 10))
     return np.asarray(product.psf_at(x, y), dtype=float), step
 
 
