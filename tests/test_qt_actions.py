@@ -110,6 +110,74 @@ def test_export_all_from_plugins_menu_in_wavelength_order(session, qtbot, tmp_pa
     assert lam[0] == pytest.approx(min(d.meta["central_wavelength"] for d in datasets), abs=1e-3)
 
 
+def _slow_writer(monkeypatch, seconds):
+    """Each cutout takes ``seconds`` longer to write (the real writer still writes it)."""
+    import time
+
+    from glue_spherex.combined import CombinedWriter
+
+    add = CombinedWriter.add
+
+    def slow(self, *args, **kwargs):
+        time.sleep(seconds)
+        return add(self, *args, **kwargs)
+
+    monkeypatch.setattr(CombinedWriter, "add", slow)
+
+
+def test_export_runs_off_the_gui_thread_with_progress_and_cancel(session, qtbot, tmp_path,
+                                                                  monkeypatch):
+    from qt_watchdog import EventLoopWatchdog
+
+    from glue_spherex.qt import EXPORT_LABEL
+
+    app, datasets = session
+    menu_action(app._actions["plugins"], EXPORT_LABEL).trigger()
+    dialog = app._spherex_export_dialog
+    qtbot.waitExposed(dialog)
+    cancel_at = dialog.cancel_button.mapTo(dialog, dialog.cancel_button.rect().topLeft())
+    _slow_writer(monkeypatch, 0.15)
+    path = tmp_path / "slow.fits"
+    dialog.path_edit.setText(str(path))
+    seen = []
+    dialog.progress.valueChanged.connect(seen.append)
+    with EventLoopWatchdog() as dog:
+        qtbot.mouseClick(dialog.export_button, qt_left())
+        assert dialog.cancel_button.isEnabled() and not dialog.export_button.isEnabled()
+        qtbot.waitUntil(lambda: dialog.written is not None, timeout=60_000)
+    assert dog.max_gap < 0.3  # 0.15 s a cutout, and the window never waited for one
+    assert seen[-1] == len(datasets) and len(seen) >= len(datasets) // 2
+    assert path.exists()
+
+    # Cancel part-way: nothing at the file name, no hidden leftovers, the button stayed put
+    again = tmp_path / "cancelled.fits"
+    dialog.path_edit.setText(str(again))
+    qtbot.mouseClick(dialog.export_button, qt_left())
+    qtbot.waitUntil(lambda: dialog.progress.value() >= 2, timeout=30_000)
+    assert dialog.cancel_button.mapTo(dialog, dialog.cancel_button.rect().topLeft()) == cancel_at
+    qtbot.mouseClick(dialog.cancel_button, qt_left())
+    qtbot.waitUntil(lambda: dialog.export_button.isEnabled(), timeout=30_000)
+    assert dialog.status_label.text() == "Cancelled; nothing was written."
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["slow.fits"]
+
+
+@pytest.mark.parametrize("where, expected", [
+    ("missing/out.fits", "The folder {tmp}/missing does not exist; choose another file name."),
+    ("folder.fits", "{tmp}/folder.fits is a folder; choose a file name."),
+])
+def test_export_problems_are_one_plain_sentence(session, qtbot, tmp_path, where, expected):
+    from glue_spherex.qt import EXPORT_LABEL
+
+    (tmp_path / "folder.fits").mkdir()
+    app, _ = session
+    menu_action(app._actions["plugins"], EXPORT_LABEL).trigger()
+    dialog = app._spherex_export_dialog
+    dialog.path_edit.setText(str(tmp_path / where))
+    qtbot.mouseClick(dialog.export_button, qt_left())
+    assert dialog.status_label.text() == expected.format(tmp=tmp_path)
+    assert dialog.export_button.isEnabled() and dialog.written is None
+
+
 def test_compare_selected_cutouts(session, qtbot):
     from glue_spherex.qt import COMPARE_SELECTED_LABEL
 
