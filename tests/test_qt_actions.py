@@ -37,6 +37,12 @@ def session(glue_app, products):
     return glue_app, datasets
 
 
+def _open_grid(app, qtbot, action):
+    """Trigger a compare action and wait for its panels (built one per event-loop turn)."""
+    action.trigger()
+    qtbot.waitUntil(lambda: not getattr(app, "_spherex_grid_pending", False), timeout=60_000)
+
+
 def _select(app, layers):
     app._layer_widget.ui.layerTree.set_selected_layers(layers)
 
@@ -186,7 +192,7 @@ def test_compare_selected_cutouts(session, qtbot):
     chosen = [datasets[i] for i in (0, n // 3, 2 * n // 3, n - 1)]
     _select(app, chosen)
     tabs = app.tab_widget.count()
-    _layer_action(app, COMPARE_SELECTED_LABEL).trigger()
+    _open_grid(app, qtbot, _layer_action(app, COMPARE_SELECTED_LABEL))
     assert app.tab_widget.count() == tabs + 1
     viewers = [w.widget() for w in app.current_tab.subWindowList()]
     assert len(viewers) == 4
@@ -209,7 +215,7 @@ def test_compare_panels_show_only_their_own_cutouts_subsets(session, qtbot):
     app, datasets = session
     chosen = datasets[:4]
     _select(app, chosen)
-    _layer_action(app, COMPARE_SELECTED_LABEL).trigger()
+    _open_grid(app, qtbot, _layer_action(app, COMPARE_SELECTED_LABEL))
     viewers = [w.widget() for w in app.current_tab.subWindowList()]
     lo = min(d.meta["central_wavelength"] for d in chosen)
     wavelength_subset(app.data_collection, lo - 0.5, lo + 5.0)   # created after the grid
@@ -220,6 +226,28 @@ def test_compare_panels_show_only_their_own_cutouts_subsets(session, qtbot):
         subsets = [layer for layer in shown if layer is not own]
         assert subsets, viewer.state.title                  # the new subset is drawn ...
         assert all(layer.data is own for layer in subsets)  # ... on this panel's cutout only
+
+
+def test_compare_grid_never_freezes_the_window(session, qtbot):
+    """The panels appear one per turn of the event loop: the window keeps running (a 20 ms
+    timer keeps ticking) instead of waiting for the whole grid."""
+    import time
+
+    from qt_watchdog import EventLoopWatchdog
+
+    from glue_spherex.qt import COMPARE_LABEL
+    from glue_spherex.qt.compare import TAB_NAME
+
+    app, datasets = session
+    t0 = time.perf_counter()
+    with EventLoopWatchdog() as dog:
+        _open_grid(app, qtbot, menu_action(app._actions["plugins"], COMPARE_LABEL))
+    took = time.perf_counter() - t0
+    panels = app.viewers[app.tab_names.index(TAB_NAME)]
+    assert len(panels) == min(6, len(datasets))
+    assert dog.max_gap < 0.6 * took, (dog.max_gap, took)
+    assert dog.ticks >= len(panels)
+    assert "side by side" in app.statusBar().currentMessage()
 
 
 def test_compare_needs_cutouts_and_says_so(glue_app, qtbot):
@@ -252,7 +280,7 @@ def test_compare_grid_restored_from_a_session_still_moves_together(session, qtbo
     app, datasets = session
     chosen = datasets[:4]
     _select(app, chosen)
-    _layer_action(app, COMPARE_SELECTED_LABEL).trigger()
+    _open_grid(app, qtbot, _layer_action(app, COMPARE_SELECTED_LABEL))
     path = str(tmp_path / "grid.glu")
     app.save_session(path, include_data=True)
 

@@ -109,6 +109,7 @@ def test_import_link_select_compare_and_screenshots(glue_app, qtbot, archive, mo
     tabs_before = app.tab_widget.count()
     menu_action(app._actions["plugins"], COMPARE_LABEL).trigger()
     qtbot.waitUntil(lambda: app.tab_widget.count() == tabs_before + 1)
+    qtbot.waitUntil(lambda: not app._spherex_grid_pending, timeout=60_000)  # panel by panel
     viewers = [w.widget() for w in app.current_tab.subWindowList()]
     assert len(viewers) == 6
     shown = [next(la.layer for la in v.layers if la.visible) for v in viewers]
