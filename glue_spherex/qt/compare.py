@@ -25,7 +25,8 @@ from ..errors import SpherexError
 from .session import central_wavelength, is_cutout
 
 __all__ = ["choose_across_wavelength", "grid_shape", "open_wavelength_grid", "SharedView",
-           "reattach_wavelength_grids", "install", "MAX_PANELS", "TAB_NAME"]
+           "reattach_wavelength_grids", "restore_view", "install", "MAX_PANELS", "TAB_NAME",
+           "VIEW_KEY"]
 
 MAX_PANELS = 9
 TAB_NAME = "Compare λ"
@@ -190,23 +191,95 @@ def reattach_wavelength_grids(app):
 
 
 _glue_setgluestate = None
+_glue_gluestate = None
+#: Key of the record glue-spherex adds to a saved application: each viewer's limits and the
+#: active subsets (glue restores neither: limits are reset as layers come back).
+VIEW_KEY = "spherex_view"
+
+
+def _view_record(app):
+    limits = [[[getattr(v.state, name, None) for name in _LIMITS] for v in tab]
+              for tab in app.viewers]
+    mode = getattr(app.session, "edit_subset_mode", None)
+    active = [g.label for g in (getattr(mode, "edit_subset", None) or [])
+              if hasattr(g, "label")]
+    return {"limits": limits, "active_subsets": active}
+
+
+def restore_view(app, record):
+    """Give the viewers of a restored ``app`` their saved limits and make the saved active
+    subsets active again (``record`` as saved under :data:`VIEW_KEY`)."""
+    for tab, saved in zip(app.viewers, record.get("limits", [])):
+        for viewer, values in zip(tab, saved):
+            if all(isinstance(v, (int, float)) for v in values):
+                with delay_callback(viewer.state, *_LIMITS):
+                    for name, value in zip(_LIMITS, values):
+                        setattr(viewer.state, name, value)
+    labels = record.get("active_subsets") or []
+    groups = [g for g in app.data_collection.subset_groups if g.label in labels]
+    mode = getattr(app.session, "edit_subset_mode", None)
+    if groups and mode is not None:
+        mode.edit_subset = groups
 
 
 def install():
-    """Have glue re-link the wavelength grids of every session it restores."""
-    global _glue_setgluestate
+    """Have glue re-link the wavelength grids of every session it restores, and keep every
+    viewer's zoom and the active subset across a save and restore."""
+    global _glue_setgluestate, _glue_gluestate
     from glue_qt.app import GlueApplication
 
     if _glue_setgluestate is not None:
         return
     _glue_setgluestate = GlueApplication.__dict__["__setgluestate__"]
+    _glue_gluestate = GlueApplication.__dict__["__gluestate__"]
+
+    def __gluestate__(self, context):
+        state = _glue_gluestate(self, context)
+        state[VIEW_KEY] = _view_record(self)
+        return state
 
     def __setgluestate__(cls, rec, context):
         app = _glue_setgluestate.__func__(cls, rec, context)
         reattach_wavelength_grids(app)
+        record = rec.get(VIEW_KEY)
+        if record:
+            restore_view(app, record)
+            # glue lays the viewers out (and corrects their aspect) once the window is
+            # shown: apply the saved limits again then.
+            app._spherex_view_filter = _WhenShown(app, record)
         return app
 
+    GlueApplication.__gluestate__ = __gluestate__
     GlueApplication.__setgluestate__ = classmethod(__setgluestate__)
+
+
+def _restore_later(app, record):
+    with contextlib.suppress(RuntimeError):  # the window was closed meanwhile
+        restore_view(app, record)
+
+
+def _WhenShown(app, record):  # noqa: N802 -- a QTimer that waits for the window
+    """Apply the saved view once the restored window has been shown and laid out (polls:
+    glue shows the window after restoring it, at a time we are not told)."""
+    from qtpy import QtCore
+
+    timer = QtCore.QTimer(app)
+    timer.setInterval(50)
+    state = {"shown_ticks": 0, "ticks": 0}
+
+    def tick():
+        state["ticks"] += 1
+        with contextlib.suppress(RuntimeError):
+            if app.isVisible():
+                state["shown_ticks"] += 1
+        if state["shown_ticks"] in (2, 8):  # laid out, then after the panels' resizes
+            _restore_later(app, record)
+        if state["shown_ticks"] >= 8 or state["ticks"] > 1200:  # at most a minute
+            timer.stop()
+
+    timer.timeout.connect(tick)
+    timer.start()
+    return timer
 
 
 def _hide_reference_layers(state, reference, now=True):
