@@ -543,6 +543,11 @@ class SpherexImportDialog(QtWidgets.QDialog):
             cache = request.cache_dir if request.cache_dir is not None else ""  # "" = none
             for result in fetch_cutouts(table, workers=request.workers, cache_dir=cache,
                                         cancel=cancel):
+                if cancel.is_set() and result.status == "ok":
+                    # arrived after Cancel (a fast archive finishes the queue quickly): not
+                    # added, so Cancel means what it says; a cached copy serves a resume
+                    result = dataclasses.replace(result, status="cancelled",
+                                                 reason="cancelled", data=None)
                 data = None
                 if result.status == "ok":
                     try:
