@@ -316,3 +316,23 @@ def test_unreachable_name_resolver_is_one_line(glue_app, qtbot, archive):
     text = dialog.status_label.text()
     assert dialog.state == "idle" and "\n" not in text
     assert text.startswith("could not resolve 'M101'") and "RA Dec" in text
+
+
+def test_a_search_that_would_fill_memory_warns_before_fetching(glue_app, qtbot, archive,
+                                                               monkeypatch, tmp_path):
+    from glue_spherex.qt import import_dialog
+
+    dialog = open_import_dialog(glue_app)
+    fill(dialog, archive.url, size="1")
+    dialog.cache_edit.setText("")
+    size = 40 << 20  # a lower threshold stands in for a search of several GB
+    monkeypatch.setattr(import_dialog, "MEMORY_WARNING_BYTES", size)
+    search(qtbot, dialog)
+    assert dialog.preview.nbytes > size
+    text = dialog.status_label.text()
+    assert text.startswith("Warning: these cutouts will hold about") and "cache folder" in text
+    assert dialog.fetch_button.isEnabled()  # a warning, not a refusal
+    # with a cache folder they live on disk: no warning
+    dialog.cache_edit.setText(str(tmp_path / "cache"))
+    search(qtbot, dialog)
+    assert not dialog.status_label.text().startswith("Warning")
