@@ -136,6 +136,7 @@ def main():
         t_range = time.perf_counter() - t0
         print(f"full frame ({size / 1e6:.1f} MB): first request {t_first:.2f} s (generated), "
               f"again {t_second:.2f} s (cached), 64 kB range {t_range * 1000:.1f} ms")
+        _pipeline7(arch, specs)
 
     with LocalArchive() as arch:
         arch.wait_ready()
@@ -154,6 +155,32 @@ def main():
         dt = time.perf_counter() - t0
         print(f"latency 0.15 s, 10 workers x 5 requests: {dt:.2f} s "
               f"({50 / dt * 0.15:.1f} responses per 150 ms; serial would give 1)")
+
+
+def _pipeline7(arch, specs):
+    """Pipeline-7 (QR3) cutouts with FLAGS compressed and plain, and a QR3 full frame."""
+    r7 = [s for s in specs if getattr(s, "pipeline7", False) and s.detector == 2
+          and abs(s.dec - M101[1]) < 2 and abs(s.ra - M101[0]) < 3]
+    if not r7:
+        print("pipeline 7: this archive serves no QR3 frames")
+        return
+    urls = [f"{arch.file_url(s)}?center={M101[0]},{M101[1]}d&size=0.1" for s in r7]
+    urls = [u for u in urls if requests.head(u).status_code == 200][:30]
+    with LocalArchive(cutout_flags="plain") as plain:
+        plain.wait_ready()
+        for label, base in (("FLAGS compressed", arch.url), ("FLAGS plain", plain.url)):
+            batch = [u.replace(arch.url, base) for u in urls]
+            with requests.Session() as s:
+                s.get(batch[0])
+                t0 = time.perf_counter()
+                nbytes = sum(len(s.get(u).content) for u in batch)
+                dt = time.perf_counter() - t0
+            print(f"QR3 cutouts (0.1 deg, {nbytes / len(batch) / 1e6:.1f} MB each, EPSF whole), "
+                  f"{label}, 1 client: {len(batch) / dt:.1f} req/s")
+    t0 = time.perf_counter()
+    size = len(requests.get(arch.file_url(r7[-1])).content)
+    print(f"QR3 full frame ({size / 1e6:.1f} MB, 2040 RICE_1 rows): first request "
+          f"{time.perf_counter() - t0:.2f} s (generated)")
 
 
 if __name__ == "__main__":

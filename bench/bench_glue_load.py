@@ -84,7 +84,7 @@ def worker(path, n, glue_link_manager, core):
     from glue.core.subset import RoiSubsetState
 
     from glue_spherex import plugin
-    from glue_spherex.plugin import link_cutouts, linkmanager
+    from glue_spherex.plugin import link_cutouts, linkmanager, patches
     from glue_spherex.plugin.links import CutoutLink
 
     if core:
@@ -93,11 +93,9 @@ def worker(path, n, glue_link_manager, core):
         from glue.main import load_plugins
 
         load_plugins(require_qt_plugins=True)
-        from glue_spherex.qt import collection_model
-
-        assert collection_model.installed()
+        assert patches.is_applied("batched-tree")
     if glue_link_manager:
-        linkmanager.uninstall()
+        patches.undo(names={"indexed-link-manager"})
     # no modal autolink dialog, and linking timed separately below
     settings.AUTOLINK["Astronomy WCS"] = "always_ignore"
     settings.AUTOLINK["SPHEREx sky"] = "always_ignore"
@@ -110,7 +108,6 @@ def worker(path, n, glue_link_manager, core):
         get_qapp()
         app = GlueApplication()
         dc = app.data_collection
-    assert isinstance(dc._link_manager, linkmanager.IndexedLinkManager) != glue_link_manager
     out = {"n": n}
 
     def stage(name, fn):
@@ -137,6 +134,7 @@ def worker(path, n, glue_link_manager, core):
         def link():
             return link_cutouts(dc)
     out["links"] = len(stage("link", link))
+    assert isinstance(dc._link_manager, linkmanager.IndexedLinkManager) != glue_link_manager
     reference = datasets[0]
 
     def select():

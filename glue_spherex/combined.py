@@ -12,14 +12,19 @@ tutorial's file). CUTOUT_INFO lists successes first, in cutout_index order, then
 and cutouts that never arrived, with ``status`` and ``reason``; ``version`` keeps each
 product's PRIMARY ``VERSION`` (needed to interpret its PSF header).
 
-:class:`CombinedWriter` appends each cutout to ``<path>.part`` as it arrives, holding at most
-one in memory, and on :meth:`~CombinedWriter.close` rewrites the fixed-size CUTOUT_INFO in
-place and renames the file to ``path``: nothing half-written ever sits at ``path``, and an
-interrupted download still leaves a valid file with every cutout that arrived.
+:class:`CombinedWriter` appends each cutout to a temporary file beside ``path`` (a name of its
+own, :func:`~glue_spherex.atomic.temporary_path`) as it arrives, holding at most one in
+memory, and on :meth:`~CombinedWriter.close` rewrites the fixed-size CUTOUT_INFO in place and
+renames the file to ``path``: nothing half-written ever sits at ``path``, and an interrupted
+download still leaves a valid file with every cutout that arrived. While it writes it holds
+:func:`~glue_spherex.atomic.output_lock` on ``path``, so a second writer of the same file
+fails at once instead of mixing its cutouts into this one. A cutout that cannot be read, for
+whatever reason, is recorded as failed in its own row; it never costs the others.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -31,11 +36,13 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.table import Table
 
-from .errors import SpherexError, SpherexFormatError, SpherexInputError
-from .products import SpectralImage, _cutout_info, _open_backing, _products
+from .atomic import output_lock, remove_stale_temporaries, stale_temporaries, temporary_path
+from .errors import SpherexError, SpherexFormatError, SpherexInputError, SpherexOutputError
+from .products import KINDS, SpectralImage, _cutout_info, _open_backing, _products
 from .streamfile import StreamFile
 
-__all__ = ["CombinedWriter", "read_combined", "INFO_COLUMNS"]
+__all__ = ["CombinedWriter", "read_combined", "INFO_COLUMNS", "estimated_cutout_bytes",
+           "recover_partial"]
 
 #: CUTOUT_INFO columns: name, FITS format (``None`` width: computed), unit.
 INFO_COLUMNS = (
@@ -65,7 +72,9 @@ class CombinedWriter:
     Parameters
     ----------
     path : str or PathLike
-        Final file name; the file is built as ``<path>.part`` and renamed on :meth:`close`.
+        Final file name; the file is built under a temporary name beside it and renamed on
+        :meth:`close`. Another writer of the same ``path`` (in this process or another) makes
+        the constructor raise :class:`~glue_spherex.errors.SpherexOutputError`.
     planned : sequence of dict, or astropy Table
         One entry per cutout, with at least ``cutout_index`` (unique, >= 1) and
         ``access_url``; optionally ``obs_id``, ``detector``, ``bandpass``,
@@ -80,7 +89,8 @@ class CombinedWriter:
 
     def __init__(self, path, planned, *, target=None, size=None, overwrite=False):
         self.path = os.fspath(path)
-        self.part_path = self.path + ".part"
+        if os.path.isdir(self.path):
+            raise SpherexOutputError(f"{self.path} is a directory; give a file name")
         if os.path.exists(self.path) and not overwrite:
             raise SpherexInputError(f"{self.path} exists; pass overwrite=True to replace it")
         self._rows = _planned_rows(planned)
@@ -89,20 +99,32 @@ class CombinedWriter:
         self._primary = _primary_header(self._target, size)
         self._lock = threading.Lock()
         self._closed = False
-        self._file = StreamFile(self.part_path)  # past the page cache where possible
+        #: True once the file is complete at :attr:`path`
+        self.finished = False
+        self._file = None
+        self._held = contextlib.ExitStack()
+        self._held.enter_context(output_lock(self.path))  # before anything is written
+        self.part_path = os.fspath(temporary_path(self.path))
         try:
-            primary = self._primary.tostring().encode("ascii")
-            self._file.write(primary)
-            info = self._info_hdu(list(self._rows.values()))
-            chunk = _table_bytes(info)
-            # offsets and sizes that close() rewrites in place
-            self._sizes = (len(primary), len(chunk))
-            self._info_size = _padded(info.header["NAXIS1"] * info.header["NAXIS2"])
-            self._info_offset = len(primary) + len(chunk) - self._info_size
-            self._file.write(chunk)
+            # ours now: temporary files of this output left by a killed writer are garbage
+            remove_stale_temporaries(os.path.dirname(os.path.abspath(self.path)),
+                                     os.path.basename(self.path))
+            try:
+                self._file = StreamFile(self.part_path)  # past the page cache where possible
+                primary = self._primary.tostring().encode("ascii")
+                self._file.write(primary)
+                info = self._info_hdu(list(self._rows.values()))
+                chunk = _table_bytes(info)
+                # offsets and sizes that close() rewrites in place
+                self._sizes = (len(primary), len(chunk))
+                self._info_size = _padded(info.header["NAXIS1"] * info.header["NAXIS2"])
+                self._info_offset = len(primary) + len(chunk) - self._info_size
+                self._file.write(chunk)
+            except OSError as exc:
+                raise SpherexOutputError(
+                    f"cannot write {self.path}: {exc.strerror or exc}") from None
         except BaseException:
-            self._file.abort()
-            os.unlink(self.part_path)
+            self._discard()
             raise
 
     # -- adding cutouts ------------------------------------------------------------------------
@@ -110,34 +132,37 @@ class CombinedWriter:
     def add(self, cutout_index, product):
         """Append one cutout (SpectralImage, HDUList, bytes or path) and mark its row 'ok'.
 
-        A product that cannot be read is recorded as failed and the
-        :class:`~glue_spherex.errors.SpherexFormatError` re-raised.
+        A product that cannot be read -- whatever the exception -- is recorded as failed with
+        the reason and a :class:`~glue_spherex.errors.SpherexFormatError` raised; the file
+        and the other cutouts are untouched. An :class:`OSError` while writing (a full disk)
+        leaves the file as it was before this cutout and propagates.
         """
         row = self._row(cutout_index)
         owned = not isinstance(product, SpectralImage)
         image = None
         try:
-            image = SpectralImage.open(product) if owned else product
-            suffix = str(row["cutout_index"])
-            chunks = image._extension_bytes(suffix)  # byte copies of the product's file
-            if self._target is not None:
-                wl, bw = image.wavelength_at(self._target)
-            else:
-                ny, nx = image.shape
-                wl, bw = (float(v) for v in image.pixel_to_wave((nx - 1) / 2, (ny - 1) / 2))
-        except BaseException as exc:
-            if owned and image is not None:
-                image.close()
-            if isinstance(exc, SpherexError):
-                self.add_failure(cutout_index, str(exc))
-            raise
-        meta = {
-            "observation_date": image.mjd_beg, "mjd_end": image.mjd_end,
-            "central_wavelength": wl, "central_bandwidth": bw, "obs_id": image.obsid,
-            "detector": image.detector, "bandpass": image.bandpass,
-            "version": image.version or "", "status": "ok", "reason": "",
-        }
-        try:
+            try:
+                image = SpectralImage.open(product) if owned else product
+                suffix = str(row["cutout_index"])
+                chunks = image._extension_bytes(suffix)  # byte copies of the product's file
+                if self._target is not None:
+                    wl, bw = image.wavelength_at(self._target)
+                else:
+                    ny, nx = image.shape
+                    wl, bw = (float(v) for v in image.pixel_to_wave((nx - 1) / 2, (ny - 1) / 2))
+                meta = {
+                    "observation_date": image.mjd_beg, "mjd_end": image.mjd_end,
+                    "central_wavelength": wl, "central_bandwidth": bw, "obs_id": image.obsid,
+                    "detector": int(image.detector), "bandpass": image.bandpass,
+                    "version": image.version or "", "status": "ok", "reason": "",
+                }
+            except Exception as exc:  # any fault of this one product stays with it
+                reason = str(exc) if isinstance(exc, SpherexError) else \
+                    f"{type(exc).__name__}: {exc}"
+                self.add_failure(cutout_index, reason)
+                if isinstance(exc, SpherexFormatError):
+                    raise
+                raise SpherexFormatError(f"cutout {cutout_index}: {reason}") from exc
             with self._lock:
                 self._check_open()
                 if row["status"] == "ok":
@@ -151,7 +176,7 @@ class CombinedWriter:
                     raise
                 row.update(meta)
         finally:
-            if owned:
+            if owned and image is not None:
                 image.close()
 
     def add_failure(self, cutout_index, reason):
@@ -167,7 +192,11 @@ class CombinedWriter:
     # -- finishing -----------------------------------------------------------------------------
 
     def close(self):
-        """Write the final CUTOUT_INFO and counts, fsync, and rename to :attr:`path`."""
+        """Write the final CUTOUT_INFO and counts, fsync, and rename to :attr:`path`.
+
+        If that fails (a full disk, or an interrupt while finishing), the temporary file is
+        removed and the error propagates: nothing half-written is left anywhere.
+        """
         with self._lock:
             if self._closed:
                 return
@@ -187,10 +216,35 @@ class CombinedWriter:
                 f.overwrite(self._info_offset, chunk[len(chunk) - self._info_size:])
                 f.overwrite(0, primary)
                 f.close(fsync=True)
-            finally:
-                f.abort()
-            os.replace(self.part_path, self.path)
+                os.replace(self.part_path, self.path)
+                self.finished = True
+            except BaseException:
+                self._discard()
+                raise
+            self._held.close()
             _fsync_dir(os.path.dirname(os.path.abspath(self.path)))
+
+    def abort(self):
+        """Stop without writing :attr:`path`: remove the temporary file, release the lock."""
+        with self._lock:
+            self._closed = True
+            self._discard()
+
+    def _discard(self):
+        try:
+            if self._file is not None:
+                self._file.abort()
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(self.part_path)
+            self._held.close()
+
+    @property
+    def counts(self):
+        """``{'ok': n, 'failed': n, 'missing': n}`` so far."""
+        with self._lock:
+            statuses = [r["status"] for r in self._rows.values()]
+        return {s: statuses.count(s) for s in _STATUS_ORDER}
 
     def __enter__(self):
         return self
@@ -199,6 +253,11 @@ class CombinedWriter:
         # Finish the file with what arrived even when the caller failed; re-raise its error.
         self.close()
         return False
+
+    @property
+    def urls(self):
+        """The planned ``access_url`` of every cutout, in cutout_index order."""
+        return [self._rows[i]["access_url"] for i in sorted(self._rows)]
 
     @property
     def statuses(self):
@@ -244,6 +303,106 @@ def read_combined(path):
         if not backing.cutouts:  # every cutout failed: the table still says why
             return table, []
         return table, _products(backing)
+
+
+#: What one cutout adds to a file besides its pixels: the PSF cube (121 zones of 101x101
+#: float32), the WCS-WAVE table and six headers.
+_FIXED_BYTES = 121 * 101 * 101 * 4 + 40 * _BLOCK
+_PIXEL_BYTES = 16  # IMAGE, FLAGS, VARIANCE, ZODI: 4 bytes each
+_PIXEL_ARCSEC = 6.15
+_FRAME_PX = 2040
+
+
+def estimated_cutout_bytes(size):
+    """About how many bytes one cutout of ``size`` (degrees, Quantity or size string) takes.
+
+    Used to check free space before a download; a full frame comes to IRSA's
+    ``access_estsize`` (about 71.6 MB).
+    """
+    from .query import parse_size
+
+    size = parse_size(size)
+    px = size.px if size.px is not None else math.ceil(size.deg * 3600 / _PIXEL_ARCSEC) + 1
+    px = min(px, _FRAME_PX)
+    return _FIXED_BYTES + _PIXEL_BYTES * px * px
+
+
+def recover_partial(path):
+    """The temporary file a killed writer of ``path`` left, cut back to its last whole cutout.
+
+    A writer killed outright (SIGKILL, power loss) leaves its temporary file: the PRIMARY,
+    the CUTOUT_INFO of every planned cutout (all still 'missing') and the cutouts appended so
+    far, the last one perhaps cut short. Call this while holding
+    :func:`~glue_spherex.atomic.output_lock` on ``path``: the newest such file whose process
+    is gone is truncated after its last complete cutout and its path returned (it then reads
+    as a combined file, for a resumed run to take the cutouts from); files with no complete
+    cutout are deleted. Returns None when there is nothing to recover.
+    """
+    path = os.fspath(path)
+    found = stale_temporaries(os.path.dirname(os.path.abspath(path)), os.path.basename(path))
+    found.sort(key=lambda p: p.stat().st_mtime if p.exists() else 0, reverse=True)
+    for stale in found:
+        try:
+            with open(stale, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                end = 0
+                if size:
+                    import mmap
+
+                    with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                        end = _whole_cutouts_end(mm)
+            if end:
+                os.truncate(stale, end)
+                return stale
+            stale.unlink()
+        except OSError:
+            continue
+    return None
+
+
+def _whole_cutouts_end(buffer):
+    """Byte offset just after the last complete cutout of a partly written combined file."""
+    n = len(buffer)
+    view = memoryview(buffer)
+    offset = end = 0
+    hdu = 0
+    group = []
+    end_card = b"END".ljust(80)
+    while offset + _BLOCK <= n:
+        start = offset
+        while True:  # the header's blocks, up to its END card
+            if offset + _BLOCK > n or offset - start > 200 * _BLOCK:
+                return end
+            block = bytes(view[offset:offset + _BLOCK])
+            offset += _BLOCK
+            if any(block[i:i + 80] == end_card for i in range(0, _BLOCK, 80)):
+                break
+        try:
+            header = fits.Header.fromstring(bytes(view[start:offset]).decode("ascii"))
+            bits = abs(int(header["BITPIX"])) // 8
+            axes = [int(header[f"NAXIS{i}"]) for i in range(1, int(header["NAXIS"]) + 1)]
+            count = int(header.get("GCOUNT", 1)) * (int(header.get("PCOUNT", 0))
+                                                    + math.prod(axes) if axes else 0)
+        except Exception:  # noqa: BLE001 (a damaged header ends what can be recovered)
+            return end
+        if bits <= 0 or count < 0 or min(axes, default=0) < 0:
+            return end
+        offset += _padded(bits * count)
+        if offset > n:
+            return end
+        hdu += 1
+        name = str(header.get("EXTNAME", "")).strip().upper()
+        if hdu == 2 and name != "CUTOUT_INFO":
+            return 0
+        if hdu <= 2:
+            continue
+        group.append(name)
+        if len(group) == len(KINDS):
+            suffix = group[0][len(KINDS[0]):]
+            if group != [kind + suffix for kind in KINDS]:
+                return end
+            end, group = offset, []
+    return end
 
 
 # ------------------------------------------------------------------------------------------

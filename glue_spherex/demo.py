@@ -38,11 +38,16 @@ def run(args):
     from .archive import LocalArchive
     from .cli import EXIT_OK, fetch_and_report
     from .config import settings
+    from .errors import SpherexOutputError
     from .query import SpherexArchive
 
     cfg = settings(workers=args.workers)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SpherexOutputError(f"cannot use {out} as the output directory: "
+                                 f"{exc.strerror or exc}") from None
     fits_path, png_path = out / "m101_d2.fits", out / "m101_d2.png"
     t0 = time.monotonic()
     with LocalArchive() as archive:

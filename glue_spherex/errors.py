@@ -9,6 +9,7 @@ __all__ = [
     "SpherexError",
     "SpherexFormatError",
     "SpherexInputError",
+    "SpherexOutputError",
     "SpherexServiceError",
 ]
 
@@ -29,6 +30,15 @@ class SpherexInputError(SpherexError, ValueError):
     """A query or command argument is out of range or malformed.
 
     The message says what was wrong and what is accepted.
+    """
+
+
+class SpherexOutputError(SpherexError, OSError):
+    """A file could not be written where the user asked: a missing or unwritable directory,
+    an output path that is a directory, too little free space, a full disk, or another
+    process writing the same file.
+
+    The message names the path the user gave and what became of the data that had arrived.
     """
 
 

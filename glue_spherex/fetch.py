@@ -19,6 +19,16 @@ How a batch runs (:class:`Fetcher`):
   and recovers by one per window of successes.
 - With a cache directory, each validated cutout is written atomically (``.part`` then
   :func:`os.replace`); a rerun takes complete files from the cache and fetches only the rest.
+- Hosts and schemes (see docs/python.rst, "Which hosts the fetcher follows"): rows of a query
+  table are fetched only from the archive that answered the query (its scheme, host and port,
+  ``table.meta['archive_url']``) or IRSA's own host over https; URLs given as a list (or a
+  table without ``archive_url``) are taken as given. A redirect is followed only to those
+  same origins, over http(s), at most :data:`MAX_REDIRECTS` times. Anything else is a
+  recorded failure, never retried.
+- Bodies are bounded: one announced or found larger than a cutout of the requested size
+  can plausibly be (:func:`plausible_size`, at most :data:`MAX_BODY_BYTES`; endless chunked
+  bodies included), or gzip content inflating past that, is a recorded failure, never
+  retried; memory stays below about twice that per worker.
 - Setting the ``cancel`` event (or closing the iterator, e.g. on Ctrl-C) marks queued cutouts
   ``'cancelled'`` and cuts the sockets of in-flight requests so they stop at once.
 - Nothing is dropped: every cutout ends as ``'ok'``, ``'failed'`` (with the reason) or
@@ -39,22 +49,36 @@ import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
+import numpy as np
 import requests
 import urllib3
 
 from .cache import CutoutCache
-from .config import settings
+from .config import IRSA_URL, settings
 from .errors import SpherexError, SpherexFormatError, SpherexInputError
 from .fitsscan import scan_spectral_image, unwrap
 from .http import ConnectionTracker, make_session
 
 __all__ = ["FetchResult", "FetchSummary", "Fetcher", "RetryPolicy", "fetch_cutouts",
-           "fetch_to_file", "parse_retry_after"]
+           "fetch_to_file", "parse_retry_after", "plausible_size", "MAX_BODY_BYTES",
+           "MAX_REDIRECTS", "MAX_URL_CHARS"]
 
 OK, FAILED, CANCELLED = "ok", "failed", "cancelled"
 PUSHBACK_STATUSES = frozenset({429, 503})
 _POLL = 0.1
+
+#: The largest cutout body accepted, before and after gzip: a whole-detector cutout (2040 x
+#: 2040 px, the largest the archive makes) is about 72 MB.
+MAX_BODY_BYTES = 128 * 2**20
+_BYTES_PER_PIXEL = 16           # IMAGE, FLAGS, VARIANCE, ZODI: 4 bytes each
+_FIXED_BYTES = 8_000_000        # PSF cube (4.9 MB) or EPSF table (1.9 MB), headers, WCS-WAVE
+MAX_REDIRECTS = 5
+MAX_URL_CHARS = 8192
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_READ_CHUNK = 1 << 20
+_REASON_CHARS = 400
 
 
 @dataclass(frozen=True)
@@ -161,6 +185,11 @@ class FetchSummary:
     bytes: int
     seconds: float
     failures: list = field(default_factory=list)  # (cutout_index, reason)
+    #: cutouts taken from an unfinished earlier file at ``path`` (a resumed run)
+    resumed: int = 0
+    #: downloaded cutouts that could not be written to the cache, and why (the first reason)
+    uncached: int = 0
+    cache_problem: str = ""
 
     @property
     def complete(self):
@@ -279,15 +308,20 @@ class Fetcher:
         Retries per cutout after transient failures (default ``conf.max_retries``).
     retry : RetryPolicy, optional
         Back-off parameters; its ``max_retries`` is replaced by ``max_retries`` when given.
+    archive_url : str, optional
+        The archive whose host rows of a query table may point at, when the table does not
+        say (``table.meta['archive_url']``); default the configured archive.
     """
 
     def __init__(self, *, workers=None, cache_dir=None, timeout=None, max_retries=None,
-                 retry=None):
+                 retry=None, archive_url=None):
         cfg = settings(workers=workers, cache_dir=cache_dir, timeout=timeout,
-                       max_retries=max_retries)
+                       max_retries=max_retries, archive_url=archive_url)
+        self.archive_url = cfg.archive_url
         self.workers = cfg.workers
         self.timeout = cfg.timeout
-        self.cache = CutoutCache(cfg.cache_dir) if cfg.cache_dir is not None else None
+        # an unwritable cache directory is an error now, before any download
+        self.cache = CutoutCache(cfg.cache_dir).prepare() if cfg.cache_dir is not None else None
         policy = retry or RetryPolicy()
         if retry is None or max_retries is not None:
             policy = RetryPolicy(cfg.max_retries, policy.backoff_base, policy.backoff_cap,
@@ -310,8 +344,8 @@ class Fetcher:
             Set it to stop: queued cutouts come back ``'cancelled'``, in-flight requests are
             cut. Closing the iterator early has the same effect.
         """
-        tasks = _tasks(items)
-        run = _Run(self, tasks)
+        tasks, origins = _tasks(items)
+        run = _Run(self, tasks, origins | {_origin(self.archive_url), _origin(IRSA_URL)})
         bar = None
         if tqdm:
             from tqdm import tqdm as _tqdm
@@ -337,14 +371,15 @@ class Fetcher:
 
 
 def fetch_cutouts(table_or_urls, *, workers=None, cache_dir=None, timeout=None,
-                  max_retries=None, progress=None, tqdm=False, cancel=None, retry=None):
+                  max_retries=None, progress=None, tqdm=False, cancel=None, retry=None,
+                  archive_url=None):
     """Download cutouts concurrently; yields :class:`FetchResult` as each completes.
 
     See :class:`Fetcher` for the parameters and :meth:`Fetcher.fetch` for ``table_or_urls``,
     ``progress``, ``tqdm`` and ``cancel``.
     """
     fetcher = Fetcher(workers=workers, cache_dir=cache_dir, timeout=timeout,
-                      max_retries=max_retries, retry=retry)
+                      max_retries=max_retries, retry=retry, archive_url=archive_url)
     return fetcher.fetch(table_or_urls, progress=progress, tqdm=tqdm, cancel=cancel)
 
 
@@ -356,6 +391,14 @@ def fetch_to_file(table, out_path, *, target=None, size=None, overwrite=False, *
     appears at ``out_path`` only when complete; if the run is interrupted (exception, Ctrl-C)
     it is finished with what arrived and the exception propagates.
 
+    Before anything is downloaded, the output (and the cache directory) must be writable and
+    have room for the estimated size, else :class:`~glue_spherex.errors.SpherexOutputError`.
+    If ``out_path`` already holds an unfinished file of the same query (an interrupted earlier
+    run: cutouts failed or missing) and ``overwrite`` is false, the run resumes: the cutouts
+    in it are kept and only the others are fetched. A full disk while writing stops the run
+    with a :class:`~glue_spherex.errors.SpherexOutputError` saying what became of the cutouts
+    that had arrived; nothing half-written is left.
+
     Parameters
     ----------
     table : Table
@@ -366,7 +409,7 @@ def fetch_to_file(table, out_path, *, target=None, size=None, overwrite=False, *
     size : Quantity or str, optional
         Cutout size recorded in the file; default ``table.meta['size']``.
     overwrite : bool
-        Replace an existing ``out_path`` when finished.
+        Replace an existing ``out_path`` (rather than resume it) when finished.
     **fetch_kwargs
         Passed to :func:`fetch_cutouts`.
 
@@ -376,6 +419,7 @@ def fetch_to_file(table, out_path, *, target=None, size=None, overwrite=False, *
     """
     from astropy.coordinates import SkyCoord
 
+    from .atomic import check_output, output_lock
     from .combined import CombinedWriter
 
     if target is None and "target_ra" in table.meta:
@@ -392,35 +436,166 @@ def fetch_to_file(table, out_path, *, target=None, size=None, overwrite=False, *
                     mjd_end=float(row["t_max"]))
                for row in table]
     out_path = Path(out_path)
+    options = {k: fetch_kwargs.pop(k) for k in ("progress", "tqdm", "cancel")
+               if k in fetch_kwargs}
+    fetcher = Fetcher(**fetch_kwargs)  # an unwritable cache directory fails here
+    check_output(out_path, what="output")
     summary = FetchSummary(out_path, len(planned), 0, 0, 0, 0, 0, 0.0)
     t0 = time.monotonic()
-    with CombinedWriter(out_path, planned, target=target, size=size,
-                        overwrite=overwrite) as writer:
-        # Each cutout is parsed here, not in its download thread: a download thread that
-        # parses is late for its next request, and this thread is otherwise mostly waiting.
-        results = fetch_cutouts(table, **fetch_kwargs)
+    kept = {}
+    with output_lock(out_path):  # from here on no other run touches out_path or its parts
         try:
-            for result in results:
-                if result.ok:
-                    try:
-                        writer.add(result.cutout_index, result.data)
-                    except SpherexFormatError as exc:
-                        result.status, result.reason = FAILED, f"unreadable product: {exc}"
-                        writer.add_failure(result.cutout_index, result.reason)
-                else:
-                    writer.add_failure(result.cutout_index, result.reason or result.status)
-                _tally(summary, result)
-                result.data = None  # the writer has it: bound the memory
+            if not overwrite:
+                kept = _previous(out_path, planned)
+            if kept and len(kept) == len(planned):  # an earlier run already finished it
+                summary.ok = summary.resumed = len(planned)
+                return summary
+            _check_space(out_path, planned, size, fetcher.cache, kept)
+            index = {p["access_url"]: p["cutout_index"] for p in planned}
+            todo = table[np.array([str(u) not in kept for u in table["cutout_url"]], bool)]
+            writer = CombinedWriter(out_path, planned, target=target, size=size,
+                                    overwrite=True)
+            _fill(writer, summary, kept, index, fetcher, todo, options)
         finally:
-            results.close()  # on an exception: stop the downloads before the file is finished
+            for product in kept.values():
+                product.close()
     summary.seconds = time.monotonic() - t0
     return summary
+
+
+def _previous(out_path, planned):
+    """The cutouts an earlier run of this query left: in an unfinished file at ``out_path``,
+    or, if a killed run left no file, in its temporary file."""
+    from .combined import recover_partial
+
+    if out_path.exists():
+        return _resumable(out_path, planned)
+    partial = recover_partial(out_path)
+    if partial is None:
+        return {}
+    try:
+        return _resumable(partial, planned)
+    except SpherexInputError:  # another query's leftovers: the new writer deletes them
+        return {}
+
+
+def _fill(writer, summary, kept, index, fetcher, todo, options):
+    """Copy the kept cutouts, then fetch the others, into ``writer``; close it."""
+    results = None
+    try:
+        for url, product in kept.items():
+            writer.add(index[url], product)
+            summary.ok += 1
+            summary.resumed += 1
+        # Each cutout is parsed here, not in its download thread: a download thread that
+        # parses is late for its next request, and this thread is otherwise mostly waiting.
+        results = fetcher.fetch(todo, **options) if len(todo) else ()
+        for result in results:
+            if result.ok:
+                try:
+                    writer.add(result.cutout_index, result.data)
+                except SpherexFormatError as exc:  # whatever was wrong with this one product
+                    result.status, result.reason = FAILED, f"unreadable product: {exc}"
+                    writer.add_failure(result.cutout_index, result.reason)
+            elif result.status != CANCELLED:  # a cancelled cutout stays 'missing': rerun
+                writer.add_failure(result.cutout_index, result.reason or result.status)
+            _tally(summary, result)
+            result.data = None  # the writer has it: bound the memory
+        writer.close()
+    except OSError as exc:  # writing the output failed (a full disk): keep what can be kept
+        if results:
+            results.close()
+        raise _write_failure(exc, writer, summary, fetcher.cache) from None
+    except BaseException:
+        if results:
+            results.close()  # stop the downloads before the file is finished
+        writer.close()  # with what arrived; the caller's exception goes on
+        raise
+
+
+def _resumable(out_path, planned):
+    """``{url: SpectralImage}`` of the cutouts an unfinished earlier file at ``out_path`` holds.
+
+    Raises SpherexInputError if the file is not a combined file of this same query.
+    """
+    from .combined import read_combined
+
+    refuse = (f"{out_path} exists and is not an unfinished file of this query; give "
+              "--overwrite (overwrite=True) to replace it, or another output file")
+    try:
+        info, products = read_combined(out_path)
+    except (SpherexFormatError, OSError):
+        raise SpherexInputError(refuse) from None
+    wanted = {p["access_url"] for p in planned}
+    kept = {}
+    for product in products:
+        url = product.access_url or ""
+        if url in wanted and url not in kept:
+            kept[url] = product
+        else:
+            product.close()
+    listed = {str(u).strip() for u in info["access_url"]}
+    if not listed <= wanted or len(kept) < sum(str(s).strip() == OK for s in info["status"]):
+        for product in kept.values():
+            product.close()
+        raise SpherexInputError(refuse)
+    return kept
+
+
+def _check_space(out_path, planned, size, cache, kept):
+    """Raise SpherexOutputError if the output (and cache) lack room for the estimated size."""
+    import os
+
+    from .atomic import check_output
+    from .combined import estimated_cutout_bytes
+
+    if size is None:
+        return
+    each = estimated_cutout_bytes(size)
+    needed = each * len(planned)
+    if cache is not None:
+        new = sum(p["access_url"] not in kept and not cache.contains(p["access_url"])
+                  for p in planned)
+        try:
+            same = os.stat(cache.directory).st_dev == os.stat(out_path.parent).st_dev
+        except OSError:
+            same = False
+        if same:  # on another file system a full cache costs no cutout: it is reported
+            needed += each * new
+    check_output(out_path, needed_bytes=needed, what="output")
+
+
+def _write_failure(exc, writer, summary, cache):
+    """The SpherexOutputError for a failed write: what is where now, and what to do."""
+    from .errors import SpherexOutputError
+
+    why = exc.strerror or str(exc)
+    arrived = summary.ok + summary.failed  # cutouts that had been downloaded or kept
+    with contextlib.suppress(Exception):
+        writer.close()  # truncated to the last whole cutout; needs little new space
+    saved = writer.counts["ok"] if writer.finished else None
+    total = summary.total
+    if saved is not None:
+        text = (f"could not write all of {writer.path}: {why}; it holds {saved} of {total} "
+                "cutouts (CUTOUT_INFO lists the rest as missing)")
+    else:
+        text = f"could not write {writer.path}: {why}; nothing was written there"
+    if cache is not None:
+        in_cache = sum(cache.contains(u) for u in writer.urls)
+        text += (f"; {in_cache} of {total} cutouts were downloaded and are in the cache "
+                 f"{cache.directory}")
+    elif saved is None:
+        text += f"; the {arrived} cutouts that had arrived were not kept (no cache directory)"
+    return SpherexOutputError(text + "; free some space and rerun the same command to resume")
 
 
 def _tally(summary, result):
     if result.status == OK:
         summary.ok += 1
         summary.from_cache += result.from_cache
+        if result.reason.startswith("not cached"):
+            summary.uncached += 1
+            summary.cache_problem = summary.cache_problem or result.reason
     elif result.status == FAILED:
         summary.failed += 1
         summary.failures.append((result.cutout_index, result.reason))
@@ -430,8 +605,10 @@ def _tally(summary, result):
 
 
 def _tasks(items):
+    """The tasks, and the origins their URLs may use besides the archive's and IRSA's."""
     from astropy.table import Table
 
+    origins = set()
     if isinstance(items, Table):
         column = "cutout_url" if "cutout_url" in items.colnames else "access_url"
         if column not in items.colnames:
@@ -439,23 +616,53 @@ def _tasks(items):
         urls = [str(u) for u in items[column]]
         indices = ([int(i) for i in items["cutout_index"]] if "cutout_index" in items.colnames
                    else list(range(1, len(urls) + 1)))
+        source = items.meta.get("archive_url")
+        if source is not None:     # rows a server sent: only that archive's (or IRSA's) host
+            origins.add(_origin(str(source)))
+        else:                      # a table the caller made: its URLs as given
+            origins.update(_origin(u) for u in urls)
     elif isinstance(items, (str, bytes)):
         raise SpherexInputError("give a query table or a list of URLs, not a single string")
     else:
         urls = [str(u) for u in items]
         indices = list(range(1, len(urls) + 1))
-    for url in urls:
-        if not url.startswith(("http://", "https://")):
-            raise SpherexInputError(f"{url[:80]!r} is not an http(s) URL")
-    return [_Task(pos, idx, url) for pos, (idx, url) in enumerate(zip(indices, urls))]
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise SpherexInputError(f"{url[:80]!r} is not an http(s) URL")
+        origins.update(_origin(u) for u in urls)
+    tasks = [_Task(pos, idx, url) for pos, (idx, url) in enumerate(zip(indices, urls))]
+    return tasks, origins
+
+
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _origin(url):
+    """``(scheme, host, port)`` of a URL (None for a malformed one)."""
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        return None
+    if host in _LOOPBACK:          # one machine by any of its names (archive URL vs SIA rows)
+        host = "127.0.0.1"
+    return (scheme, host, port) if scheme in ("http", "https") and host else None
+
+
+def _shown(url, n=120):
+    url = re.sub(r"[\x00-\x1f\x7f]", "?", url)
+    return url if len(url) <= n else url[:n] + "..."
 
 
 class _Run:
     """The threads and shared state of one :meth:`Fetcher.fetch` call."""
 
-    def __init__(self, fetcher, tasks):
+    def __init__(self, fetcher, tasks, origins):
         self.fetcher = fetcher
         self.tasks = tasks
+        self.origins = frozenset(o for o in origins if o is not None)
         self.schedule = _Schedule(tasks)
         self.limit = _AdaptiveLimit(fetcher.workers)
         self.tracker = ConnectionTracker()
@@ -538,6 +745,9 @@ class _Run:
                 if data is not None:
                     return self._result(task, OK, data=data, path=cache.path_for(task.url),
                                         from_cache=True)
+        refusal = self._refusal(task.url)
+        if refusal is not None:
+            return self._result(task, FAILED, f"refused: {refusal}")
         started = self.limit.acquire(self.stopping.is_set)
         if started is None:
             return self._result(task, CANCELLED, "cancelled before it was fetched")
@@ -565,20 +775,55 @@ class _Run:
         self.schedule.retry_later(task, delay)
         return None
 
+    def _refusal(self, url):
+        """Why the host policy refuses ``url`` (None if it may be fetched)."""
+        if len(url) > MAX_URL_CHARS:
+            return f"the URL is {len(url):,} characters long (at most {MAX_URL_CHARS:,})"
+        if re.search(r"[\x00-\x20\x7f]", url):
+            return f"the URL {_shown(url)!r} has spaces or control characters"
+        origin = _origin(url)
+        if origin is None:
+            return f"{_shown(url)!r} is not an http(s) URL"
+        if origin not in self.origins:
+            allowed = ", ".join(sorted(f"{s}://{h}:{p}" for s, h, p in self.origins))
+            return (f"{_shown(url)!r} is not on the archive's host; the fetcher follows only "
+                    f"{allowed}")
+        return None
+
     def _attempt(self, session, url):
         try:
-            with session.get(url, stream=True) as resp:
-                status = resp.status_code
-                if status != 200:
-                    return _http_error(resp)
-                body = self._read(resp)
-        except requests.exceptions.ConnectTimeout:
-            return _Outcome("retry", "connect timeout")
+            for _ in range(MAX_REDIRECTS + 1):
+                with session.get(url, stream=True, allow_redirects=False) as resp:
+                    status = resp.status_code
+                    location = resp.headers.get("Location")
+                    if status in _REDIRECTS and location:
+                        target = urljoin(url, location.strip())
+                        refusal = self._refusal(target)
+                        if refusal is not None:
+                            return _Outcome("fail", f"HTTP {status} redirect refused: "
+                                                    f"{refusal}", status=status)
+                        url = target
+                        continue
+                    if status != 200:
+                        return _http_error(resp)
+                    limit = plausible_size(url)
+                    body = self._read(resp, limit)
+                    break
+            else:
+                return _Outcome("fail", f"more than {MAX_REDIRECTS} redirects")
+        except _TooLarge as exc:
+            return _Outcome("fail", str(exc), nbytes=exc.nbytes)
+        except requests.exceptions.ConnectTimeout as exc:
+            return _Outcome("retry", f"connect timeout ({_brief(exc)})")
         except (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError):
             return _Outcome("retry", "read timeout (server stalled)")
         except (requests.exceptions.ChunkedEncodingError, http.client.IncompleteRead,
                 urllib3.exceptions.ProtocolError) as exc:
             return _Outcome("retry", f"truncated or broken transfer ({_brief(exc)})")
+        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
+                requests.exceptions.MissingSchema, requests.exceptions.InvalidHeader,
+                urllib3.exceptions.LocationParseError) as exc:
+            return _Outcome("fail", f"invalid URL or header ({_brief(exc)})")
         except requests.exceptions.ConnectionError as exc:
             if "Read timed out" in str(exc):
                 return _Outcome("retry", "read timeout (server stalled)")
@@ -592,17 +837,57 @@ class _Run:
             return _Outcome("retry", f"truncated body: {nbytes} of {length} bytes",
                             nbytes=nbytes)
         try:
-            data = unwrap(body, label="response")
+            data = unwrap(body, label="response", max_size=limit)
+        except SpherexFormatError as exc:
+            # a gzip bomb is final; a corrupt gzip body may be a transfer fault
+            kind = "fail" if "inflates to more than" in str(exc) else "retry"
+            return _Outcome(kind, f"invalid body with HTTP 200: {exc}", nbytes=nbytes)
+        del body
+        try:
             scan_spectral_image(data, label="response")
         except SpherexFormatError as exc:
             return _Outcome("retry", f"invalid body with HTTP 200: {exc}", nbytes=nbytes)
         return _Outcome("ok", data=data, status=200, nbytes=nbytes)
 
     @staticmethod
-    def _read(resp):
-        # One read into one buffer: no chunk list, no join. Cancellation does not need
-        # chunking -- ConnectionTracker.abort_all() shuts the socket and this read returns.
-        return resp.raw.read(decode_content=True)
+    def _read(resp, limit):
+        """The body, read in chunks into one buffer, refused past ``limit`` bytes (announced
+        or found). Cancellation does not need the chunks: ConnectionTracker.abort_all()
+        shuts the socket and the read returns."""
+        length = resp.headers.get("Content-Length", "").strip()
+        if length.isdigit() and int(length) > limit:
+            raise _TooLarge(f"the server announced a body of {int(length):,} bytes, more than "
+                            f"this cutout can be ({limit:,})", 0)
+        buf = bytearray()
+        while chunk := resp.raw.read(_READ_CHUNK, decode_content=True):
+            buf += chunk
+            if len(buf) > limit:
+                raise _TooLarge(f"the body is larger than this cutout can be ({limit:,} "
+                                "bytes); the rest was not read", len(buf))
+        return bytes(buf)
+
+
+def plausible_size(url):
+    """The most bytes the cutout at ``url`` can plausibly have: twice an estimate from its
+    ``size`` (16 bytes per pixel plus 8 MB for the PSF and headers) plus 8 MB, at most
+    :data:`MAX_BODY_BYTES`; :data:`MAX_BODY_BYTES` when the URL has no readable size."""
+    from urllib.parse import parse_qs
+
+    from .archive.cutout_params import parse_cutout
+
+    try:
+        params = {k.lower(): v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+        cut = parse_cutout(params.get("center"), params.get("size"))
+    except (SpherexInputError, ValueError):
+        return MAX_BODY_BYTES
+    estimate = _BYTES_PER_PIXEL * cut.width_px * cut.height_px + _FIXED_BYTES
+    return min(MAX_BODY_BYTES, 2 * estimate + _FIXED_BYTES)
+
+
+class _TooLarge(Exception):
+    def __init__(self, message, nbytes):
+        super().__init__(message)
+        self.nbytes = nbytes
 
 
 def _http_error(resp):
@@ -620,6 +905,9 @@ def _http_error(resp):
 
 def _error_text(raw):
     text = raw.decode("utf-8", "replace")
+    status = re.search(r'(?is)<INFO[^>]*name="QUERY_STATUS"[^>]*>(.*?)</INFO>', text)
+    if status is not None:       # IRSA's error document: the message is this INFO's text
+        text = status.group(1)
     text = re.sub(r"(?is)<(script|style|title|head)\b.*?</\1>", " ", text)
     text = re.sub(r"<[^>]+>", " ", text)
     text = " ".join(text.split())
@@ -627,6 +915,24 @@ def _error_text(raw):
 
 
 def _brief(exc):
-    text = " ".join(str(exc).split())
-    return text[:160] if text else type(exc).__name__
+    """One line saying what went wrong, ending with the root cause (``[Errno 111] Connection
+    refused``): the outermost of the chain of wrapped exceptions (requests' around urllib3's
+    around the OSError) short enough to read, without object addresses."""
+    chain, cause = [], exc
+    while cause is not None and all(cause is not c for c in chain):
+        chain.append(cause)
+        inner = getattr(cause, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = next((a for a in cause.args if isinstance(a, BaseException)), None)
+        cause = inner if inner is not None else (cause.__cause__ or cause.__context__)
+    texts = [_clean(c) for c in chain]
+    text = next((t for t in texts if len(t) <= _REASON_CHARS // 2), texts[-1])
+    if len(text) > _REASON_CHARS:      # keep the head and the tail, where the cause is
+        half = _REASON_CHARS // 2
+        text = text[:half] + " ... " + text[-half:]
+    return text
 
+
+def _clean(exc):
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return re.sub(r"<[\w.]+ object at 0x[0-9a-fA-F]+>:? ?", "", text)

@@ -60,14 +60,33 @@ def is_gzip(data):
     return bytes(data[:2]) == _GZIP_MAGIC
 
 
-def unwrap(data, label="body"):
-    """``data`` itself if it is plain, else its gunzipped content (one or more gzip members)."""
+def unwrap(data, label="body", max_size=None):
+    """``data`` itself if it is plain, else its gunzipped content (one or more gzip members).
+
+    With ``max_size``, content that inflates to more than ``max_size`` bytes is an error
+    (a gzip bomb), found after inflating at most that much."""
     if not is_gzip(data):
         return data
+    if max_size is None:
+        try:
+            return gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise SpherexFormatError(f"{label}: truncated or corrupt gzip data ({exc})") from None
+    out = bytearray()
+    rest = bytes(data)
     try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as exc:
+        while rest:
+            d = zlib.decompressobj(wbits=31)
+            out += d.decompress(rest, max_size + 1 - len(out))
+            if len(out) > max_size:
+                raise SpherexFormatError(f"{label}: gzip data inflates to more than "
+                                         f"{max_size:,} bytes (the limit)")
+            if not d.eof:
+                raise SpherexFormatError(f"{label}: truncated or corrupt gzip data")
+            rest = d.unused_data.lstrip(b"\0")
+    except zlib.error as exc:
         raise SpherexFormatError(f"{label}: truncated or corrupt gzip data ({exc})") from None
+    return bytes(out)
 
 
 def _describe_start(data):

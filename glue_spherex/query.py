@@ -9,17 +9,30 @@ SIA2 service (``via='sia'``; lags ingestion by about a day) through pyvo, and re
 cutout URL. ``Spherex`` is a module-level instance that follows :data:`glue_spherex.config.conf`
 and ``GLUE_SPHEREX_ARCHIVE_URL`` at each call.
 
+Releases: ``release='qr2'`` (default) gives QR2 as first processed (pipeline < 7, the files
+this tool always served); ``'qr3'`` the pipeline-7 products (QR3, and QR2 exposures IRSA has
+reprocessed with pipeline 7); ``'all'`` both. An exposure found in several processing
+versions (e.g. ``l2b-v21-...`` and its reprocessings ``l2b-v26-2026-196`` and
+``l2b_retry-v26-...``) gives one row, the newest (:func:`version_key`), unless
+``versions='all'``. Every row says its ``release`` and ``version`` (processing tag).
+
 Every argument is validated first and the ADQL is assembled only from validated numbers and
 whitelisted names, so no input can change the query; bad input raises
-:class:`~glue_spherex.errors.SpherexInputError` with a one-line message.
+:class:`~glue_spherex.errors.SpherexInputError` with a one-line message. An answer the client
+cannot trust (non-numeric or non-finite numbers, control characters, absurdly long URLs, ids
+of an unexpected form) raises :class:`~glue_spherex.errors.SpherexServiceError` naming the
+column and the row. The result table is built column by column (10^6 rows in seconds).
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
 import re
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 
 import astropy.units as u
 import numpy as np
@@ -33,25 +46,36 @@ from .errors import SpherexInputError, SpherexServiceError
 from .http import make_session
 from .resolve import resolve_target
 
-__all__ = ["SpherexArchive", "Spherex", "CutoutSize", "BANDPASSES", "COLLECTIONS",
-           "parse_bandpasses", "parse_collection", "parse_size", "parse_time", "cutout_url",
-           "build_adql", "COLUMNS"]
+__all__ = ["SpherexArchive", "Spherex", "CutoutSize", "BANDPASSES", "COLLECTIONS", "RELEASES",
+           "parse_bandpasses", "parse_collection", "parse_release", "parse_size", "parse_time",
+           "cutout_url", "build_adql", "version_key", "COLUMNS"]
 
 BANDPASSES = (1, 2, 3, 4, 5, 6)
+#: Survey -> collections of QR2; :func:`parse_collection` adds QR3's for other releases.
 COLLECTIONS = {
     "wide": ("spherex_qr2",),
     "deep": ("spherex_qr2_deep",),
     "both": ("spherex_qr2", "spherex_qr2_deep"),
 }
+#: ``release`` choices: QR2 as first processed (pipeline < 7), pipeline-7 products, both.
+RELEASES = ("qr2", "qr3", "all")
+#: Processing tags ``l2b-vNN-...`` from NN = 26 on are pipeline 7 (v26: QR2 reprocessed).
+PIPELINE7_MIN_VERSION = 26
 #: Columns of a query result, in order.
 COLUMNS = ("cutout_index", "access_url", "cutout_url", "obs_id", "detector", "bandpass",
-           "t_min", "t_max", "em_min", "em_max", "collection", "cloud_access")
+           "t_min", "t_max", "em_min", "em_max", "collection", "cloud_access", "release",
+           "version")
+#: Longest URL or id accepted from a service (IRSA's are ~200 characters).
+MAX_TEXT = 2048
 
 #: Largest cutout: a full frame is 2040 px, about 3.5 deg.
 MAX_SIZE_DEG = 4.0
 MAX_SIZE_PX = 2040
 #: Radius (deg) of the SIA2 search circle: images must (nearly) contain the target.
 SIA_RADIUS_DEG = 1.0 / 3600.0
+_TAG = re.compile(r"_spx_(l2b(_retry)?-v(\d+)-(\d{4})-(\d{3}))\.fits(?:\.gz)?$")
+_RELEASE_IN_PATH = re.compile(r"/spherex/(qr\d+)/")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PUBLISHER_DID = re.compile(r"^ivo://[^/]+/(?P<collection>[^?]+)\?(?P<obs_id>.+)/D(?P<det>[1-6])$")
 _BANDPASS = re.compile(r"^(?:spherex-)?d?([1-6])$", re.IGNORECASE)
 _SIZE = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([a-zA-Z\"']*)\s*$")
@@ -92,13 +116,39 @@ def _bandpass(value):
     return int(match.group(1))
 
 
-def parse_collection(value):
-    """IRSA collection names for ``'wide'``, ``'deep'`` or ``'both'``."""
+def parse_release(value):
+    """``'qr2'``, ``'qr3'`` or ``'all'`` (any case)."""
+    key = str(value).strip().lower() if isinstance(value, str) else None
+    if key not in RELEASES:
+        raise SpherexInputError(f"release {str(value)!r} is not accepted; give qr2, qr3 or all")
+    return key
+
+
+def parse_collection(value, release="qr2"):
+    """IRSA collection names for ``'wide'``, ``'deep'`` or ``'both'`` of a release.
+
+    ``'qr3'`` (pipeline-7 products) and ``'all'`` search the QR2 and QR3 collections: QR2
+    exposures reprocessed by pipeline 7 stay in the QR2 collections.
+    """
     key = str(value).strip().lower() if isinstance(value, str) else None
     if key not in COLLECTIONS:
         raise SpherexInputError(
             f"collection {str(value)!r} is not accepted; give wide, deep or both")
-    return COLLECTIONS[key]
+    names = COLLECTIONS[key]
+    if parse_release(release) == "qr2":
+        return names
+    return names + tuple(n.replace("qr2", "qr3") for n in names)
+
+
+@lru_cache(maxsize=1024)
+def version_key(tag):
+    """Order of processing versions: newest = highest ``vNN``, then a ``l2b_retry`` side run
+    before the regular run of the same version, then the later processing date; tags of
+    another form sort first."""
+    m = _TAG.search(f"_spx_{tag}.fits") if tag else None
+    if m is None:
+        return (-1, 0, 0, 0)
+    return (int(m.group(3)), 1 if m.group(2) else 0, int(m.group(4)), int(m.group(5)))
 
 
 @dataclass(frozen=True)
@@ -203,13 +253,16 @@ def build_adql(ra, dec, bandpasses, collections, time=None):
     """The TAP query of :meth:`SpherexArchive.query_region` from validated values only.
 
     ``ra``/``dec`` are floats, ``bandpasses`` detector integers, ``collections`` names from
-    :data:`COLLECTIONS`, ``time`` an MJD pair or None; anything else is refused.
+    :func:`parse_collection`, ``time`` an MJD pair or None; anything else is refused. The
+    collection is ``spherex.observation.collection`` (the artifact path cannot tell wide from
+    deep).
     """
     ra, dec = float(ra), float(dec)
     if not (math.isfinite(ra) and math.isfinite(dec) and -90 <= dec <= 90):
         raise SpherexInputError(f"position ({ra}, {dec}) is not a valid RA/Dec in degrees")
     dets = [d for d in bandpasses if d in BANDPASSES]
     known = {c for names in COLLECTIONS.values() for c in names}
+    known |= {c.replace("qr2", "qr3") for c in known}
     if len(dets) != len(bandpasses) or not collections or not set(collections) <= known:
         raise SpherexInputError("bandpasses and collections must come from parse_bandpasses() "
                                 "and parse_collection()")
@@ -217,15 +270,16 @@ def build_adql(ra, dec, bandpasses, collections, time=None):
     if len(dets) < len(BANDPASSES):
         names = ", ".join(f"'SPHEREx-D{d}'" for d in dets)
         where.append(f"p.energy_bandpassname IN ({names})")
-    dids = " OR ".join(f"p.obs_publisher_did LIKE 'ivo://irsa.ipac/{c}?%'" for c in collections)
-    where.append(f"({dids})")
+    names = ", ".join(f"'{c}'" for c in sorted(set(collections)))
+    where.append(f"o.collection IN ({names})")
     if time is not None:
         t0, t1 = (float(t) for t in time)
         where.append(f"p.time_bounds_upper >= {t0!r} AND p.time_bounds_lower <= {t1!r}")
     return (
-        "SELECT a.uri, p.obs_publisher_did, p.energy_bandpassname, "
+        "SELECT a.uri, p.obs_publisher_did, p.energy_bandpassname, o.collection, "
         "p.time_bounds_lower, p.time_bounds_upper, p.energy_bounds_lower, p.energy_bounds_upper\n"
         "FROM spherex.artifact a JOIN spherex.plane p ON a.planeid = p.planeid\n"
+        "JOIN spherex.observation o ON o.obsid = p.obsid\n"
         "WHERE " + "\n  AND ".join(where) + "\n"
         "ORDER BY p.time_bounds_lower"
     )
@@ -255,7 +309,7 @@ class SpherexArchive:
         return settings(**self._overrides)
 
     def query_region(self, target, size=0.1 * u.deg, bandpass=None, collection="wide",
-                     time=None, via="tap"):
+                     time=None, via="tap", release="qr2", versions="newest"):
         """Images containing ``target``, one row each with its cutout URL, sorted by time.
 
         Parameters
@@ -268,106 +322,274 @@ class SpherexArchive:
         bandpass : str, int or sequence, optional
             ``'D2'``, ``'SPHEREx-D2'`` or 2, or several; default all six.
         collection : {'wide', 'deep', 'both'}
-            Wide survey (``spherex_qr2``), deep survey (``spherex_qr2_deep``) or both.
+            Wide survey (``spherex_qr2``/``spherex_qr3``), deep survey (``..._deep``) or both.
         time : (Time, Time) or (float, float), optional
             Keep images overlapping this interval (MJD numbers or astropy Times).
         via : {'tap', 'sia'}
             TAP sees new data at once; SIA2 lags by about a day. Only SIA2 fills
             ``cloud_access``; TAP leaves it empty (IRSA's plane/artifact tables do not carry it).
+        release : {'qr2', 'qr3', 'all'}
+            ``'qr2'`` (default): QR2 as first processed, pipeline < 7 -- the files earlier
+            versions of this tool fetched, one calibration; ``'qr3'``: pipeline-7 products (QR3
+            and the pipeline-7 reprocessings of QR2); ``'all'``: both.
+        versions : {'newest', 'all'}
+            One row per exposure and detector, its newest processing version
+            (:func:`version_key`: highest ``vNN``, a retry run breaks ties), or every version.
 
         Returns
         -------
         Table
             Columns :data:`COLUMNS`; ``t_min``/``t_max`` in MJD, ``em_min``/``em_max`` in µm;
-            ``cutout_index`` numbers the rows from 1.
+            ``cutout_index`` numbers the rows from 1; ``release`` is ``'qr2'``/``'qr3'`` (the
+            data release of the file's path), ``version`` its processing tag.
         """
         dets = parse_bandpasses(bandpass)
-        collections = parse_collection(collection)
+        rel = parse_release(release)
+        collections = parse_collection(collection, rel)
         cut = parse_size(size)
         mjd = parse_time(time)
         mode = str(via).strip().lower() if isinstance(via, str) else None
         if mode not in ("tap", "sia"):
             raise SpherexInputError(f"via {str(via)!r} is not accepted; give tap or sia")
+        keep = str(versions).strip().lower() if isinstance(versions, str) else None
+        if keep not in ("newest", "all"):
+            raise SpherexInputError(f"versions {str(versions)!r} is not accepted; give newest "
+                                    "or all")
         coord = resolve_target(target)
         ra, dec = float(coord.ra.deg), float(coord.dec.deg)
         cfg = self.settings
         session = make_session(cfg.timeout)
         try:
-            if mode == "tap":
-                adql = build_adql(ra, dec, dets, collections, mjd)
-                rows = self._tap_rows(cfg.tap_url, cfg.archive_url, session, adql)
-            else:
-                rows = self._sia_rows(cfg.sia_url, session, ra, dec, dets, collections, mjd)
+            with _gc_paused():
+                if mode == "tap":
+                    adql = build_adql(ra, dec, dets, collections, mjd)
+                    cols = self._tap_rows(cfg.tap_url, cfg.archive_url, session, adql)
+                else:
+                    cols = self._sia_rows(cfg.sia_url, session, ra, dec, dets, collections, mjd)
+                table = _make_table(cols, ra, dec, cut, rel, keep == "newest")
         finally:
             session.close()
-        table = _make_table(rows, ra, dec, cut)
         table.meta.update(target_ra=ra, target_dec=dec, size=str(cut), via=mode,
-                          collection=str(collection).lower(),
+                          collection=str(collection).lower(), release=rel, versions=keep,
                           bandpass=",".join(f"D{d}" for d in dets))
+        table.meta["archive_url"] = cfg.archive_url  # the fetcher follows rows on its host only
         return table
 
     # -- services --
 
     @staticmethod
     def _tap_rows(url, archive_url, session, adql):
-        try:
-            result = pyvo.dal.TAPService(url, session=session).search(adql)
-            _warn_overflow(result, "TAP")
-            data = result.to_table()
-        except (pyvo.dal.DALServiceError, pyvo.dal.DALQueryError, pyvo.dal.DALFormatError,
-                requests.RequestException, ValueError) as exc:
-            raise SpherexServiceError(f"TAP query to {url} failed: {_one_line(exc)}") from None
-        rows = []
-        for rec in data:
-            did = _text(rec["obs_publisher_did"])
-            match = _PUBLISHER_DID.match(did)
-            if match is None:
-                raise SpherexServiceError(
-                    f"TAP service {url} returned an unexpected obs_publisher_did {did!r}")
-            rows.append(dict(
-                access_url=_absolute(archive_url, _text(rec["uri"])),
-                obs_id=match["obs_id"], detector=int(match["det"]),
-                t_min=float(rec["time_bounds_lower"]), t_max=float(rec["time_bounds_upper"]),
-                em_min=float(rec["energy_bounds_lower"]) * 1e6,
-                em_max=float(rec["energy_bounds_upper"]) * 1e6,
-                collection=match["collection"], cloud_access=""))
-        return rows
+        data = _service_table(pyvo.dal.TAPService(url, session=session).search, (adql,), {},
+                              f"TAP query to {url}", "TAP")
+        what = f"TAP service {url}"
+        need = ("uri", "obs_publisher_did", "time_bounds_lower", "time_bounds_upper",
+                "energy_bounds_lower", "energy_bounds_upper")
+        _require(data, need, what)
+        dids = _texts(data, "obs_publisher_did", what)
+        matches = [_PUBLISHER_DID.match(d) for d in dids]
+        bad = next((i for i, m in enumerate(matches) if m is None), None)
+        if bad is not None:
+            raise SpherexServiceError(
+                f"{what} returned an unexpected obs_publisher_did {_show_text(dids[bad])} "
+                f"(row {bad + 1})")
+        collection = (_texts(data, "collection", what) if "collection" in data.colnames
+                      else [m["collection"] for m in matches])
+        return dict(
+            access_url=[_absolute(archive_url, v) for v in _texts(data, "uri", what)],
+            obs_id=[m["obs_id"] for m in matches],
+            detector=np.array([int(m["det"]) for m in matches], dtype=int),
+            t_min=_numbers(data, "time_bounds_lower", what),
+            t_max=_numbers(data, "time_bounds_upper", what),
+            em_min=_numbers(data, "energy_bounds_lower", what) * 1e6,
+            em_max=_numbers(data, "energy_bounds_upper", what) * 1e6,
+            collection=collection, cloud_access=[""] * len(matches))
 
     @staticmethod
     def _sia_rows(url, session, ra, dec, dets, collections, mjd):
         time = None if mjd is None else (Time(mjd[0], format="mjd"), Time(mjd[1], format="mjd"))
-        try:
-            service = pyvo.dal.SIA2Service(url, session=session)
-            result = service.search(pos=(ra, dec, SIA_RADIUS_DEG), collection=list(collections),
-                                    time=time)
-            _warn_overflow(result, "SIA")
-            data = result.to_table()
-        except (pyvo.dal.DALServiceError, pyvo.dal.DALQueryError, pyvo.dal.DALFormatError,
-                requests.RequestException, ValueError) as exc:
-            raise SpherexServiceError(f"SIA query to {url} failed: {_one_line(exc)}") from None
+        service = _service_table(
+            lambda: pyvo.dal.SIA2Service(url, session=session), (), {}, f"SIA query to {url}",
+            None)
+        data = _service_table(service.search, (),
+                              dict(pos=(ra, dec, SIA_RADIUS_DEG), collection=list(collections),
+                                   time=time), f"SIA query to {url}", "SIA")
+        what = f"SIA service {url}"
+        _require(data, ("access_url", "obs_id", "energy_bandpassname", "obs_collection",
+                         "t_min", "t_max", "em_min", "em_max"), what)
+        names = _texts(data, "energy_bandpassname", what)
+        colls = _texts(data, "obs_collection", what)
         wanted = {f"SPHEREx-D{d}" for d in dets}
-        rows = []
-        for rec in data:
-            name = _text(rec["energy_bandpassname"])
-            if name not in wanted or _text(rec["obs_collection"]) not in collections:
-                continue  # SIA2 has no bandpass-name parameter; BAND ranges of D1-D6 overlap
-            rows.append(dict(
-                access_url=_text(rec["access_url"]), obs_id=_text(rec["obs_id"]),
-                detector=int(name[-1]), t_min=float(rec["t_min"]), t_max=float(rec["t_max"]),
-                em_min=float(rec["em_min"]) * 1e6, em_max=float(rec["em_max"]) * 1e6,
-                collection=_text(rec["obs_collection"]),
-                cloud_access=_text(rec["cloud_access"]) if "cloud_access" in data.colnames
-                else ""))
-        return rows
+        # SIA2 has no bandpass-name parameter; BAND ranges of D1-D6 overlap
+        keep = np.array([n in wanted and c in collections for n, c in zip(names, colls)],
+                        dtype=bool)
+        idx = np.flatnonzero(keep)
+
+        def pick(values):
+            return [values[i] for i in idx]
+
+        cloud = (_texts(data, "cloud_access", what, limit=4 * MAX_TEXT)
+                 if "cloud_access" in data.colnames else [""] * len(names))
+        return dict(
+            access_url=pick(_texts(data, "access_url", what)),
+            obs_id=pick(_texts(data, "obs_id", what)),
+            detector=np.array([int(names[i][-1]) for i in idx], dtype=int),
+            t_min=_numbers(data, "t_min", what)[idx], t_max=_numbers(data, "t_max", what)[idx],
+            em_min=_numbers(data, "em_min", what)[idx] * 1e6,
+            em_max=_numbers(data, "em_max", what)[idx] * 1e6,
+            collection=pick(colls), cloud_access=pick(cloud))
 
 
-def _make_table(rows, ra, dec, size):
-    rows = sorted(rows, key=lambda r: (r["t_min"], r["detector"], r["obs_id"]))
-    table = Table(names=COLUMNS,
-                  dtype=(int, str, str, str, int, str, float, float, float, float, str, str))
-    for i, row in enumerate(rows, start=1):
-        table.add_row(dict(row, cutout_index=i, bandpass=f"SPHEREx-D{row['detector']}",
-                           cutout_url=cutout_url(row["access_url"], ra, dec, size)))
+@contextlib.contextmanager
+def _gc_paused():
+    """Millions of new strings trigger Python's cyclic collector again and again (they hold no
+    cycles): pause it while the columns are built."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _service_table(call, args, kwargs, what, overflow_name):
+    """Run a pyvo call; its errors (and an unreadable answer) as one SpherexServiceError."""
+    try:
+        result = call(*args, **kwargs)
+        if overflow_name is None:
+            return result
+        _warn_overflow(result, overflow_name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")       # astropy's VOTable warnings on bad cells
+            return result.to_table()
+    except (pyvo.dal.DALServiceError, pyvo.dal.DALQueryError, pyvo.dal.DALFormatError,
+            requests.RequestException, ValueError, TypeError, KeyError, IndexError,
+            OverflowError, UnicodeError) as exc:
+        raise SpherexServiceError(f"{what} failed: {_one_line(exc)}") from None
+
+
+def _require(data, names, what):
+    missing = [n for n in names if n not in data.colnames]
+    if missing:
+        raise SpherexServiceError(f"{what} returned no column {', '.join(missing)}")
+
+
+def _numbers(data, name, what):
+    """A column as finite float64 values, or SpherexServiceError naming the first bad row."""
+    col = data[name]
+    mask = np.ma.getmaskarray(col) if np.ma.isMaskedArray(col) else np.zeros(len(col), bool)
+    try:
+        values = np.array(np.ma.getdata(col), dtype=float)
+    except (TypeError, ValueError):
+        values = np.empty(len(col))
+        for i, v in enumerate(np.ma.getdata(col)):
+            try:
+                values[i] = float(_text(v))
+            except (TypeError, ValueError, UnicodeError):
+                raise SpherexServiceError(
+                    f"{what} returned a non-numeric {name} {_show_text(_text(v))} "
+                    f"(row {i + 1})") from None
+    bad = mask | ~np.isfinite(values)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        shown = "an empty or NaN value" if mask[i] else f"{values[i]!r}"
+        raise SpherexServiceError(f"{what} returned {shown} for {name} (row {i + 1}); "
+                                  "expected a finite number")
+    return values
+
+
+def _texts(data, name, what, limit=MAX_TEXT):
+    """A column as stripped strings without control characters, at most ``limit`` long."""
+    col = data[name]
+    mask = np.ma.getmaskarray(col) if np.ma.isMaskedArray(col) else None
+    out = [v.strip() if type(v) is str else _text(v)            # plain values: fast
+           for v in np.asarray(np.ma.getdata(col)).tolist()]
+    if mask is not None and mask.any():
+        for i in np.flatnonzero(mask).tolist():
+            out[i] = ""
+    # one scan of the whole column; the row is looked for only when something is wrong
+    if out and (max(map(len, out)) > limit or _CONTROL.search("".join(out))):
+        for i, v in enumerate(out):
+            if len(v) > limit or _CONTROL.search(v):
+                problem = (f"{len(v)} characters long (at most {limit} accepted)"
+                           if len(v) > limit else "with control characters")
+                raise SpherexServiceError(f"{what} returned a {name} {problem} (row {i + 1}): "
+                                          f"{_show_text(v)}")
+    return out
+
+
+def _show_text(value):
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _tag_of(url):
+    m = _TAG.search(url.split("?", 1)[0])
+    return m.group(1) if m else ""
+
+
+def _release_of(url, collection):
+    m = _RELEASE_IN_PATH.search(url)
+    if m:
+        return m.group(1)
+    return "qr3" if "qr3" in collection else "qr2"
+
+
+def _make_table(cols, ra, dec, size, release="qr2", newest=True):
+    """The result table, built column-wise (linear time): release selection, dedupe, order."""
+    urls = cols["access_url"]
+    tags = [_tag_of(u_) for u_ in urls]
+    rels = [_release_of(u_, c) for u_, c in zip(urls, cols["collection"])]
+    keys = [version_key(t) for t in tags]
+    p7 = np.array([k[0] >= PIPELINE7_MIN_VERSION or (k[0] < 0 and r == "qr3")
+                   for k, r in zip(keys, rels)], dtype=bool)
+    keep = np.ones(len(urls), dtype=bool)
+    if release == "qr2":
+        keep &= ~p7
+    elif release == "qr3":
+        keep &= p7
+    obs_id, det = cols["obs_id"], cols["detector"]
+    if newest:
+        best = {}
+        for i in np.flatnonzero(keep):
+            group = (obs_id[i], int(det[i]))
+            j = best.get(group)
+            if j is None or keys[i] > keys[j]:
+                best[group] = i
+        keep[:] = False
+        keep[list(best.values())] = True
+    idx = np.flatnonzero(keep)
+    t_min = np.asarray(cols["t_min"], float)[idx]
+    dets = np.asarray(det, int)[idx]
+    obs = np.array([obs_id[i] for i in idx], dtype=str)
+    order = idx[np.lexsort((obs, dets, t_min))] if len(idx) else idx
+
+    def texts(values):
+        return np.array([values[i] for i in order], dtype=str) if len(order) \
+            else np.array([], dtype=str)
+
+    access = texts(urls)
+    param = size.param
+    centre = f"?center={ra:.8f},{dec:.8f}&size={param}"
+    out = {
+        "cutout_index": np.arange(1, len(order) + 1, dtype=int),
+        "access_url": access,
+        "cutout_url": np.array([a + centre for a in access.tolist()], dtype=str)
+        if len(order) else np.array([], dtype=str),
+        "obs_id": texts(obs_id),
+        "detector": np.asarray(det, int)[order],
+        "bandpass": np.array([f"SPHEREx-D{d}" for d in np.asarray(det, int)[order].tolist()],
+                             dtype=str) if len(order) else np.array([], dtype=str),
+        "t_min": np.asarray(cols["t_min"], float)[order],
+        "t_max": np.asarray(cols["t_max"], float)[order],
+        "em_min": np.asarray(cols["em_min"], float)[order],
+        "em_max": np.asarray(cols["em_max"], float)[order],
+        "collection": texts(cols["collection"]),
+        "cloud_access": texts(cols["cloud_access"]),
+        "release": texts(rels),
+        "version": texts(tags),
+    }
+    table = Table(out, names=COLUMNS, copy=False)
     for name, unit in (("t_min", u.d), ("t_max", u.d), ("em_min", u.um), ("em_max", u.um)):
         table[name].unit = unit
     return table

@@ -52,8 +52,10 @@ def quicklook_png(source, out_png, *, max_panels=DEFAULT_MAX_PANELS, title=None)
     chosen = [panels[i] for i in shown]
     images = [(wl, load()) for wl, load in chosen]
     if title is None:
-        title = (f"{len(images)} of {len(panels)} cutouts, "
-                 f"{panels[0][0]:.3f}-{panels[-1][0]:.3f} µm")
+        shown = (f"{len(images)} cutouts" if len(images) == len(panels) else
+                 f"{len(images)} of {len(panels)} cutouts (at most {max_panels} panels, "
+                 "evenly spaced in wavelength)")
+        title = f"{shown}, {panels[0][0]:.3f}-{panels[-1][0]:.3f} µm"
     return _render(images, Path(out_png), title)
 
 

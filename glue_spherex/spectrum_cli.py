@@ -8,12 +8,14 @@ Example::
 
 Without ``-o`` the table is printed. Every cutout gives a row; rows that could not be
 measured keep a NaN flux and say why in ``status``. Exit code 0 when at least one cutout was
-measured, 1 when none was (the outputs are still written), 2 on bad input.
+measured, 1 when none was (the outputs are still written) or an output cannot be written
+(checked before any work), 2 on bad input.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 
 from .cli import _float_arg
 
@@ -34,6 +36,13 @@ aperture correction:
         mirror image about the centre
 
 status column: ok, off_image, masked, too_masked, unfillable, no_background, no_psf
+
+exit codes:
+  0    at least one cutout was measured (the outputs are written)
+  1    no cutout could be measured (the outputs are still written), an output could not
+       be written (missing or read-only directory, full disk), or an internal error
+  2    bad input or usage (including a file that is not a SPHEREx product)
+  130  interrupted (Ctrl-C); no output is left half-written
 """
 
 
@@ -62,9 +71,13 @@ def _angle_arg(what):
         from .errors import SpherexInputError
 
         try:
-            return parse_angle(text, what)
+            value = parse_angle(text, what)
         except SpherexInputError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
+        if not value.value > 0 or not math.isfinite(value.value):
+            raise argparse.ArgumentTypeError(
+                f"{what} {text!r} must be a positive angle, e.g. 6arcsec")
+        return value
     return convert
 
 
@@ -125,11 +138,13 @@ def run(args):
     """Run the subcommand; returns the exit code."""
     import sys
 
+    from .cli import check_outputs
     from .flags import DEFAULT_BAD_FLAGS
     from .resolve import check_radec
     from .spectrum import extract_spectrum, plot_spectrum, write_ecsv, write_spectrum1d
 
     coord = check_radec(args.ra, args.dec)
+    check_outputs(args.output, args.spectrum1d, args.plot)  # before the work, not after it
     table = extract_spectrum(
         args.file, coord, args.radius,
         bad_flags=DEFAULT_BAD_FLAGS if args.bad_flags is None else args.bad_flags,

@@ -4,7 +4,7 @@
                   log should only look at records added after they start (``arch.log[n0:]``).
 ``make_archive``  a factory: ``make_archive(p_503=0.2, latency=0.1, seed=1)`` starts a fresh
                   archive with those :class:`~glue_spherex.archive.FaultConfig` settings
-                  (plus ``seed``, ``gzip_cutouts`` and ``specs``); all are stopped afterwards.
+                  (plus ``seed``, ``gzip_cutouts``, ``specs`` and ``cutout_flags``); all are stopped afterwards.
 """
 
 import pytest
@@ -23,9 +23,10 @@ def archive():
 def make_archive():
     made = []
 
-    def make(seed=0, gzip_cutouts=False, specs=None, **fault_kwargs):
+    def make(seed=0, gzip_cutouts=False, specs=None, cutout_flags="compressed", **fault_kwargs):
         arch = LocalArchive(faults=FaultConfig(**fault_kwargs), seed=seed,
-                            gzip_cutouts=gzip_cutouts, specs=specs).start()
+                            gzip_cutouts=gzip_cutouts, specs=specs,
+                            cutout_flags=cutout_flags).start()
         made.append(arch)
         return arch.wait_ready()
 

@@ -162,3 +162,82 @@ def test_keep_alive_serves_several_requests_per_connection(archive, spec):
     assert conn.getresponse().read().count(b"true") == 1
     assert conn.sock is sock                  # still the first connection
     conn.close()
+
+
+# --- pipeline-7 cutouts ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def r7_spec(archive):
+    """A QR3 D3 frame holding M101 well inside its edges."""
+    for s in archive.catalog.specs:
+        if s.detector == 3 and s.collection == "spherex_qr3" and abs(s.dec - M101[1]) < 3:
+            x, y = frame_wcs(s).all_world2pix(*M101, 0)
+            if 200 < x < 1840 and 200 < y < 1840:
+                return s
+    pytest.fail("no QR3 D3 frame contains M101")
+
+
+def _raw_header(body, index):
+    """The raw header of HDU ``index`` as written (Z-cards of a compressed HDU included)."""
+    with fits.open(io.BytesIO(body)) as hdul:
+        info = hdul[index].fileinfo()
+    return fits.Header.fromstring(body[info["hdrLoc"]:info["datLoc"]].decode())
+
+
+@pytest.mark.parametrize("mode", ["compressed", "plain"])
+def test_r7_cutout_flags_compressed_or_plain(make_archive, archive, r7_spec, mode):
+    arch = archive if mode == "compressed" else make_archive(cutout_flags=mode)
+    url = f"{arch.url}/ibe/data/spherex/{r7_spec.key}?center={M101[0]},{M101[1]}&size=180arcsec"
+    r = requests.get(url)
+    assert r.status_code == 200
+    with fits.open(io.BytesIO(r.content)) as hdul:
+        assert [h.name for h in hdul] == ["PRIMARY", "IMAGE", "FLAGS", "VARIANCE", "ZODI",
+                                          "EPSF", "WCS-WAVE"]
+        assert hdul[0].header["VERSION"] == "7.0.5"
+        assert hdul["IMAGE"].data.shape == (29, 29)           # IRSA: 180 arcsec -> 29 x 29
+        flags = hdul["FLAGS"]
+        assert isinstance(flags, fits.CompImageHDU) == (mode == "compressed")
+        assert flags.data.shape == (29, 29) and flags.header["MSKN0020"] == "CROSSTALK"
+        assert len(hdul["EPSF"].data) == 451                  # D3: 11 x 41 zones, whole
+        values = flags.data.copy()
+    raw = _raw_header(r.content, 2)
+    if mode == "compressed":
+        assert (raw["XTENSION"], raw["ZCMPTYPE"], raw["ZTILE1"], raw["ZTILE2"]) == \
+            ("BINTABLE", "RICE_1", 29, 1)
+    else:
+        assert (raw["XTENSION"], raw["BITPIX"]) == ("IMAGE", 32)
+    # both modes carry the same flag values
+    other = make_archive(cutout_flags="plain" if mode == "compressed" else "compressed")
+    r2 = requests.get(url.replace(arch.url, other.url))
+    with fits.open(io.BytesIO(r2.content)) as hdul:
+        np.testing.assert_array_equal(hdul["FLAGS"].data, values)
+
+
+def test_archive_command_cutout_flags_option():
+    import argparse
+
+    from glue_spherex.archive.command import add_arguments, faults_from_args  # noqa: F401
+
+    parser = add_arguments(argparse.ArgumentParser())
+    assert parser.parse_args([]).cutout_flags == "compressed"
+    assert parser.parse_args(["--cutout-flags", "plain"]).cutout_flags == "plain"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--cutout-flags", "zip"])
+
+
+def test_r7_frame_size_is_known_before_it_is_generated(archive, r7_spec):
+    import time
+
+    from glue_spherex.archive.files import frame_cache
+
+    t0 = time.perf_counter()
+    size = frame_cache().size(r7_spec)            # what HEAD and the S3 listing report
+    assert time.perf_counter() - t0 < 0.1         # nothing rendered
+    assert size == r7_spec.file_size
+    head = requests.head(archive.file_url(r7_spec))
+    assert int(head.headers["Content-Length"]) == size
+    body = requests.get(archive.file_url(r7_spec)).content
+    assert len(body) == size
+    with fits.open(io.BytesIO(body)) as hdul:
+        assert hdul["FLAGS"].data.shape == (2040, 2040) and hdul[0].header["VERSION"] == "7.0.5"

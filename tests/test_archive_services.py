@@ -57,7 +57,7 @@ def test_tutorial_query_through_pyvo(archive):
     n0 = len(archive.log)
     result = pyvo.dal.TAPService(archive.tap_url).search(TUTORIAL)
     table = result.to_table()
-    assert 60 <= len(table) <= 150
+    assert 60 <= len(table) <= 220  # QR2 (~90), its pipeline-7 reprocessings and QR3
     times = np.array(table["time_bounds_lower"])
     assert np.all(np.diff(times) >= 0)
     assert table["time_bounds_lower"].unit == u.day
@@ -164,7 +164,7 @@ def test_sia2_through_astroquery(archive):
     assert len(table) > 100 and set(table["energy_bandpassname"]) == {
         f"SPHEREx-D{d}" for d in range(1, 7)}
     tap = irsa.query_tap(TUTORIAL).to_table()
-    assert set(tap["uri"]) <= {
+    assert {u_ for u_ in tap["uri"] if "/spherex/qr2/" in u_} <= {
         f"https://irsa.ipac.caltech.edu/ibe/data/spherex/{k}?center=210.80227,54.34895d&size=0.1"
         for k in (u_.split("/ibe/data/spherex/")[1] for u_ in table["access_url"])}
 
@@ -247,3 +247,69 @@ def test_sia2_across_ra_zero_and_in_the_deep_field(archive):
 
         inner = frames_containing(archive.catalog, ra, dec, 5, chosen)
         assert inner and inner <= keys <= frames_containing(archive.catalog, ra, dec, -5, chosen)
+
+
+# --- QR3 and pipeline-7 reprocessings --------------------------------------------------------
+
+
+def _real_qr3_rows():
+    with open(f"{SAMPLES}/r7/qr3_sia_csv_rows_m31.csv") as f:
+        return f.read().splitlines()
+
+
+def test_sia2_repeated_collection_returns_qr2_and_qr3(archive):
+    def rows(*collections):
+        r = requests.get(archive.sia_url, params={
+            "POS": f"CIRCLE {M101[0]} {M101[1]} 0.0003", "COLLECTION": list(collections),
+            "RESPONSEFORMAT": "csv"})
+        assert r.status_code == 200, r.text
+        return list(csv.DictReader(io.StringIO(r.text)))
+
+    qr2, qr3 = rows("spherex_qr2"), rows("spherex_qr3")
+    both = rows("spherex_qr2", "spherex_qr3")
+    assert qr2 and qr3 and len(both) == len(qr2) + len(qr3)
+    assert {r["obs_collection"] for r in both} == {"spherex_qr2", "spherex_qr3"}
+    # QR3 rows look like IRSA's: paths, ids, sizes, target names, release dates
+    header = _real_qr3_rows()[0].split(",")
+    assert list(qr3[0]) == header
+    for row in qr3:
+        key = row["access_url"].split("/ibe/data/spherex/")[1]
+        assert key.startswith("qr3/level2/") and "/l2b" in key and "-v27-2026-" in key
+        assert row["obs_publisher_did"] == \
+            f"ivo://irsa.ipac/spherex_qr3?{row['obs_id']}/D{row['energy_bandpassname'][-1]}"
+        assert 65440 <= int(row["access_estsize"]) <= 65961
+        assert row["target_name"].startswith("SPS_") and row["target_name"].endswith("_S34")
+        assert row["obs_release_date"] >= "2026-09-15"
+        spec = archive.catalog.by_key[key]
+        assert spec.pipeline7 and json.loads(row["cloud_access"])["aws"]["key"] == key
+    # QR2 holds the pipeline-7 reprocessings beside the originals, under the same ids
+    tags = {r["access_url"].split("/")[-3] for r in qr2}
+    assert any(t.startswith("l2b-v21-") for t in tags) and "l2b-v26-2026-196" in tags
+    dids = [r["obs_publisher_did"] for r in qr2]
+    assert len(set(dids)) < len(dids)
+    estsizes = {r["access_url"].split("/")[-3][:7]: int(r["access_estsize"]) for r in qr2}
+    assert estsizes["l2b-v21"] == 71638 and 65440 <= estsizes["l2b-v26"] <= 65961
+
+
+def test_tap_observation_collection_tells_wide_deep_and_releases(archive):
+    svc = pyvo.dal.TAPService(archive.tap_url)
+    counts = svc.search(
+        "SELECT o.collection, COUNT(*) AS n FROM spherex.artifact a "
+        "JOIN spherex.plane p ON a.planeid = p.planeid "
+        "JOIN spherex.observation o ON o.obsid = p.obsid GROUP BY o.collection").to_table()
+    got = {str(c): int(n) for c, n in zip(counts["collection"], counts["n"])}
+    expected = {}
+    for s in archive.catalog.specs:
+        expected[s.collection] = expected.get(s.collection, 0) + 1
+    assert got == expected
+    assert set(got) == {"spherex_qr2", "spherex_qr2_deep", "spherex_qr3", "spherex_qr3_deep"}
+    # the artifact path alone cannot tell wide from deep; the join can
+    deep = svc.search(
+        "SELECT a.uri FROM spherex.artifact a JOIN spherex.plane p ON a.planeid = p.planeid "
+        "JOIN spherex.observation o ON o.obsid = p.obsid "
+        "WHERE o.collection = 'spherex_qr3_deep' AND p.energy_bandpassname = 'SPHEREx-D4'"
+    ).to_table()
+    assert len(deep) > 0
+    for uri in deep["uri"]:
+        spec = archive.catalog.by_key[str(uri)[len("ibe/data/spherex/"):]]
+        assert spec.collection == "spherex_qr3_deep" and spec.detector == 4

@@ -151,7 +151,7 @@ def test_interrupted_writer_keeps_what_arrived(cutouts, tmp_path):
         writer.add(2, cutouts[2])
         writer.add(1, cutouts[1])
         raise KeyboardInterrupt  # e.g. the user pressed Ctrl-C mid-download
-    assert not os.path.exists(str(path) + ".part")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["combined.fits"]  # no temporary
     table, images = read_combined(path)
     assert list(table["status"]) == ["ok", "ok", "missing", "missing", "missing"]
     np.testing.assert_array_equal(images[1].image, cutouts[2]["IMAGE"].data)
@@ -161,10 +161,12 @@ def test_nothing_at_the_final_path_while_writing(cutouts, tmp_path):
     path = tmp_path / "combined.fits"
     writer = CombinedWriter(path, _planned(2))
     writer.add(1, cutouts[1])
-    assert not path.exists() and os.path.exists(str(path) + ".part")
+    assert not path.exists() and os.path.exists(writer.part_path)
+    assert os.path.dirname(writer.part_path) == str(tmp_path)
     writer.add(2, cutouts[2])
     writer.close()
-    assert path.exists() and not os.path.exists(str(path) + ".part")
+    assert path.exists() and not os.path.exists(writer.part_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["combined.fits"]  # lock file gone too
     writer.close()  # idempotent
     with pytest.raises(SpherexInputError, match="already closed"):
         writer.add_failure(1, "late")

@@ -14,7 +14,7 @@ import pytest
 
 from glue_spherex.archive import FaultConfig
 from glue_spherex.combined import read_combined
-from glue_spherex.errors import SpherexInputError
+from glue_spherex.errors import SpherexInputError, SpherexOutputError
 from glue_spherex.fetch import (
     RetryPolicy,
     fetch_cutouts,
@@ -300,7 +300,7 @@ def test_quicklook_from_file_and_products(archive, tmp_path):
         quicklook_png(out, tmp_path / "x.png", max_panels=0)
     with pytest.raises(SpherexInputError):
         quicklook_png([], tmp_path / "x.png")
-    with pytest.raises(SpherexInputError):
+    with pytest.raises(SpherexOutputError, match="does not exist"):
         quicklook_png(out, tmp_path / "no_such_dir" / "x.png")
 
 

@@ -14,7 +14,8 @@ from plugin_cutouts import cutout_hdul, survey, write_combined
 from spherex_testfiles import make_frame
 
 from glue_spherex import plugin
-from glue_spherex.plugin import datasets, exporter, factory, linkmanager, links
+from glue_spherex.plugin import datasets, exporter, factory, linkmanager, links, patches
+from glue_spherex.plugin.patches import wcs_autolinker
 from glue_spherex.products import SpectralImage
 
 COMPONENTS = ["flux", "variance", "flags", "zodi", "wavelength", "bandwidth"]
@@ -41,26 +42,43 @@ def test_setup_is_idempotent():
     assert sum(m.function is exporter.export_cutout for m in data_exporter.members) == 1
     labels = [label for label, _ in autolinker.members]
     assert labels.count(links.AUTOLINKER_LABEL) == 1
-    assert labels.count(links.WCS_AUTOLINKER_LABEL) == 1
-    wcs = dict(autolinker.members)[links.WCS_AUTOLINKER_LABEL]
-    assert wcs._spherex_wrapped is not None  # wrapped once, not twice
-    assert getattr(wcs._spherex_wrapped, "_spherex_wrapped", None) is None
-    assert linkmanager.installed()
+    if wcs_autolinker.LABEL in labels:  # registered by glue's wcs_autolinking plugin
+        assert labels.count(wcs_autolinker.LABEL) == 1
+        wcs = dict(autolinker.members)[wcs_autolinker.LABEL]
+        assert wcs._spherex_wrapped is not None  # wrapped once, not twice
+        assert getattr(wcs._spherex_wrapped, "_spherex_wrapped", None) is None
+    assert set(patches.applied()) >= {p.name for p in patches.registered("glue-core")}
 
 
 def test_teardown_restores_glue_and_setup_reapplies():
-    from glue.core import DataCollection
+    from glue.core import Data, DataCollection
     from glue.core.link_manager import LinkManager
+    from glue.core.state import GlueSerializer
 
+    patched = (DataCollection.__dict__["append"], Data.__dict__["find_component_id"],
+               GlueSerializer.__dict__["_disambiguate"])
     plugin.teardown()
     try:
-        assert not linkmanager.installed()
-        assert type(DataCollection()._link_manager) is LinkManager
-        wcs = dict(autolinker.members)[links.WCS_AUTOLINKER_LABEL]
-        assert getattr(wcs, "_spherex_wrapped", None) is None
+        assert not set(patches.applied()) & {p.name for p in patches.registered("glue-core")}
+        originals = (DataCollection.__dict__["append"], Data.__dict__["find_component_id"],
+                     GlueSerializer.__dict__["_disambiguate"])
+        assert all(new is not old for new, old in zip(patched, originals))
+        assert originals[0] is patched[0].__wrapped__  # glue's own methods are back
+        assert originals[1] is patched[1].__wrapped__
+        assert "add" not in autolinker.__dict__
+        if wcs_autolinker.LABEL in dict(autolinker.members):
+            wcs = dict(autolinker.members)[wcs_autolinker.LABEL]
+            assert getattr(wcs, "_spherex_wrapped", None) is None
+        dc = DataCollection(datasets.products_to_data(
+            [SpectralImage.open(h) for h in survey(2, seed=5)]))
+        assert type(dc._link_manager) is LinkManager  # no upgrade without the patch
     finally:
         plugin.setup()
-    assert isinstance(DataCollection()._link_manager, linkmanager.IndexedLinkManager)
+    assert (DataCollection.__dict__["append"].__wrapped__,
+            Data.__dict__["find_component_id"].__wrapped__) == originals[:2]
+    dc = DataCollection(datasets.products_to_data(
+        [SpectralImage.open(h) for h in survey(2, seed=5)]))
+    assert isinstance(dc._link_manager, linkmanager.IndexedLinkManager)
     assert sum(m.function is factory.read_spherex for m in data_factory.members) == 1
 
 

@@ -5,7 +5,6 @@ with the plugin's -- and compares, for every dataset, the derivable components, 
 of the link chain glue would use for each, and the pixel-aligned datasets.
 """
 
-import glue.core.data_collection as dc_module
 import numpy as np
 import pytest
 from glue.core import Data, DataCollection
@@ -19,7 +18,7 @@ from glue.plugins.wcs_autolinking.wcs_autolinking import WCSLink
 from plugin_cutouts import survey
 
 from glue_spherex import plugin
-from glue_spherex.plugin import product_to_data
+from glue_spherex.plugin import patches, product_to_data
 from glue_spherex.plugin.linkmanager import IndexedLinkManager, LazyDerivableComponents
 from glue_spherex.plugin.links import CutoutLink
 from glue_spherex.products import SpectralImage
@@ -38,10 +37,14 @@ def products():
 def session(products, glue_manager, monkeypatch):
     """Tables joined by one-way, identity and two-input links; images pixel-aligned by identity
     links; two WCS-linked images; SPHEREx cutouts linked in a star."""
-    with monkeypatch.context() as m:
-        if glue_manager:
-            m.setattr(dc_module, "LinkManager", LinkManager)
-        dc = DataCollection()
+    dc = DataCollection()
+    if glue_manager:  # glue's own LinkManager, kept as cutouts arrive
+        with patches.without("indexed-link-manager"):
+            return _fill(dc, products)
+    return _fill(dc, products)
+
+
+def _fill(dc, products):
     t1 = Data(a=np.arange(5.0), b=np.arange(5.0) * 3, label="t1")
     t2 = Data(c=np.arange(5.0), label="t2")
     t3 = Data(e=np.arange(5.0), label="t3")

@@ -24,9 +24,9 @@ from glue_spherex.plugin import (
     SkyCircleSubsetState,
     WavelengthRangeSubsetState,
     link_cutouts,
+    patches,
     product_to_data,
     reference_cutout,
-    serializer,
     sky_subset,
     wavelength_subset,
 )
@@ -260,13 +260,11 @@ def test_session_round_trip(products):
     wavelength_subset(dc, 1.3, 1.35, label="wl")
     masks = [[s.to_mask() for s in group.subsets] for group in dc.subset_groups]
 
-    assert serializer.installed()  # the plugin's linear-time naming of saved objects...
+    assert patches.is_applied("session-names")  # the linear-time naming of saved objects...
     text = GlueSerializer(dc).dumps()
-    serializer.uninstall()
-    try:  # ...writes exactly the session glue's own naming writes
+    with patches.without("session-names"):  # ...writes exactly what glue's own naming writes
+        assert not patches.is_applied("session-names")
         assert GlueSerializer(dc).dumps() == text
-    finally:
-        serializer.install()
     restored = GlueUnSerializer.loads(text).object("__main__")
 
     assert isinstance(restored._link_manager, IndexedLinkManager)

@@ -336,3 +336,21 @@ def test_a_search_that_would_fill_memory_warns_before_fetching(glue_app, qtbot, 
     dialog.cache_edit.setText(str(tmp_path / "cache"))
     search(qtbot, dialog)
     assert not dialog.status_label.text().startswith("Warning")
+
+
+def test_release_combo_chooses_what_is_searched(glue_app, qtbot, archive):
+    dialog = open_import_dialog(glue_app)
+    combo = dialog.release_combo
+    assert [combo.itemData(i) for i in range(combo.count())] == ["qr2", "qr3", "all"]
+    assert combo.currentData() == "qr2"                       # the default, as in the CLI
+    assert combo.isEnabled() and combo.isVisible()
+    versions = {}
+    for release in ("qr2", "qr3"):
+        fill(dialog, archive.url, size="1", window=None, bands=[2])
+        combo.setCurrentIndex(combo.findData(release))
+        search(qtbot, dialog)
+        assert dialog.state == "previewed", dialog.status_label.text()
+        versions[release] = set(dialog.table["version"].tolist())
+    assert all(v.startswith("l2b-v21-") for v in versions["qr2"])
+    assert versions["qr3"] and not any(v.startswith("l2b-v21-") for v in versions["qr3"])
+    combo.setCurrentIndex(combo.findData("qr2"))

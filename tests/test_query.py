@@ -290,3 +290,181 @@ def test_unreachable_service_is_a_service_error():
         SpherexArchive("http://127.0.0.1:9").query_region(M101)
     with pytest.raises(SpherexServiceError, match="SIA query"):
         SpherexArchive("http://127.0.0.1:9").query_region(M101, via="sia")
+
+
+# -- releases and processing versions -----------------------------------------------------------
+
+
+def test_release_and_version_choices_are_validated():
+    from glue_spherex.query import parse_release
+
+    assert parse_release("QR3") == "qr3" and parse_release(" all ") == "all"
+    with pytest.raises(SpherexInputError, match="give qr2, qr3 or all"):
+        parse_release("qr4")
+    assert parse_collection("wide", "qr2") == ("spherex_qr2",)
+    assert parse_collection("both", "qr3") == ("spherex_qr2", "spherex_qr2_deep", "spherex_qr3",
+                                               "spherex_qr3_deep")
+    with pytest.raises(SpherexInputError, match="versions"):
+        SpherexArchive("http://127.0.0.1:9").query_region(M101, versions="latest")
+
+
+def test_version_key_orders_versions_then_retries_then_dates():
+    from glue_spherex.query import version_key
+
+    tags = ["l2b-v27-2026-240", "l2b-v21-2025-300", "l2b_retry-v26-2026-203",
+            "l2b-v26-2026-196", "l2b-v26-2026-250", "l2b_retry-v27-2026-223", "", "weird"]
+    assert sorted(tags, key=version_key) == [
+        "", "weird", "l2b-v21-2025-300", "l2b-v26-2026-196", "l2b-v26-2026-250",
+        "l2b_retry-v26-2026-203", "l2b-v27-2026-240", "l2b_retry-v27-2026-223"]
+
+
+@pytest.fixture(scope="module")
+def m101_d2_versions(archive):
+    q = SpherexArchive(archive.url)
+    return {(rel, v): q.query_region(M101, bandpass="D2", collection="both", release=rel,
+                                     versions=v)
+            for rel in ("qr2", "qr3", "all") for v in ("newest", "all")}
+
+
+def test_release_qr2_gives_only_the_pipeline_6_files(m101_d2_versions, archive):
+    t = m101_d2_versions[("qr2", "newest")]
+    assert len(t) > 0 and tuple(t.colnames) == COLUMNS
+    assert set(t["release"]) == {"qr2"}
+    assert all(v.startswith("l2b-v21-") for v in t["version"])
+    for url in t["access_url"]:
+        spec = archive.catalog.by_key[url.split("/ibe/data/spherex/")[1]]
+        assert not spec.pipeline7 and spec.tag == ""
+    # nothing to deduplicate among them: 'all' versions is the same table
+    assert list(t["access_url"]) == list(m101_d2_versions[("qr2", "all")]["access_url"])
+
+
+def test_newest_version_per_exposure_with_retry_breaking_ties(m101_d2_versions, archive):
+    from glue_spherex.query import version_key
+
+    for rel in ("qr3", "all"):
+        every, newest = m101_d2_versions[(rel, "all")], m101_d2_versions[(rel, "newest")]
+        groups = {}
+        for row in every:
+            groups.setdefault((row["obs_id"], row["detector"]), []).append(str(row["version"]))
+        assert len(newest) == len(groups) < len(every)
+        chosen = {(r["obs_id"], r["detector"]): str(r["version"]) for r in newest}
+        assert chosen == {g: max(v, key=version_key) for g, v in groups.items()}
+        for row in newest:
+            spec = archive.catalog.by_key[row["access_url"].split("/ibe/data/spherex/")[1]]
+            assert spec.version_tag == row["version"] and spec.release == row["release"]
+            assert spec.pipeline7 == (rel == "qr3" or not row["version"].startswith("l2b-v21"))
+    every = m101_d2_versions[("all", "all")]
+    chosen = {(r["obs_id"], r["detector"]): str(r["version"])
+              for r in m101_d2_versions[("all", "newest")]}
+    versions = {}
+    for row in every:
+        versions.setdefault((row["obs_id"], row["detector"]), set()).add(str(row["version"]))
+    # a QR2 exposure with a reprocessing: the pipeline-7 version wins over l2b-v21
+    reprocessed = [g for g, v in versions.items() if "l2b-v26-2026-196" in v]
+    assert reprocessed and all(chosen[g].startswith(("l2b-v26", "l2b_retry-v26")) for g in reprocessed)
+    # the tie between a regular run and its retry of the same version goes to the retry
+    tied = [g for g, v in versions.items() if {"l2b-v26-2026-196", "l2b_retry-v26-2026-203"} <= v]
+    assert tied and all(chosen[g] == "l2b_retry-v26-2026-203" for g in tied)
+    # QR3 rows: their own collections and paths
+    qr3 = m101_d2_versions[("qr3", "newest")]
+    assert {"spherex_qr3", "spherex_qr3_deep"} & set(qr3["collection"])
+    assert all("/spherex/qr3/" in u_ for u_, r in zip(qr3["access_url"], qr3["release"])
+               if r == "qr3")
+
+
+def test_tap_and_sia_agree_on_releases(archive):
+    q = SpherexArchive(archive.url)
+    for rel in ("qr3", "all"):
+        tap = q.query_region(M101, bandpass="D4", release=rel)
+        sia = q.query_region(M101, bandpass="D4", release=rel, via="sia")
+        key = ("obs_id", "detector", "collection", "access_url", "release", "version")
+        assert len(tap) > 0
+        assert [tuple(r[k] for k in key) for r in tap] == [tuple(r[k] for k in key) for r in sia]
+
+
+def test_cli_release_qr2_lists_only_todays_files(archive, tmp_path):
+    import subprocess
+    import sys
+
+    from astropy.table import Table
+
+    out = {}
+    for rel in ("qr2", "qr3"):
+        path = tmp_path / f"{rel}.ecsv"
+        r = subprocess.run([sys.executable, "-m", "glue_spherex.cli", "query", "--ra", "210.80227",
+                            "--dec", "54.34895", "-b", "D2", "--release", rel, "--archive",
+                            archive.url, "-o", str(path)], capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert f"release {rel}" in r.stdout
+        out[rel] = Table.read(path)
+    assert set(out["qr2"]["release"]) == {"qr2"}
+    assert all(v.startswith("l2b-v21-") for v in out["qr2"]["version"])
+    assert all(not v.startswith("l2b-v21-") for v in out["qr3"]["version"])
+    assert set(out["qr2"]["access_url"]).isdisjoint(out["qr3"]["access_url"])
+
+
+# -- a hostile TAP service ------------------------------------------------------------------------
+
+
+def _hostile_cases():
+    from hostile_tap import GOOD_ROW, TAP_FIELDS
+
+    as_char = tuple((n, "char" if n == "time_bounds_lower" else t) for n, t in TAP_FIELDS)
+
+    def with_cell(i, value):
+        return [GOOD_ROW[:i] + (value,) + GOOD_ROW[i + 1:]]
+
+    url = GOOD_ROW[0]
+    return {
+        "non-numeric": (as_char, with_cell(4, "abc"), "non-numeric time_bounds_lower 'abc'"),
+        "bad double": (TAP_FIELDS, with_cell(4, "abc"), "time_bounds_lower"),
+        "nan": (TAP_FIELDS, with_cell(6, "NaN"), "empty or NaN value for energy_bounds_lower"),
+        "infinite": (TAP_FIELDS, with_cell(5, "Inf"), "time_bounds_upper"),
+        "control character": (TAP_FIELDS, with_cell(0, url.replace("level2_", "lev\tel2_")),
+                              "uri with control characters"),
+        "200 kB URL": (TAP_FIELDS, with_cell(0, url.replace("level2_", "x" * 200_000 + "level2_")),
+                       "uri 200110 characters long"),
+        "unexpected id": (TAP_FIELDS, with_cell(1, "evil"), "unexpected obs_publisher_did"),
+        "missing column": (TAP_FIELDS[:-1], [GOOD_ROW[:-1]], "no column energy_bounds_upper"),
+        "not XML": (None, b"\x00\xff<VOTABLE", "TAP query to"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_hostile_cases()))
+def test_hostile_tap_answer_is_one_service_error(case):
+    from hostile_tap import serve_votable, votable
+
+    fields, rows, message = _hostile_cases()[case]
+    body = rows if fields is None else votable(fields, rows)
+    with serve_votable(body) as url, pytest.raises(SpherexServiceError, match=message) as info:
+        SpherexArchive(url).query_region(M101)
+    text = str(info.value)
+    assert "\n" not in text and len(text) < 400
+
+
+def test_hostile_tap_answer_exits_3_in_the_cli():
+    import subprocess
+    import sys
+
+    from hostile_tap import GOOD_ROW, TAP_FIELDS, serve_votable, votable
+
+    body = votable(TAP_FIELDS, [GOOD_ROW, GOOD_ROW[:6] + ("NaN",) + GOOD_ROW[7:]])
+    with serve_votable(body) as url:
+        for command in ("query", "fetch"):
+            r = subprocess.run([sys.executable, "-m", "glue_spherex.cli", command, "--ra", "210.8",
+                                "--dec", "54.3", "--archive", url], capture_output=True,
+                               text=True, timeout=120)
+            assert r.returncode == 3, (command, r.stderr)
+            lines = r.stderr.strip().splitlines()
+            assert len(lines) == 1 and "energy_bounds_lower (row 2)" in lines[0]
+            assert "Traceback" not in r.stderr
+
+
+def test_good_answer_from_the_same_server_is_accepted():
+    from hostile_tap import GOOD_ROW, TAP_FIELDS, serve_votable, votable
+
+    with serve_votable(votable(TAP_FIELDS, [GOOD_ROW])) as url:
+        t = SpherexArchive(url).query_region(M101)
+    assert len(t) == 1 and t["version"][0] == "l2b-v21-2025-140" and t["release"][0] == "qr2"
+    assert t["access_url"][0] == f"{url}/{GOOD_ROW[0]}"

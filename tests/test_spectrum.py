@@ -19,7 +19,7 @@ from astropy.coordinates import SkyCoord
 from astropy.table import QTable
 from synthetic_cutouts import cutouts_at
 
-from glue_spherex.errors import SpherexError, SpherexInputError
+from glue_spherex.errors import SpherexError, SpherexInputError, SpherexOutputError
 from glue_spherex.flags import DEFAULT_BAD_FLAGS
 from glue_spherex.spectrum import (
     Frame,
@@ -251,7 +251,7 @@ def test_writers(point_cutouts, tmp_path):
                                SKY.true_flux_density(POINT, np.linspace(0.75, 5, 200))))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.ecsv", "spec.fits", "spec.png"]
-    with pytest.raises(SpherexInputError, match="does not exist"):
+    with pytest.raises(SpherexOutputError, match="does not exist"):
         write_ecsv(table, tmp_path / "missing" / "spec.ecsv")
 
 

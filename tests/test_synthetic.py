@@ -582,7 +582,7 @@ def test_plan_pointings_and_obs_ids():
     for s in plan:
         by_obs.setdefault(s.obsid, {})[s.detector] = s
     assert all(sorted(d) == [1, 2, 3, 4, 5, 6] for d in by_obs.values())
-    assert len(plan_by_key()) == len(plan)
+    assert len(plan_by_key()) == len(observation_plan("all"))
     mjd0 = datetime(1858, 11, 17)
     pattern = re.compile(r"(\d{4})W(\d{2})_([12])A_(\d{4})_([1-4])")
     for obsid, dets in list(by_obs.items())[::25]:
@@ -614,3 +614,248 @@ def _separation(a, b):
     vb = np.array([np.cos(np.deg2rad(b.dec)) * np.cos(np.deg2rad(b.ra)),
                    np.cos(np.deg2rad(b.dec)) * np.sin(np.deg2rad(b.ra)), np.sin(np.deg2rad(b.dec))])
     return float(np.rad2deg(np.arccos(np.clip(va @ vb, -1, 1))))
+
+
+# --- pipeline 7 (QR3, and QR2 reprocessed) ---------------------------------------------------
+
+R7_SAMPLES = "/work/shared/reference/irsa-samples/r7"
+
+
+def _real_r7_header():
+    import json
+
+    with open(f"{R7_SAMPLES}/qr3_D5_IMAGE_header_2026W30_2A_0049_1.json") as f:
+        return json.load(f)["header"]
+
+
+def _r7_covering(name, detector, part="qr3", margin=60):
+    plan = [s for s in observation_plan(part) if s.detector == detector]
+    names = list(TARGETS)
+    out = []
+    for s in plan:
+        x, y = frame_geometry(s).world2pix(*TARGETS[name])
+        if margin <= x <= 2039 - margin and margin <= y <= 2039 - margin:
+            out.append((s, float(x), float(y)))
+    assert out, (name, detector, part, names)
+    return out
+
+
+@pytest.fixture(scope="module")
+def r7_spec():
+    return _r7_covering("M101", 5)[0][0]
+
+
+@pytest.fixture(scope="module")
+def r7_raw(r7_spec):
+    return frame_bytes(r7_spec)
+
+
+@pytest.fixture(scope="module")
+def r7_file(r7_raw):
+    """One pipeline-7 full frame (FLAGS RICE_1-compressed by astropy), opened by astropy."""
+    return fits.open(io.BytesIO(r7_raw))
+
+
+def test_r7_full_frame_layout(r7_file, r7_spec, r7_raw):
+    assert r7_spec.pipeline7 and r7_spec.release == "qr3"
+    assert [h.name for h in r7_file] == ["PRIMARY", "IMAGE", "FLAGS", "VARIANCE", "ZODI", "EPSF",
+                                         "WCS-WAVE"]
+    assert r7_file[0].header["VERSION"] == "7.0.5" and len(r7_file[0].header) == 5
+    flags = r7_file["FLAGS"]
+    assert isinstance(flags, fits.CompImageHDU)
+    start = _hdu_offset(r7_file, 2)
+    zhdr = fits.Header.fromstring(
+        r7_raw[start:flags.fileinfo()["datLoc"]].decode())
+    assert (zhdr["ZIMAGE"], zhdr["ZCMPTYPE"], zhdr["ZTILE1"], zhdr["ZTILE2"]) == \
+        (True, "RICE_1", 2040, 1)
+    assert zhdr["NAXIS1"] == 8 and zhdr["NAXIS2"] == 2040 and zhdr["ZBITPIX"] == 32
+    assert flags.data.dtype.kind == "i" and flags.data.shape == (2040, 2040)
+    for name in ("IMAGE", "VARIANCE", "ZODI"):
+        assert r7_file[name].data.shape == (2040, 2040) and r7_file[name].data.dtype == ">f4"
+    assert r7_file["EPSF"].data["EPSF"].shape == (441, 33, 33)
+
+
+def _hdu_offset(hdul, index):
+    return hdul[index].fileinfo()["hdrLoc"]
+
+
+def test_r7_image_keywords_are_the_real_qr3_set(r7_file, r7_spec):
+    real = _real_r7_header()
+    hdr = r7_file["IMAGE"].header
+    keys = [k for k in hdr if k not in ("COMMENT", "HISTORY")]
+    assert keys == list(real)
+    for key in ("BUNIT", "EXTTYPE", "KOVR_A", "TSAMP", "DETCOORD", "SHUTTLE_GLOW_CORR",
+                "AURORA_CONT", "CTYPE1W", "PS1_0W", "A_0_0", "WCSNAMEA"):
+        assert hdr[key] == real[key], key
+    assert hdr["OBSID"] == r7_spec.obsid and hdr["DETECTOR"] == 5
+    assert hdr["PSF_FWHM"] == real["PSF_FWHM"]                     # real D5 R7 value, 8.63"
+    assert re.fullmatch(r"SPS_\d{6}_S34", hdr["SPS_TARGET"])
+    for gone in ("NBLMPIX", "NHALOPIX", "NSNOWPIX"):
+        assert gone not in hdr
+    history = [str(h) for h in hdr["HISTORY"]]
+    calibs = {h.split()[1]: h.split()[2] for h in history if h.startswith("[CALIB]")}
+    assert {"epsf", "spectral_wcs", "nonfunc_v2", "zodi_scaling_v2", "xtalk_class2"} <= set(calibs)
+    assert "average_psf" not in calibs and "nonfunc" not in calibs
+    # counters of the R7 bits are the exact counts of FLAGS
+    flags = r7_file["FLAGS"].data
+    for key, bit in (("L2 N_XTALK", 20), ("L2 SATSTRKS_PXS", 25), ("L2 N_SOURCE", 21),
+                     ("L2 N_NONFUNC", 6)):
+        assert hdr[key] == np.count_nonzero(flags & (1 << bit)), key
+        assert r7_file["FLAGS"].header[key] == hdr[key] if key in r7_file["FLAGS"].header else True
+    assert hdr["L2 SATSTRKS"] == int(hdr["L2 SATSTRKS_PXS"] > 0)
+
+
+def test_r7_flag_cards_name_the_r7_bits(r7_file):
+    hdr = r7_file["FLAGS"].header
+    assert not [k for k in hdr if k.startswith("MP_")]
+    names = {int(k[4:]): hdr[k] for k in hdr if k.startswith("MSKN")}
+    masks = {int(k[4:]): hdr[k] for k in hdr if k.startswith("MSKM")}
+    assert names[20] == "CROSSTALK" and names[25] == "STREAK" and names[21] == "SOURCE"
+    assert names[0] == "TRANSIENT" and 4 not in names and 5 not in names
+    assert masks == {bit: 1 << bit for bit in names}
+    # every set bit is a named one
+    used = np.bitwise_or.reduce(r7_file["FLAGS"].data.ravel())
+    assert used & ~sum(1 << b for b in names) == 0
+
+
+def test_r7_epsf_table(r7_file):
+    epsf = r7_file["EPSF"]
+    hdr = epsf.header
+    assert [c.name for c in epsf.columns] == ["BINX", "BINY", "XCENTER", "YCENTER", "XWIDTH",
+                                              "YWIDTH", "NSTAR", "NEFF_MEAN", "CWAVE", "CBAND",
+                                              "EPSF"]
+    assert (hdr["TFORM11"], hdr["TDIM11"], hdr["OVSMPX"], hdr["OVSMPY"], hdr["NAXIS2"]) == \
+        ("1089D", "(33,33)", 5, 5, 441)
+    assert hdr["DETECTOR"] == "5" and hdr["DETCOORD"] == "sky"
+    d = epsf.data
+    np.testing.assert_allclose(d["EPSF"].sum(axis=(1, 2)), 1.0, rtol=0, atol=1e-12)
+    assert list(d["BINX"][:3]) == [0, 1, 2] and list(d["BINY"][:22:21]) == [0, 1]  # x fast
+    np.testing.assert_allclose(d["XCENTER"], (d["BINX"] + 0.5) * 2040 / 21 - 0.5, atol=1e-3)
+    peak = np.unravel_index(np.argmax(d["EPSF"][220]), (33, 33))
+    assert peak == (16, 16)
+    # CWAVE is the R7 wavelength at the zone centre
+    table = WCS(r7_file["IMAGE"].header, fobj=r7_file, key="W")
+    table.sip = None
+    wl = table.pixel_to_world_values(float(d["XCENTER"][220]), float(d["YCENTER"][220]))[0]
+    assert d["CWAVE"][220] == pytest.approx(wl, abs=1e-5)
+
+
+def test_r7_epsf_on_d3_is_11_by_41():
+    from glue_spherex.synthetic.pipeline7 import epsf_table
+
+    t = epsf_table(3)
+    assert len(t.data) == 451 and t.data["BINX"].max() == 10 and t.data["BINY"].max() == 40
+    np.testing.assert_allclose(t.data["EPSF"].sum(axis=(1, 2)), 1.0, atol=1e-12)
+
+
+def test_r7_wcs_wave_is_the_real_hdu(r7_file, r7_raw):
+    with open(f"{R7_SAMPLES}/qr3_D5_WCS-WAVE_2026W30_era.fits", "rb") as f:
+        real = f.read()
+    assert r7_raw[_hdu_offset(r7_file, 6):] == real[2880:]
+    assert [str(h) for h in r7_file["WCS-WAVE"].header["HISTORY"]][1] == \
+        "Calibration source file: spectral_wcs_5_v3.0.fits"
+
+
+@pytest.mark.parametrize("flags_mode", ["compressed", "plain"])
+def test_r7_cutout_matches_parent_and_keeps_epsf_whole(r7_file, r7_spec, flags_mode):
+    x0, y0, nx, ny = 700, 900, 33, 29
+    cut = make_cutout(r7_spec, x0, y0, nx, ny, flags=flags_mode)
+    assert [h.name for h in cut] == [h.name for h in r7_file]
+    assert isinstance(cut["FLAGS"], fits.CompImageHDU) == (flags_mode == "compressed")
+    for name in ("IMAGE", "FLAGS", "VARIANCE", "ZODI"):
+        np.testing.assert_array_equal(cut[name].data, r7_file[name].data[y0:y0 + ny, x0:x0 + nx])
+        assert cut[name].header["CRPIX1A"] == 1 - x0 and cut[name].header["CRPIX2W"] == 1 - y0
+    assert cut["FLAGS"].header["MSKN0025"] == "STREAK"
+    np.testing.assert_array_equal(cut["EPSF"].data["EPSF"], r7_file["EPSF"].data["EPSF"])
+    w = WCS(cut["IMAGE"].header, fobj=cut, key="W")
+    w.sip = None
+    wp = WCS(r7_file["IMAGE"].header, fobj=r7_file, key="W")
+    wp.sip = None
+    np.testing.assert_allclose(w.pixel_to_world_values(3, 4),
+                               wp.pixel_to_world_values(x0 + 3, y0 + 4), rtol=0, atol=1e-12)
+
+
+def test_cutout_flags_mode_is_checked(r7_spec):
+    with pytest.raises(SpherexInputError, match="compressed"):
+        cutout_bytes(r7_spec, 0, 0, 10, 10, flags="zip")
+
+
+def test_qr2_and_its_reprocessing_agree_within_calibrations():
+    from glue_spherex.synthetic.pipeline7 import R7_GAIN
+
+    reproc = {(s.obsid, s.detector): s for s in observation_plan("reprocessed")
+              if s.tag == "l2b-v26-2026-196"}
+    qr2 = next(s for s, x, y in _target_pixels()[("M101", 1)] if (s.obsid, 1) in reproc
+               and 40 < x < 2000 and 40 < y < 2000)
+    r7 = reproc[(qr2.obsid, 1)]
+    assert (r7.obsid, r7.detector, r7.ra, r7.mjd_beg, r7.collection) == \
+        (qr2.obsid, qr2.detector, qr2.ra, qr2.mjd_beg, qr2.collection)
+    assert r7.pipeline7 and not qr2.pipeline7 and r7.key != qr2.key
+    assert "/l2b-v26-2026-196/" in r7.key and r7.key.startswith("qr2/level2/")
+    x, y = source_pixels(qr2)["M101"]
+    assert source_pixels(r7)["M101"] == (x, y)
+    box = (int(x) - 30, int(y) - 30, 61, 61)
+    a = render_window(qr2, *box, noise=False)
+    b = render_window(r7, *box, noise=False)
+    np.testing.assert_array_equal(a["zodi"], b["zodi"])      # D1: the same wavelength table
+    flux_a = float((a["image"] - a["zodi"]).sum())
+    flux_b = float((b["image"] / R7_GAIN[1] - b["zodi"]).sum())
+    assert flux_b == pytest.approx(flux_a, rel=0.01)          # the R7 PSF is broader
+    peak_a, peak_b = (a["image"] - a["zodi"]).max(), (b["image"] - b["zodi"]).max()
+    assert peak_b < peak_a
+
+
+def test_calibration_uuids_name_identical_calibrations():
+    from glue_spherex.synthetic.pipeline7 import epsf_hdu_bytes, wave_hdu_bytes_r7
+
+    def calibs(spec):
+        hdr = frame_headers(spec)["IMAGE"]
+        return {h.split()[1]: h.split()[2] for h in map(str, hdr["HISTORY"])
+                if h.startswith("[CALIB]")}
+
+    qr3 = observation_plan("qr3")
+    by_det = {}
+    for s in qr3[:60]:
+        by_det.setdefault(s.detector, []).append(s)
+    seen = {}
+    for det, specs in by_det.items():
+        uuids = {calibs(s)["epsf"] for s in specs[:2]} | set()
+        assert len(uuids) == 1
+        seen[det] = (uuids.pop(), calibs(specs[0])["spectral_wcs"])
+        assert epsf_hdu_bytes(det) == epsf_hdu_bytes(det)
+    # different detectors: different tables, different UUIDs
+    assert len({u for u, _ in seen.values()}) == len(seen)
+    assert len({w for _, w in seen.values()}) == len(seen)
+    assert wave_hdu_bytes_r7(1) != wave_hdu_bytes_r7(2)
+    # QR2: one spectral_wcs UUID per detector too (D3 keeps the real file's)
+    qr2 = {s.detector: calibs(s)["spectral_wcs"] for s in observation_plan()[:6]}
+    assert qr2[3] == "0d47d467-abe7-4583-b55d-3e9357b06aae" and len(set(qr2.values())) == 6
+    assert set(qr2.values()).isdisjoint(w for _, w in seen.values())
+
+
+def test_r7_plan_paths_and_tags():
+    qr3 = observation_plan("qr3")
+    assert {s.collection for s in qr3} == {"spherex_qr3", "spherex_qr3_deep"}
+    tag = re.compile(r"l2b(_retry)?-v27-2026-\d{3}")
+    for s in qr3[::97]:
+        assert tag.fullmatch(s.version_tag) and s.pipeline7
+        assert re.fullmatch(rf"qr3/level2/{s.planning_period}/{s.version_tag}/{s.detector}/"
+                            rf"level2_{s.obsid}D{s.detector}_spx_{s.version_tag}\.fits", s.key)
+    assert any(s.tag.startswith("l2b_retry-v27") for s in qr3)
+    reproc = observation_plan("reprocessed")
+    assert {s.tag for s in reproc} == {"l2b-v26-2026-196", "l2b_retry-v26-2026-203"}
+    originals = {(s.obsid, s.detector) for s in observation_plan()}
+    assert {(s.obsid, s.detector) for s in reproc} <= originals
+    keys = [s.key for s in observation_plan("all")]
+    assert len(keys) == len(set(keys))
+
+
+def test_r7_full_frames_have_their_announced_size(r7_raw, r7_spec, r7_file):
+    """The FLAGS heap is padded so that a full file has ``spec.file_size`` bytes (within
+    IRSA's access_estsize range), known without generating it (the S3 listing needs it)."""
+    assert len(r7_raw) == r7_spec.file_size
+    assert 65_440_000 <= r7_spec.file_size <= 65_961_000 and r7_spec.file_size % 2880 == 0
+    info = r7_file[2].fileinfo()
+    zhdr = fits.Header.fromstring(r7_raw[info["hdrLoc"]:info["datLoc"]].decode())
+    assert 8_000_000 < zhdr["PCOUNT"] < 14_000_000          # a real heap is about 12 MB
+    assert r7_file["FLAGS"].data.shape == (2040, 2040)      # astropy still decodes it

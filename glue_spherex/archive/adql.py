@@ -8,13 +8,20 @@ written out as SQLite (``TOP`` -> ``LIMIT``, ``LOG`` -> ``LN``, ``LOG10(x)`` -> 
 attached in-memory databases, so ``spherex.plane`` resolves as written; ``LIKE`` is
 case-sensitive as ADQL requires.
 
-One connection serves all threads behind a lock: queries take milliseconds, and the geometry
-functions are Python, so the GIL would serialise them anyway.
+What a query may do is bounded (:data:`LIMITS`): its length, nesting and size before it is
+translated; while it runs, an authorizer lets SQLite read only the declared tables (checked
+by SQLite after it resolved CTEs and aliases) and call only the functions of
+:data:`ALLOWED_FUNCTIONS`; every value is at most ``value_bytes`` long, the answer at most
+``result_bytes``, and each query has its own deadline.  Queries run on a small pool of
+connections, each holding its own copy of the tables, so one slow query does not hold up the
+others.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import queue
 import re
 import sqlite3
 import threading
@@ -31,7 +38,8 @@ from ..errors import SpherexInputError
 from . import geometry
 from .schema import SQL_TYPES, TABLES, Column, sqlglot_schema, tap_schema_rows
 
-__all__ = ["AdqlError", "AdqlEngine", "QueryResult", "clean_message"]
+__all__ = ["AdqlError", "AdqlEngine", "QueryResult", "clean_message", "LIMITS",
+           "ALLOWED_FUNCTIONS"]
 
 #: sqlglot type -> VOTable datatype
 _VOTABLE_TYPES = {
@@ -40,6 +48,31 @@ _VOTABLE_TYPES = {
     "BIGINT": "long", "INT": "long", "SMALLINT": "short", "TINYINT": "short",
     "BOOLEAN": "short",
 }
+
+#: Bounds on one query (see docs/archive.rst).
+LIMITS = {
+    "query_chars": 100_000,      # ADQL text
+    "nesting": 32,               # parentheses (and so subqueries) inside each other
+    "nodes": 10_000,             # parsed expression nodes (translation time grows with them)
+    "value_bytes": 1_000_000,    # one string or blob (SQLITE_LIMIT_LENGTH)
+    "result_bytes": 64_000_000,  # the values of the answer, summed
+    "connections": 4,            # queries running at once
+}
+
+#: SQL functions a translated query may call: ADQL's math, string and aggregate functions in
+#: their SQLite spelling, plus the geometry functions.  Everything else (randomblob, zeroblob,
+#: printf, json_*, load_extension, sqlite_*, ...) is refused by the authorizer.
+ALLOWED_FUNCTIONS = frozenset({
+    "abs", "acos", "asin", "atan", "atan2", "ceil", "ceiling", "cos", "cot", "degrees", "exp",
+    "floor", "ln", "log", "log10", "log2", "mod", "pi", "pow", "power", "radians", "random",
+    "round", "sign", "sin", "sqrt", "tan", "trunc",
+    "lower", "upper", "length", "substr", "substring", "trim", "ltrim", "rtrim", "instr",
+    "like", "coalesce", "ifnull", "nullif", "iif",
+    "count", "sum", "total", "avg", "min", "max",
+} | {name.lower() for name in geometry.FUNCTIONS})
+
+_READABLE = frozenset(name.lower() for name in TABLES)
+_CHEAP_ACTIONS = (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_RECURSIVE)
 
 
 class AdqlError(SpherexInputError):
@@ -62,29 +95,17 @@ class QueryResult:
     sql: str = ""
 
 
-class AdqlEngine:
-    """Evaluate ADQL over the declared tables.
+class _Connection:
+    """One SQLite connection with every declared table, and the state of its running query."""
 
-    Parameters
-    ----------
-    rows : dict
-        ``'spherex.plane'`` (etc.) -> list of tuples in the declared column order.
-    timeout : float
-        Seconds after which a running query is interrupted.
-    """
-
-    def __init__(self, rows, timeout=30.0):
-        self.timeout = timeout
-        self._lock = threading.Lock()
-        self._schema = sqlglot_schema()
-        self._udf_error = None
-        self._deadline = None
+    def __init__(self, all_rows):
+        self.deadline = None
+        self.udf_error = None
+        self.denied = None
         con = sqlite3.connect(":memory:", check_same_thread=False)
         for schema in sorted({t.schema for t in TABLES.values()}):
             con.execute(f"ATTACH DATABASE ':memory:' AS {schema}")
         con.execute("PRAGMA case_sensitive_like = ON")
-        all_rows = dict(tap_schema_rows())
-        all_rows.update(rows)
         for name, table in TABLES.items():
             cols = ", ".join(f'"{c.name}" {SQL_TYPES[c.datatype]}' for c in table.columns)
             con.execute(f"CREATE TABLE {name} ({cols})")
@@ -97,69 +118,179 @@ class AdqlEngine:
         geometry.register(con, self._keep_error)
         con.create_function("COT", 1, lambda x: None if x is None else 1.0 / math.tan(x),
                             deterministic=True)
-        con.set_authorizer(_read_only)
+        con.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, LIMITS["value_bytes"])
+        con.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, 4 * LIMITS["query_chars"])
+        con.set_authorizer(self._authorize)
         con.set_progress_handler(self._check_deadline, 20_000)
-        self._con = con
-
-    # -- internals ---------------------------------------------------------------------------
+        self.con = con
 
     def _keep_error(self, fn):
         def wrapped(*args):
             try:
                 return fn(*args)
             except Exception as e:      # sqlite3 would replace the message by a generic one
-                self._udf_error = f"{fn.__name__.replace('sql_', '').upper()}: {e}" \
+                self.udf_error = f"{fn.__name__.replace('sql_', '').upper()}: {e}" \
                     if not isinstance(e, geometry.GeometryError) else str(e)
                 raise
         return wrapped
 
     def _check_deadline(self):
-        return 1 if self._deadline is not None and time.monotonic() > self._deadline else 0
+        return 1 if self.deadline is not None and time.monotonic() > self.deadline else 0
+
+    def _authorize(self, action, arg1, arg2, database, _trigger):
+        """Read-only, declared tables only (after SQLite resolved CTEs), allowed functions."""
+        if action in _CHEAP_ACTIONS:
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_READ:
+            if database is None or f"{database}.{arg1}".lower() in _READABLE:
+                return sqlite3.SQLITE_OK     # (no database: a recursive CTE's own rows)
+            self.denied = f"Table '{database}.{arg1}' is not available in this service"
+        elif action == sqlite3.SQLITE_FUNCTION:
+            if str(arg2).lower() in ALLOWED_FUNCTIONS:
+                return sqlite3.SQLITE_OK
+            self.denied = (f"Function {str(arg2).upper()} is not supported by this service; "
+                           "it offers ADQL's math, string, aggregate and geometry functions")
+        else:
+            self.denied = "Only SELECT queries are accepted"
+        return sqlite3.SQLITE_DENY
+
+
+class AdqlEngine:
+    """Evaluate ADQL over the declared tables.
+
+    Parameters
+    ----------
+    rows : dict
+        ``'spherex.plane'`` (etc.) -> list of tuples in the declared column order.
+    timeout : float
+        Seconds after which a running query is interrupted.
+    connections : int
+        Queries that may run at once (each connection holds a copy of the tables; the first
+        is built here, the others when that many queries run at once).
+    """
+
+    def __init__(self, rows, timeout=30.0, connections=None):
+        self.timeout = timeout
+        self._schema = sqlglot_schema()
+        self._all_rows = dict(tap_schema_rows())
+        self._all_rows.update(rows)
+        self._max_connections = connections or LIMITS["connections"]
+        self._idle = queue.LifoQueue()
+        self._made = 0
+        self._made_lock = threading.Lock()
+        self._idle.put(self._new_connection())
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _new_connection(self):
+        with self._made_lock:
+            self._made += 1
+        try:
+            return _Connection(self._all_rows)
+        except BaseException:
+            with self._made_lock:
+                self._made -= 1
+            raise
+
+    def _spare(self):
+        """Build one more idle connection in the background (a query that arrives while the
+        others run then finds it ready instead of waiting ~0.3 s for its tables)."""
+        with self._made_lock:
+            if self._made >= self._max_connections:
+                return
+            self._made += 1
+
+        def build():
+            try:
+                self._idle.put(_Connection(self._all_rows))
+            except Exception:
+                with self._made_lock:
+                    self._made -= 1
+
+        threading.Thread(target=build, name="adql-spare-connection", daemon=True).start()
+
+    @contextlib.contextmanager
+    def _connection(self):
+        """An idle connection; a new one while fewer than ``connections`` exist; else wait."""
+        try:
+            conn = self._idle.get_nowait()
+            if self._idle.empty():
+                self._spare()
+        except queue.Empty:
+            with self._made_lock:
+                grow = self._made < self._max_connections
+            if grow:
+                conn = self._new_connection()
+            else:
+                try:
+                    conn = self._idle.get(timeout=self.timeout)
+                except queue.Empty:
+                    raise AdqlError(f"The service is busy: {self._max_connections} queries "
+                                    "are running; try again later") from None
+        try:
+            yield conn
+        finally:
+            self._idle.put(conn)
 
     def translate(self, adql):
         """ADQL text -> (SQLite SQL, list of output :class:`Column`)."""
+        _check_text(adql)
         try:
             trees = [t for t in sqlglot.parse(adql, read="tsql") if t is not None]
         except SqlglotError as e:
             raise AdqlError(f"Could not parse the query: {clean_message(e)}") from None
+        except RecursionError:
+            raise _too_deep() from None
         if len(trees) != 1 or not isinstance(trees[0], exp.Query):
             raise AdqlError("Could not parse the query: expected one SELECT statement, got "
                             f"{clean_message(adql)[:60]!r}")
         tree = trees[0]
-        ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
+        nodes = sum(1 for _ in tree.walk())
+        if nodes > LIMITS["nodes"]:
+            raise AdqlError(f"The query has {nodes} terms; this service accepts at most "
+                            f"{LIMITS['nodes']} (split it into several queries)")
         for t in tree.find_all(exp.Table):
-            name = ".".join(p for p in (t.db, t.name) if p).lower()
-            if name not in TABLES and name not in ctes:
+            name = ".".join(p for p in (t.catalog, t.db, t.name) if p).lower()
+            if name not in TABLES and not _is_cte_reference(t):
                 known = ", ".join(sorted(TABLES))
                 raise AdqlError(f"Table '{name}' does not exist; this service has: {known}")
         try:
             typed = annotate_types(qualify(tree.copy(), schema=self._schema, dialect="tsql"),
                                    schema=self._schema)
+            if typed is None:
+                return tree.sql(dialect="sqlite"), None
+            return typed.sql(dialect="sqlite"), _output_columns(typed, tree)
         except OptimizeError as e:
             raise AdqlError(clean_message(e)) from None
         except SqlglotError:
-            typed = None            # unusual construct: SQLite still checks it, types from values
-        if typed is None:
+            pass                    # unusual construct: SQLite still checks it, types from values
+        except RecursionError:
+            raise _too_deep() from None
+        try:
             return tree.sql(dialect="sqlite"), None
-        return typed.sql(dialect="sqlite"), _output_columns(typed, tree)
+        except (SqlglotError, RecursionError):
+            raise _too_deep() from None
 
     def query(self, adql, maxrec=None):
         """Run ADQL; at most ``maxrec`` rows are returned (``overflow`` says if more existed)."""
         sql, columns = self.translate(adql)
-        with self._lock:
-            self._udf_error = None
-            self._deadline = time.monotonic() + self.timeout
+        with self._connection() as conn:
+            conn.udf_error = conn.denied = None
+            conn.deadline = time.monotonic() + self.timeout
             try:
-                cur = self._con.execute(sql)
-                rows = cur.fetchall() if maxrec is None else cur.fetchmany(maxrec + 1)
+                cur = conn.con.execute(sql)
                 names = [d[0] for d in cur.description]
+                rows = _fetch(cur, None if maxrec is None else maxrec + 1)
             except sqlite3.Error as e:
-                msg = self._udf_error or clean_message(e)
+                msg = conn.denied or conn.udf_error or clean_message(e)
                 if "interrupted" in str(e):
                     msg = f"Query exceeded the {self.timeout:g} s time limit"
+                elif "too big" in str(e):
+                    msg = (f"A value of the query is larger than the {LIMITS['value_bytes']:,} "
+                           "bytes this service allows")
                 raise AdqlError(msg) from None
             finally:
-                self._deadline = None
+                conn.deadline = None
         overflow = maxrec is not None and len(rows) > maxrec
         if overflow:
             rows = rows[:maxrec]
@@ -169,10 +300,66 @@ class AdqlEngine:
         return QueryResult(columns, rows, overflow, sql)
 
 
-def _read_only(action, *args):
-    allowed = (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION,
-               sqlite3.SQLITE_RECURSIVE)
-    return sqlite3.SQLITE_OK if action in allowed else sqlite3.SQLITE_DENY
+def _fetch(cur, limit):
+    """At most ``limit`` rows (all if None) whose values add up to at most ``result_bytes``."""
+    rows = []
+    size = 0
+    cap = LIMITS["result_bytes"]
+    while limit is None or len(rows) < limit:
+        batch = cur.fetchmany(1000 if limit is None else min(1000, limit - len(rows)))
+        if not batch:
+            break
+        size += sum(len(v) if isinstance(v, (str, bytes)) else 8 for r in batch for v in r)
+        if size > cap:
+            raise AdqlError(f"The result is larger than {cap // 1_000_000} MB after "
+                            f"{len(rows) + len(batch):,} rows; ask for fewer rows (MAXREC, "
+                            "TOP, WHERE) or columns")
+        rows.extend(batch)
+    return rows
+
+
+def _check_text(adql):
+    """Refuse a query too long or nested too deeply to be parsed with bounded effort."""
+    if len(adql) > LIMITS["query_chars"]:
+        raise AdqlError(f"The query is {len(adql):,} characters long; this service accepts at "
+                        f"most {LIMITS['query_chars']:,}")
+    depth = deepest = 0
+    quote = None
+    for ch in adql:
+        if quote is not None:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch == ")":
+            depth -= 1
+    if deepest > LIMITS["nesting"]:
+        raise _too_deep(deepest)
+
+
+def _too_deep(depth=None):
+    found = f"nests {depth} levels deep" if depth else "is nested too deeply"
+    return AdqlError(f"The query {found}; this service accepts at most {LIMITS['nesting']} "
+                     "levels of parentheses or subqueries")
+
+
+def _is_cte_reference(table):
+    """True if ``table`` (unqualified) names a CTE of a WITH clause that encloses it."""
+    if table.db or table.catalog:
+        return False                 # a CTE name has no schema: 'spherex.x' is never one
+    name = table.name.lower()
+    node = table.parent
+    while node is not None:
+        with_ = None
+        if isinstance(node, exp.Query):      # sqlglot >= 26 calls the key 'with_'
+            with_ = node.args.get("with_") or node.args.get("with")
+        if with_ is not None and name in {c.alias_or_name.lower() for c in with_.expressions}:
+            return True
+        node = node.parent
+    return False
 
 
 def _output_columns(tree, original):

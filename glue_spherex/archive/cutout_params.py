@@ -5,7 +5,9 @@
 pixel centres at integers** (numpy and astropy's ``world_to_pixel`` convention; IRSA does not
 say which it uses).  ``size`` units: none (degrees), ``arcsec``, ``arcmin``, ``deg``, ``rad`` or
 ``px``/``pix``/``pixels``; one value gives a square, two give NAXIS1 then NAXIS2.  Angular sizes
-become ``round(size_deg * 3600 / 6.153)`` pixels.
+become ``round(size_deg * 3600 / 6.153)`` pixels.  A cutout is at most :data:`MAX_SIZE_PX`
+pixels (one detector, 3.49 deg) on a side; larger or non-finite values are refused (HTTP 400),
+so no request renders more than one frame.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from dataclasses import dataclass
 
 from ..errors import SpherexInputError
 
-__all__ = ["CutoutParams", "parse_cutout", "PIXEL_SCALE_ARCSEC"]
+__all__ = ["CutoutParams", "parse_cutout", "PIXEL_SCALE_ARCSEC", "MAX_SIZE_PX"]
 
 PIXEL_SCALE_ARCSEC = 6.153
+MAX_SIZE_PX = 2040                  # a whole SPHEREx detector
 
 _ANGLE_UNITS = {"": 1.0, "d": 1.0, "deg": 1.0, "degree": 1.0, "degrees": 1.0,
                 "rad": 180.0 / math.pi, "radian": 180.0 / math.pi, "radians": 180.0 / math.pi,
@@ -55,7 +58,10 @@ def _values(text, name, count):
         if not m:
             raise SpherexInputError(f"{name}={text!r}: {p.strip()!r} is not a number with an "
                                     "optional unit")
-        values.append(float(m.group(1)))
+        value = float(m.group(1))
+        if not math.isfinite(value):
+            raise SpherexInputError(f"{name}={text!r}: {p.strip()!r} is not a finite number")
+        values.append(value)
         units.append(m.group(2).lower())
     given = {u for u in units if u}
     if len(given) > 1:
@@ -76,6 +82,10 @@ def _to_pixels(value, unit):
         n = math.floor(value + 0.5)
     else:
         n = math.floor(value * _ANGLE_UNITS[unit] * 3600.0 / PIXEL_SCALE_ARCSEC + 0.5)
+    if n > MAX_SIZE_PX:
+        deg = MAX_SIZE_PX * PIXEL_SCALE_ARCSEC / 3600.0
+        raise SpherexInputError(f"size {value:g}{unit} is larger than the largest cutout, "
+                                f"{MAX_SIZE_PX} px ({deg:.3f} deg)")
     return max(1, n)
 
 

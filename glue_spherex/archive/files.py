@@ -12,6 +12,10 @@ observed 5.3 MB size of a SPHEREx cutout indicates plain FITS; ``gzip=true`` ask
 gzipped body, sent like an IBE file download (``application/fits`` without
 ``Content-Encoding``), so a client must recognise the gzip magic itself.  Cutouts are rendered
 per request (about 10 ms for a 0.1 deg cutout).
+
+Cutouts of pipeline-7 files keep the EPSF table whole; their FLAGS is RICE_1-compressed over
+the window (``cutout_flags='compressed'``, the default, like the full file) or a plain int32
+image (``'plain'``): the archive's ``--cutout-flags`` option, since what IRSA does is unknown.
 """
 
 from __future__ import annotations
@@ -28,9 +32,9 @@ from collections import OrderedDict
 from ..atomic import write_bytes
 from ..errors import SpherexInputError
 from .cutout_params import parse_cutout
-from .response import FileBody, Response, text_response
+from .response import FileBody, Response, error_document
 
-__all__ = ["FrameCache", "serve_file", "frame_cache", "parse_range"]
+__all__ = ["FrameCache", "serve_file", "frame_cache", "parse_range", "ranged", "QR2_FRAME_BYTES"]
 
 FITS_TYPE = "application/fits"
 
@@ -43,6 +47,7 @@ class FrameCache:
         self.directory = directory or tempfile.mkdtemp(prefix="glue-spherex-frames-")
         self._lock = threading.Lock()
         self._files = OrderedDict()          # key -> path
+        self._sizes = {}                     # key -> size of every frame ever generated
         self._key_locks = {}
 
     def open(self, spec):
@@ -62,10 +67,25 @@ class FrameCache:
             write_bytes(path, data)
             with self._lock:
                 self._files[spec.key] = path
+                self._sizes[spec.key] = len(data)
                 while len(self._files) > self.max_files:
                     _, old = self._files.popitem(last=False)
                     os.remove(old)           # readers that opened it keep their handle
                 return open(path, "rb")
+
+    def size(self, spec):
+        """The frame's size in bytes, without generating it where its layout fixes it."""
+        with self._lock:
+            known = self._sizes.get(spec.key)
+        if known is not None:
+            return known
+        if not _variable_size(spec):
+            return QR2_FRAME_BYTES
+        fixed = getattr(spec, "file_size", None)   # pipeline 7: padded to a known size
+        if fixed is not None:
+            return fixed
+        with self.open(spec) as f:
+            return os.fstat(f.fileno()).st_size
 
     def clear(self):
         with self._lock:
@@ -75,6 +95,15 @@ class FrameCache:
 
     def close(self):
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+#: Every pipeline < 7 frame: six uncompressed HDUs of fixed shapes (a test checks it).
+QR2_FRAME_BYTES = 71_637_120
+
+
+def _variable_size(spec):
+    """Whether a frame's size depends on its content (tile-compressed FLAGS, pipeline 7)."""
+    return getattr(spec, "pipeline", 6) >= 7
 
 
 _frames = None
@@ -114,7 +143,7 @@ def parse_range(header, size):
     return start, stop
 
 
-def _ranged(body_at, size, range_header, headers):
+def ranged(body_at, size, range_header, headers):
     """Apply a Range header; ``body_at(start, stop)`` makes the body for a byte span."""
     span = parse_range(range_header, size)
     if span == "unsatisfiable":
@@ -135,14 +164,15 @@ def _flag(value, name):
     raise SpherexInputError(f"{name}={value!r}: use true or false")
 
 
-def serve_file(spec, params, range_header=None, gzip_default=False):
-    """Answer a GET/HEAD for one file (``params``: lower-case name -> first value)."""
+def serve_file(spec, params, range_header=None, gzip_default=False, cutout_flags="compressed"):
+    """Answer a GET/HEAD for one file (``params``: lower-case name -> first value);
+    ``cutout_flags`` says how FLAGS of a pipeline-7 cutout is written."""
     headers = [("Accept-Ranges", "bytes"),
                ("Content-Disposition", f'inline; filename="{spec.file_name}"')]
     if "center" not in params and "size" not in params:
         f = frame_cache().open(spec)           # the HTTP layer closes it after sending
         size = os.fstat(f.fileno()).st_size
-        response = _ranged(lambda a, b: FileBody(f, a, b - a), size, range_header, headers)
+        response = ranged(lambda a, b: FileBody(f, a, b - a), size, range_header, headers)
         if not isinstance(response.body, FileBody):
             f.close()
         return response
@@ -150,15 +180,15 @@ def serve_file(spec, params, range_header=None, gzip_default=False):
         cut = parse_cutout(params.get("center"), params.get("size"))
         use_gzip = _flag(params["gzip"], "gzip") if "gzip" in params else gzip_default
     except SpherexInputError as e:
-        return text_response(400, f"Bad cutout request: {e}")
-    body = _cutout_body(spec, cut, use_gzip)
+        return error_document(400, f"UsageFault: BAD_REQUEST: {e}")
+    body = _cutout_body(spec, cut, use_gzip, cutout_flags)
     if body is None:
-        return text_response(400, "Bad cutout request: the requested region does not overlap "
-                                  f"the image {spec.file_name}")
-    return _ranged(lambda a, b: body[a:b], len(body), range_header, headers)
+        return error_document(400, "UsageFault: BAD_REQUEST: the requested region does not "
+                                   f"overlap the image {spec.file_name}")
+    return ranged(lambda a, b: body[a:b], len(body), range_header, headers)
 
 
-def _cutout_body(spec, cut, use_gzip):
+def _cutout_body(spec, cut, use_gzip, cutout_flags="compressed"):
     from ..synthetic import cutout_bytes, cutout_window, frame_wcs
 
     ra, dec = cut.ra, cut.dec
@@ -167,5 +197,5 @@ def _cutout_body(spec, cut, use_gzip):
     window = cutout_window(spec, ra, dec, cut.width_px, cut.height_px)
     if window is None:
         return None
-    body = cutout_bytes(spec, *window)
+    body = cutout_bytes(spec, *window, flags=cutout_flags)
     return gzip.compress(body, compresslevel=6, mtime=0) if use_gzip else body

@@ -2,13 +2,18 @@
 
 The body is either bytes in memory or a byte span of an open file (whole frames are served
 from the frame cache without reading 70 MB into memory; the HTTP layer closes the file).
+A refused request is answered with IRSA's error document (:func:`error_document`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Response", "FileBody", "text_response"]
+from .votable import error_votable
+
+__all__ = ["Response", "FileBody", "text_response", "error_document", "IBE_DESCRIPTION"]
+
+IBE_DESCRIPTION = "Caltech/IPAC-IRSA Image Server (IBE), local"
 
 
 @dataclass(frozen=True)
@@ -32,3 +37,8 @@ class Response:
 
 def text_response(status, message):
     return Response(status, "text/plain; charset=utf-8", (message.rstrip("\n") + "\n").encode())
+
+
+def error_document(status, message, description=IBE_DESCRIPTION):
+    """IRSA's error document (a VOTable whose ``QUERY_STATUS`` INFO says ERROR and why)."""
+    return Response(status, "application/x-votable+xml", error_votable(message, description))

@@ -135,6 +135,16 @@ ARTIFACT = Table("spherex.artifact", "Files of each plane", (
     C("producttype", "char", "", "meta.code", "'science'"),
 ))
 
+OBSERVATION = Table("spherex.observation", "One row per exposure (CAOM observation); its "
+                    "collection tells wide from deep and QR2 from QR3", (
+    C("obsid", "char", "", "meta.id;meta.main", "Observation key (join key to spherex.plane)"),
+    C("observationid", "char", "", "meta.id", "Observation id (ObsCore obs_id)"),
+    C("collection", "char", "", "meta.id", "'spherex_qr2', 'spherex_qr2_deep', 'spherex_qr3', "
+      "'spherex_qr3_deep'"),
+    C("intent", "char", "", "meta.code", "'science'"),
+    C("type", "char", "", "meta.code.class", "'exposure'"),
+))
+
 OBSCORE = Table("spherex.obscore", "ObsCore view of the Level-2 images (the SIA2 columns)",
                 SIA_COLUMNS)
 
@@ -152,7 +162,8 @@ TAP_COLUMNS = Table("tap_schema.columns", "Columns in this service", (
     C("indexed", "int"), C("std", "int"), C("column_index", "int"),
 ))
 
-TABLES = {t.name: t for t in (PLANE, ARTIFACT, OBSCORE, TAP_SCHEMAS, TAP_TABLES, TAP_COLUMNS)}
+TABLES = {t.name: t for t in (PLANE, ARTIFACT, OBSERVATION, OBSCORE, TAP_SCHEMAS, TAP_TABLES,
+                               TAP_COLUMNS)}
 
 SCHEMA_DESCRIPTIONS = {
     "spherex": "SPHEREx Level-2 spectral images (synthetic, local archive)",

@@ -8,6 +8,7 @@ Routes mirror IRSA's layout, so a client configured with ``arch.url`` instead of
 ``/TAP/capabilities|tables|availability``  VOSI
 ``/SIA``, ``/SIA/capabilities``      SIA2 image search, :mod:`.sia`
 ``/ibe/data/spherex/<key>``          whole files (HEAD, Range) and ``?center=&size=`` cutouts
+``/nasa-irsa-spherex/<key>``         the public S3 bucket (path-style, anonymous), :mod:`.s3`
 ==================================  ============================================================
 
 Every response carries Content-Length and connections are kept alive.  Each connection gets
@@ -18,10 +19,19 @@ recorded in :attr:`LocalArchive.log`.
 The server accepts connections as soon as :meth:`LocalArchive.start` returns; the tables (and
 the SQL engine, sqlglot and spherical-geometry with them) are built in a background thread,
 which TAP and SIA requests wait for.
+
+It refuses what IRSA refuses, with IRSA's error document (a VOTable, HTTP 4xx) and never a
+Python exception: a request body over :data:`MAX_BODY_BYTES` (413) or not sent within
+:data:`BODY_SECONDS` (408), a malformed or missing ``Content-Length`` (400, 411), a malformed
+request line, header or parameter (400), too many parameters (400).  At most
+:data:`RENDER_SLOTS` cutouts are rendered at once, and only one larger than
+:data:`BIG_CUTOUT_PX` pixels, which bounds the memory they take; query
+bounds are in :mod:`.adql`.  It binds to 127.0.0.1 unless given another ``host``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import sys
@@ -32,16 +42,34 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ..errors import SpherexServiceError
-from . import vosi
+from ..errors import SpherexInputError, SpherexServiceError
+from . import s3, vosi
 from .catalog import build_catalog, default_catalog
+from .cutout_params import parse_cutout
 from .faults import FaultConfig, is_body_fault, new_rng
 from .files import serve_file
-from .response import FileBody, Response, text_response
+from .response import IBE_DESCRIPTION, FileBody, Response, error_document, text_response
+from .votable import SIA_DESCRIPTION, TAP_DESCRIPTION
 
-__all__ = ["LocalArchive", "LogRecord"]
+__all__ = ["LocalArchive", "LogRecord", "MAX_BODY_BYTES", "BODY_SECONDS", "RENDER_SLOTS",
+           "BIG_CUTOUT_PX"]
 
 DATA_PREFIX = "/ibe/data/spherex/"
+S3_PREFIX = f"/{s3.BUCKET}"
+MAX_BODY_BYTES = 1_000_000      # a POSTed form: an ADQL query of up to 100,000 characters
+BODY_SECONDS = 30.0             # time allowed to send that body
+MAX_FIELDS = 100                # parameters in one request
+RENDER_SLOTS = 4                # cutouts rendered at once
+BIG_CUTOUT_PX = 1024 * 1024     # larger ones (up to a whole detector, ~72 MB): one at a time
+_DRAIN_BYTES = 8_000_000        # unread body discarded before closing (so the answer arrives)
+
+
+class _BadRequest(Exception):
+    """A request refused before it reaches a route: HTTP ``status`` with ``message``."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
 
 
 class LogRecord(NamedTuple):
@@ -55,7 +83,7 @@ class LogRecord(NamedTuple):
 
 
 def route_kind(path):
-    if path.startswith("/ibe/"):
+    if path.startswith(("/ibe/", S3_PREFIX)):
         return "data"
     if path == "/TAP" or path.startswith("/TAP/"):
         return "tap"
@@ -71,6 +99,12 @@ _FAULT_PAGES = {
     "429": (429, "Too Many Requests"),
     "html200": (200, "Service Temporarily Unavailable"),
 }
+
+
+def refusal(kind, status, message):
+    """IRSA's error document for a request on route ``kind`` ('tap', 'sia', 'data', ...)."""
+    description = {"tap": TAP_DESCRIPTION, "sia": SIA_DESCRIPTION}.get(kind, IBE_DESCRIPTION)
+    return error_document(status, message, description)
 
 
 def fault_response(kind, faults):
@@ -93,6 +127,10 @@ class _Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "glue-spherex-archive/1.0"
@@ -111,16 +149,48 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format, *args):   # the archive keeps its own log
         pass
 
+    def send_error(self, code, message=None, explain=None):
+        """Malformed request lines and headers (http.server's own checks): IRSA's error
+        document instead of http.server's HTML page; the connection is closed after it."""
+        self.close_connection = True
+        self.request_version = "HTTP/1.1"   # no HTTP/0.9 answers (they have no status line)
+        text = message or self.responses.get(code, ("Bad request",))[0]
+        response = refusal(route_kind(getattr(self, "path", "") or ""), code,
+                           f"UsageFault: BAD_REQUEST: {text}")
+        with contextlib.suppress(ConnectionError, TimeoutError, OSError):
+            self.send_response(code, message)
+            self.send_header("Content-Type", response.content_type)
+            self.send_header("Content-Length", str(response.length))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if getattr(self, "command", None) != "HEAD" and code >= 200 and code not in (204, 304):
+                self.wfile.write(response.body)
+
     # ------------------------------------------------------------------------------------------
 
     def _serve(self, method):
         started = time.time()
         archive = self.server.archive
-        url = urlsplit(self.path)
+        try:
+            url = urlsplit(self.path)
+        except ValueError:
+            url = urlsplit("/")
+            bad = _BadRequest(400, f"the request target {self.path[:80]!r} is malformed")
+        else:
+            bad = None
         path = unquote(url.path)
-        form = self._read_form() if method == "POST" else ""
-        faults = archive.faults
         kind = route_kind(path)
+        try:
+            if bad is not None:
+                raise bad
+            form = self._read_form() if method == "POST" else self._no_body()
+        except _BadRequest as e:
+            self.close_connection = True
+            response = refusal(kind, e.status, f"UsageFault: BAD_REQUEST: {e}")
+            record = LogRecord(started, method, path, url.query, response.status, 0, None)
+            self._send(response, method, None, None, 0.0, record)
+            return
+        faults = archive.faults
         delay, fault = archive._draw(faults, kind)
         if delay > 0:
             time.sleep(delay)
@@ -129,22 +199,94 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             try:
                 response = archive._dispatch(method, path, url.query, form, self.headers)
-            except Exception as e:     # a bug must not kill the connection silently
+            except _BadRequest as e:
+                response = refusal(kind, e.status, f"UsageFault: BAD_REQUEST: {e}")
+            except Exception:          # a bug: logged on stderr, the client gets one line
                 traceback.print_exc(file=sys.stderr)
-                response = text_response(500, f"Internal error: {type(e).__name__}: {e}")
+                response = refusal(kind, 500, "Internal error of the local archive (its "
+                                              "console shows the details)")
         if fault is not None and is_body_fault(fault) and method == "HEAD" and fault != "reset":
             fault = None               # nothing to truncate or stall in a HEAD answer
         bandwidth = faults.bandwidth if faults.applies_to(kind) else None
         record = LogRecord(started, method, path, url.query, response.status, 0, fault)
         self._send(response, method, fault, bandwidth, faults.stall_seconds, record)
 
+    def _content_length(self):
+        """The declared body length (0 if none); _BadRequest if malformed or chunked."""
+        if self.headers.get("Transfer-Encoding"):
+            raise _BadRequest(411, "a request body must be sent with Content-Length "
+                                   "(Transfer-Encoding is not accepted)")
+        values = self.headers.get_all("Content-Length") or []
+        if not values:
+            return 0
+        text = values[0].strip()
+        if len(set(v.strip() for v in values)) > 1 or not text.isdigit() or len(text) > 18:
+            raise _BadRequest(400, f"Content-Length {values[0][:40]!r} is not a byte count")
+        return int(text)
+
     def _read_form(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        data = self.rfile.read(length) if length > 0 else b""
+        length = self._content_length()
+        if length > MAX_BODY_BYTES:
+            self._drain(length)
+            raise _BadRequest(413, f"the request body of {length:,} bytes is larger than the "
+                                   f"{MAX_BODY_BYTES:,} bytes this service accepts")
+        data = self._read_body(length)
         ctype = self.headers.get("Content-Type", "")
         if ctype.startswith("multipart/"):
             return None                # table uploads are not supported
         return data.decode("utf-8", "replace")
+
+    def _no_body(self):
+        """GET and HEAD: a body, if any, is discarded (it would be read as the next request)."""
+        length = self._content_length()
+        if length:
+            self.close_connection = True
+            self._drain(length)
+        return ""
+
+    def _read_body(self, length):
+        """``length`` bytes of body, within BODY_SECONDS in all (408 otherwise)."""
+        deadline = time.monotonic() + BODY_SECONDS
+        buf = bytearray()
+        old = self.connection.gettimeout()
+        try:
+            while len(buf) < length:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise _BadRequest(408, f"the request body did not arrive within "
+                                           f"{BODY_SECONDS:g} s")
+                self.connection.settimeout(min(left, old or left))
+                try:
+                    chunk = self.rfile.read1(min(65536, length - len(buf)))
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    raise _BadRequest(400, f"the request body ended after {len(buf)} of "
+                                           f"{length} bytes")
+                buf += chunk
+        finally:
+            self.connection.settimeout(old)
+        return bytes(buf)
+
+    def _drain(self, length):
+        """Read and drop up to _DRAIN_BYTES of an unwanted body (briefly), so that closing
+        the connection does not reset it before the client has read the answer."""
+        self.close_connection = True
+        old = self.connection.gettimeout()
+        deadline = time.monotonic() + 2.0
+        left = min(length, _DRAIN_BYTES)
+        try:
+            self.connection.settimeout(0.5)
+            while left > 0 and time.monotonic() < deadline:
+                chunk = self.rfile.read1(min(65536, left))
+                if not chunk:
+                    break
+                left -= len(chunk)
+        except (TimeoutError, OSError):
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                self.connection.settimeout(old)
 
     def _send(self, response, method, fault, bandwidth, stall_seconds, record):
         """Send the response, applying a body fault, and log it.
@@ -237,6 +379,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.close()
 
 
+def _is_big(params):
+    """True for a cutout of more than BIG_CUTOUT_PX pixels (rendered one at a time)."""
+    try:
+        cut = parse_cutout(params.get("center"), params.get("size"))
+    except SpherexInputError:
+        return False                   # refused when it is served
+    return cut.width_px * cut.height_px > BIG_CUTOUT_PX
+
+
+def _parse_qs(text):
+    try:
+        return parse_qs(text, keep_blank_values=True, max_num_fields=MAX_FIELDS)
+    except ValueError:
+        raise _BadRequest(400, f"more than {MAX_FIELDS} parameters in one request") from None
+
+
 class LocalArchive:
     """An IRSA-compatible archive serving synthetic SPHEREx data on ``127.0.0.1``.
 
@@ -250,14 +408,28 @@ class LocalArchive:
         Faults to inject; can be replaced while running (``arch.faults = FaultConfig(...)``).
     seed : int
         Seed of the fault stream.
+    cutout_flags : {'compressed', 'plain'}
+        FLAGS of pipeline-7 cutouts: RICE_1-compressed over the window (default) or plain int32.
     gzip_cutouts : bool
         Server-wide default of the cutout ``gzip`` parameter (False, see :mod:`.files`).
     specs : list of FrameSpec, optional
         Frames to serve instead of ``synthetic.observation_plan()``.
+    host : str
+        Address to bind; ``127.0.0.1`` (this machine only) unless told otherwise.
+    query_timeout : float
+        Seconds one TAP or SIA query may run before it is stopped.
     """
 
-    def __init__(self, port=0, faults=None, seed=0, gzip_cutouts=False, specs=None):
+    def __init__(self, port=0, faults=None, seed=0, gzip_cutouts=False, specs=None,
+                 host="127.0.0.1", query_timeout=30.0, cutout_flags="compressed"):
+        if cutout_flags not in ("compressed", "plain"):
+            raise SpherexInputError(f"cutout_flags={cutout_flags!r}: give compressed or plain")
+        self.cutout_flags = cutout_flags
         self._port = port
+        self.host = host
+        self.query_timeout = query_timeout
+        self._render_slots = threading.BoundedSemaphore(RENDER_SLOTS)
+        self._big_render = threading.BoundedSemaphore(1)
         self.faults = faults if faults is not None else FaultConfig()
         self.seed = seed
         self.gzip_cutouts = gzip_cutouts
@@ -279,7 +451,8 @@ class LocalArchive:
         """Bind, start serving in a background thread, and start building the tables."""
         if self._server is not None:
             return self
-        self._server = _Server(("127.0.0.1", self._port), _Handler)
+        server_class = _Server6 if ":" in self.host else _Server
+        self._server = server_class((self.host, self._port), _Handler)
         self._server.archive = self
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.1},
@@ -306,7 +479,7 @@ class LocalArchive:
             from .adql import AdqlEngine
 
             catalog = default_catalog() if self._specs is None else build_catalog(self._specs)
-            self._engine = AdqlEngine(catalog.table_rows(self.url))
+            self._engine = AdqlEngine(catalog.table_rows(self.url), timeout=self.query_timeout)
             self._catalog = catalog
         except Exception as e:
             traceback.print_exc(file=sys.stderr)
@@ -330,7 +503,10 @@ class LocalArchive:
     @property
     def url(self):
         """Base URL, the local equivalent of ``https://irsa.ipac.caltech.edu``."""
-        return f"http://127.0.0.1:{self.port}"
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0", "127.0.0.1") else self.host
+        if ":" in host:
+            host = f"[{host}]"         # an IPv6 address
+        return f"http://{host}:{self.port}"
 
     @property
     def tap_url(self):
@@ -384,17 +560,24 @@ class LocalArchive:
 
         if form is None:
             return tap.error("Table uploads (multipart/form-data) are not supported")
+        if path == S3_PREFIX or path.startswith(S3_PREFIX + "/"):
+            return s3.dispatch(method, path, query, headers, self.catalog)
         if path.startswith(DATA_PREFIX):
             if method not in ("GET", "HEAD"):
                 return text_response(405, f"{method} is not allowed on files")
             spec = self.catalog.by_key.get(path[len(DATA_PREFIX):])
             if spec is None:
                 return text_response(404, f"Not found: {path}")
-            params = {k.lower(): v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
-            return serve_file(spec, params, headers.get("Range"), self.gzip_cutouts)
+            params = {k.lower(): v[0] for k, v in _parse_qs(query).items()}
+            args = (spec, params, headers.get("Range"), self.gzip_cutouts, self.cutout_flags)
+            if "center" not in params and "size" not in params:
+                return serve_file(*args)
+            big = self._big_render if _is_big(params) else contextlib.nullcontext()
+            with big, self._render_slots:  # bounds the memory of cutouts rendered at once
+                return serve_file(*args)
         params = {}
         for source in (query, form):
-            for k, values in parse_qs(source, keep_blank_values=True).items():
+            for k, values in _parse_qs(source).items():
                 params.setdefault(k.upper(), []).extend(values)
         path = path.rstrip("/") or "/"
         if path == "/TAP/sync":
@@ -418,6 +601,8 @@ class LocalArchive:
     def _index(self):
         return (f"glue-spherex local archive (IRSA layout)\n"
                 f"TAP  {self.tap_url}  (sync, capabilities, tables, availability)\n"
-                f"SIA2 {self.sia_url}  (COLLECTION=spherex_qr2|spherex_qr2_deep)\n"
+                f"SIA2 {self.sia_url}  (COLLECTION=spherex_qr2|spherex_qr2_deep|spherex_qr3|spherex_qr3_deep)\n"
                 f"data {self.url}{DATA_PREFIX}<key>  (?center=ra,dec&size=deg for cutouts)\n"
+                f"S3   {self.url}{S3_PREFIX}/<key>  (anonymous HEAD, ranged GET, "
+                f"ListObjectsV2; endpoint_url={self.url})\n"
                 f"faults: {self.faults.describe()}\n")

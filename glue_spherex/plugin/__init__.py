@@ -5,10 +5,11 @@
 * the data factory for SPHEREx files (:mod:`.factory`) -- full frames, IRSA cutouts and
   combined cutout files (a list of datasets, one per cutout);
 * the data exporter writing one dataset as a SPHEREx cutout file (:mod:`.exporter`);
-* the 'SPHEREx sky' autolinker, and the wrapping of glue's 'Astronomy WCS' autolinker so
-  it skips cutouts (:mod:`.links`);
-* :class:`~.linkmanager.IndexedLinkManager` as the link manager of new data collections,
-  which keeps linking hundreds of cutouts linear (:mod:`.linkmanager`).
+* the 'SPHEREx sky' autolinker (:mod:`.links`);
+
+and applies the changes to glue-core listed in :mod:`.patches` (the indexed link manager of
+any collection that receives SPHEREx data, linear-time session names, glue's WCS autolinker
+seeing the cutouts as one image); :func:`teardown` undoes them.
 
 Public helpers for other code (e.g. the Qt importer)::
 
@@ -35,45 +36,61 @@ __all__ = ["setup", "teardown", "product_to_data", "products_to_data", "is_spher
            "WavelengthRangeSubsetState", "sky_subset", "wavelength_subset", "export_combined"]
 
 _done = False
+_declined = False  # switched off in the Plugin Manager (read once)
 
 
 def setup():
-    """Register the SPHEREx reader, exporter, autolinker, link manager and session naming.
+    """Register the SPHEREx reader, exporter and autolinker; apply the glue-core patches.
 
     glue may call this more than once (``load_plugins`` and ``GlueApplication()`` both do);
-    only the first call has an effect.
+    registering happens once, patches undone by :func:`teardown` are applied again.
     """
     global _done
-    if _done:
-        return
-    # Registers glue's 'Astronomy WCS' autolinker if glue has not yet (we wrap it below).
-    import glue.plugins.wcs_autolinking.wcs_autolinking  # noqa: F401
+    from . import patches
 
-    from . import exporter, factory, linkmanager, links, serializer
+    if not _done:
+        from . import exporter, factory, links
 
-    factory.register()
-    exporter.register()
-    links.register_autolinker()
-    links.exclude_cutouts_from_wcs_autolinker()
-    linkmanager.install()
-    serializer.install()
-    _done = True
+        factory.register()
+        exporter.register()
+        links.register_autolinker()
+        _done = True
+    patches.apply("glue-core")
 
 
 def teardown():
-    """Undo the global changes of :func:`setup`: glue's link manager, WCS autolinker and
-    session serializer's naming.
+    """Undo the glue-core patches of :func:`setup` (:mod:`.patches`).
 
     The factory, exporter and 'SPHEREx sky' autolinker stay registered (glue's registries
-    have no removal API); the next :func:`setup` call re-applies everything.
+    have no removal API); the next :func:`setup` call applies the patches again.
     """
-    global _done
-    from . import linkmanager, links, serializer
+    from . import patches
 
-    links.restore_wcs_autolinker()
-    linkmanager.uninstall()
-    serializer.uninstall()
-    _done = False
+    patches.undo("glue-core")
+
+
+#: The plugin's entry-point name: its key in glue's plugins.cfg (the Plugin Manager).
+ENTRY_POINT = "glue_spherex"
+
+
+def setup_unless_disabled():
+    """:func:`setup`, unless it ran before or the user switched the plugin off in glue's
+    Plugin Manager.
+
+    glue restores a session's data collection before it loads plugins
+    (``GlueApplication.restore_session`` from a script), so the first SPHEREx object glue
+    restores calls this: the collection then gets the glue-core patches as it fills, as it
+    would had glue loaded the plugin first.
+    """
+    global _declined
+    if _done or _declined:
+        return
+    from glue._plugin_helpers import PluginConfig  # what glue's load_plugins reads
+
+    if PluginConfig.load().plugins[ENTRY_POINT]:
+        setup()
+    else:
+        _declined = True
 
 
 def export_combined(datasets, path, order="wavelength", target=None, progress=None,

@@ -69,6 +69,9 @@ class CelestialWCS(WCS):
 
     @classmethod
     def __setgluestate__(cls, rec, context):
+        from . import setup_unless_disabled
+
+        setup_unless_disabled()  # a session with cutouts may be restored before glue loads plugins
         if "header" in rec:  # written before the keyword form
             return cls(fits.Header.fromstring(rec["header"]))
         sip = {name: np.array(m) for name, m in (rec.get("sip") or {}).items()}

@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 
 import numpy as np
 from astropy.io import fits
 from glue.config import data_exporter
 from glue.core.subset import Subset
 
+from ..atomic import atomic_path
 from ..combined import CombinedWriter
-from ..errors import SpherexCancelled, SpherexError, SpherexInputError
+from ..errors import SpherexCancelled, SpherexError, SpherexInputError, SpherexOutputError
 from ..products import SpectralImage
 from .datasets import HDU_OF_COMPONENT, is_spherex_data, source_product
 
@@ -179,16 +179,13 @@ def export_cutout(filename, data, components=None):
             f"{data.label!r} is not a SPHEREx cutout; this exporter writes SPHEREx datasets only")
     product = _source(data)
     hdul = _hdulist(product, _modified(data, product, mask))
-    directory = os.path.dirname(os.path.abspath(filename))
-    fd, tmp = tempfile.mkstemp(prefix=".spherex-", suffix=".fits.part", dir=directory)
-    os.close(fd)
     try:
-        hdul.writeto(tmp, overwrite=True)
-        os.replace(tmp, filename)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        with atomic_path(filename) as tmp:
+            hdul.writeto(tmp)
+    except OSError as exc:
+        if isinstance(exc, SpherexOutputError):
+            raise
+        raise SpherexOutputError(f"cannot write {filename}: {exc.strerror or exc}") from None
     return filename
 
 

@@ -45,27 +45,22 @@ subclass with the same semantics and a different algorithm:
   sends it when the derived set changed, which that implies);
 * a list of links is added, and a removed dataset's links are dropped, in one pass with one
   update (glue tests each new link against the whole list, and updates after each removal);
-* ``Data.find_component_id`` (behind ``data.id['flux']`` and ``data['flux']``) no longer
-  lists every derivable component before looking at the dataset's own ones -- glue's version
-  builds that list eagerly, which with lazy derivation would resolve the whole graph on every
-  lookup.  Same result and precedence; datasets holding glue's eager dict use glue's method.
+* ``Data.find_component_id`` must then not list every derivable component before the
+  dataset's own ones: the ``component-lookup`` patch (:mod:`.patches`) sees to that.
 
 Links are never dropped or approximated: a dataset can derive exactly the components glue
 would derive, through a link chain of the same (minimal) depth, so subset propagation,
 image-viewer reprojection (``translate_pixel`` follows ``Data._get_external_link``) and
 session save/restore behave as before.
 
-Scope and installation
-----------------------
-:func:`install` (called by :func:`glue_spherex.plugin.setup`) makes the subclass the link
-manager of every DataCollection created afterwards, by rebinding the name ``LinkManager``
-that ``DataCollection.__init__`` looks up in :mod:`glue.core.data_collection` -- so that
-a GlueApplication's collection and a restored session's collection get it before the first
-dataset arrives -- and installs the ``find_component_id`` above on ``Data``.
-:func:`uninstall` restores both.  :func:`use_indexed_link_manager` swaps the subclass into
-an existing collection.  The new algorithm is only used for collections that contain a
-SPHEREx cutout (:meth:`IndexedLinkManager.applies_to`); any other collection is handled by
-glue's own code, unchanged.  glue's own link-manager, data-collection, link,
+Scope
+-----
+A collection gets the subclass when its first SPHEREx dataset arrives (the
+``indexed-link-manager`` patch, :mod:`.patches`) or when :func:`link_cutouts
+<glue_spherex.plugin.links.link_cutouts>` is given it, through
+:func:`use_indexed_link_manager`.  The new algorithm is only used while the collection
+contains a SPHEREx cutout (:meth:`IndexedLinkManager.applies_to`); otherwise glue's own
+code runs, unchanged.  glue's own link-manager, data-collection, link,
 fixed-resolution-buffer, state and image-viewer tests pass with the subclass forced on for
 every collection.
 """
@@ -75,16 +70,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from glue.core.component import DerivedComponent
-from glue.core.component_id import ComponentID
-from glue.core.data import BaseCartesianData, Data
+from glue.core.data import BaseCartesianData
 from glue.core.link_helpers import LinkCollection
 from glue.core.link_manager import LinkManager, equivalent_pixel_cids
 from glue.core.message import ExternallyDerivableComponentsChangedMessage
 
 from .datasets import is_spherex_data
 
-__all__ = ["IndexedLinkManager", "LazyDerivableComponents", "install", "uninstall",
-           "installed", "use_indexed_link_manager"]
+__all__ = ["IndexedLinkManager", "LazyDerivableComponents", "use_indexed_link_manager"]
 
 #: Depth up to which a component is looked up by iterative deepening before the full
 #: closure of the dataset is computed instead.  Star-linked cutouts need at most 3
@@ -473,82 +466,22 @@ def _uses_any(link, cids):
     return False
 
 
-# --------------------------------------------------------------------------------------
-# Data.find_component_id without listing every derivable component
-# --------------------------------------------------------------------------------------
-
-def _find_component_id(self, label):
-    """glue's ``Data.find_component_id``, consulting derivable components only if needed.
-
-    glue builds ``list(self._externally_derivable_components)`` before looking at the
-    dataset's own components, which with a lazy mapping would resolve the whole connected
-    link graph on every ``data.id['flux']`` or ``data['flux']``.  Same result, same order
-    of precedence; datasets with glue's eager dict go to glue's own method.
-    """
-    derivable = self._externally_derivable_components
-    if not isinstance(derivable, LazyDerivableComponents):
-        return _glue_find_component_id(self, label)
-    by_cid = isinstance(label, ComponentID)
-    for cid_set in (self.main_components, self.derived_components, self.coordinate_components):
-        found = [cid for cid in cid_set if (cid is label if by_cid else cid.label == label)]
-        if found:
-            return found[0] if len(found) == 1 else None
-    if by_cid:
-        return label if label in derivable else None
-    found = [cid for cid in derivable if cid.label == label]
-    return found[0] if len(found) == 1 else None
-
-
-# --------------------------------------------------------------------------------------
-# Installation
-# --------------------------------------------------------------------------------------
-
-_glue_link_manager = None
-_glue_find_component_id = Data.find_component_id
-
-
-def install():
-    """Make :class:`IndexedLinkManager` the link manager of new DataCollections."""
-    global _glue_link_manager
-    import glue.core.data_collection as dc_module
-
-    if dc_module.LinkManager is not IndexedLinkManager:
-        _glue_link_manager = dc_module.LinkManager
-        dc_module.LinkManager = IndexedLinkManager
-    Data.find_component_id = _find_component_id
-
-
-def uninstall():
-    """Give new DataCollections glue's own link manager again."""
-    global _glue_link_manager
-    import glue.core.data_collection as dc_module
-
-    if dc_module.LinkManager is IndexedLinkManager and _glue_link_manager is not None:
-        dc_module.LinkManager = _glue_link_manager
-        _glue_link_manager = None
-    Data.find_component_id = _glue_find_component_id
-
-
-def installed():
-    """True while new DataCollections get :class:`IndexedLinkManager`."""
-    import glue.core.data_collection as dc_module
-
-    return dc_module.LinkManager is IndexedLinkManager
-
-
 def use_indexed_link_manager(data_collection):
-    """Give an existing DataCollection an :class:`IndexedLinkManager` (no-op if it has one).
+    """Give ``data_collection`` the indexed algorithm; returns its link manager.
 
-    The links are kept; derived components are recomputed once.
+    glue's own :class:`~glue.core.link_manager.LinkManager` of the collection becomes an
+    :class:`IndexedLinkManager` in place (the same object, its links kept; the subclass adds
+    no state), and is subscribed again to the collection's hub so that its handlers are
+    used. Nothing is done to a manager that already is one, to another subclass some other
+    code chose, or on a glue-core version the ``indexed-link-manager`` patch is not for.
+    Derived components are recomputed on the collection's next link update.
     """
-    old = data_collection._link_manager
-    if isinstance(old, IndexedLinkManager):
-        return old
-    new = IndexedLinkManager(data_collection)
-    new._external_links = old._external_links
-    if data_collection.hub is not None:
-        data_collection.hub.unsubscribe_all(old)
-        new.register_to_hub(data_collection.hub)
-    data_collection._link_manager = new
-    data_collection._sync_link_manager()
-    return new
+    from .patches import supported
+
+    manager = data_collection._link_manager
+    if type(manager) is not LinkManager or not supported("indexed-link-manager"):
+        return manager
+    manager.__class__ = IndexedLinkManager
+    if manager.hub is not None:
+        manager.register_to_hub(manager.hub)  # bound to the subclass's handlers now
+    return manager

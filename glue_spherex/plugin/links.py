@@ -27,21 +27,15 @@ cost of the link graph is kept linear by :mod:`glue_spherex.plugin.linkmanager`.
 
 glue's 'Astronomy WCS' autolinker would instead suggest a WCS link for every pair of images
 (N(N-1)/2 links, O(N^2) work on every data addition, and a modal dialog).  :func:`setup
-<glue_spherex.plugin.setup>` therefore
-
-* registers the 'SPHEREx sky' autolinker (:func:`spherex_autolink`), which runs
-  :func:`link_cutouts` whenever data are added to a GlueApplication and suggests nothing
-  (so no dialog); set ``glue.config.settings.AUTOLINK['SPHEREx sky'] = 'always_ignore'``
-  to switch that off;
-* wraps the 'Astronomy WCS' autolinker (:func:`exclude_cutouts_from_wcs_autolinker`) so it
-  sees only the non-SPHEREx datasets plus the reference cutout: another WCS image loaded
-  with the cutouts is offered one WCS link to the reference, which links it to all of them.
-  :func:`restore_wcs_autolinker` undoes the wrapping.
+<glue_spherex.plugin.setup>` therefore registers the 'SPHEREx sky' autolinker
+(:func:`spherex_autolink`), which runs :func:`link_cutouts` whenever data are added to a
+GlueApplication and suggests nothing (so no dialog) -- set
+``glue.config.settings.AUTOLINK['SPHEREx sky'] = 'always_ignore'`` to switch that off --
+and the ``wcs-autolinker`` patch (:mod:`.patches`) has glue's autolinker see the cutouts as
+one image.
 """
 
 from __future__ import annotations
-
-import functools
 
 import numpy as np
 from glue.config import autolinker, settings
@@ -56,11 +50,9 @@ from .linkmanager import use_indexed_link_manager
 
 __all__ = ["link_cutouts", "CutoutLink", "reference_cutout", "sky_component_ids",
            "spherex_autolink",
-           "exclude_cutouts_from_wcs_autolinker", "restore_wcs_autolinker",
            "AUTOLINKER_LABEL", "LINKED_COMPONENTS"]
 
 AUTOLINKER_LABEL = "SPHEREx sky"
-WCS_AUTOLINKER_LABEL = "Astronomy WCS"
 #: Main components joined by identity links (in addition to RA and Dec).
 LINKED_COMPONENTS = SPHEREX_COMPONENTS
 
@@ -260,59 +252,6 @@ def spherex_autolink(data_collection):
         return []
     link_cutouts(data_collection)
     return []
-
-
-class _WithoutCutouts:
-    """What the WCS autolinker sees: non-SPHEREx datasets plus the reference cutout."""
-
-    def __init__(self, data_collection):
-        self._dc = data_collection
-        reference = reference_cutout(data_collection)
-        self._data = [d for d in data_collection if not is_spherex_data(d) or d is reference]
-
-    def __iter__(self):
-        return iter(self._data)
-
-    def __len__(self):
-        return len(self._data)
-
-    @property
-    def data(self):
-        return list(self._data)
-
-    def __getattr__(self, name):
-        return getattr(self._dc, name)
-
-
-def exclude_cutouts_from_wcs_autolinker():
-    """Wrap the registered 'Astronomy WCS' autolinker so it skips SPHEREx cutouts.
-
-    Idempotent; returns True if the autolinker is (now) wrapped, False if none is registered.
-    """
-    members = autolinker.members
-    for i, (label, function) in enumerate(members):
-        if label != WCS_AUTOLINKER_LABEL:
-            continue
-        if getattr(function, "_spherex_wrapped", None) is not None:
-            return True
-
-        @functools.wraps(function)
-        def without_cutouts(data_collection, _function=function):
-            return _function(_WithoutCutouts(data_collection))
-
-        without_cutouts._spherex_wrapped = function
-        members[i] = (label, without_cutouts)
-        return True
-    return False
-
-
-def restore_wcs_autolinker():
-    """Undo :func:`exclude_cutouts_from_wcs_autolinker`."""
-    members = autolinker.members
-    for i, (label, function) in enumerate(members):
-        original = getattr(function, "_spherex_wrapped", None)
-        if original is not None:
-            members[i] = (label, original)
 
 
 def register_autolinker():

@@ -12,14 +12,14 @@ Plugins ▸ Plugin Manager). It registers:
   cutouts as MEF…** and **Compare selected SPHEREx cutouts across wavelengths**; on a subset,
   **SPHEREx: live spectrum of this region** (:mod:`.spectrum_action`).
 
-and makes the data-collection tree refresh once per batch of added cutouts or subsets
-(:mod:`.collection_model`), not once per item, and wavelength grids of restored sessions
-pan and zoom together again (:func:`.compare.reattach_wavelength_grids`).
+and applies the changes to glue-qt listed in :mod:`.patches`: the data-collection tree
+refreshes once per batch of added cutouts or subsets, not once per item, and wavelength
+grids of restored sessions pan and zoom together again. :func:`teardown` undoes them.
 """
 
 from __future__ import annotations
 
-__all__ = ["setup", "IMPORT_LABEL", "EXPORT_LABEL", "EXPORT_SELECTED_LABEL", "COMPARE_LABEL",
+__all__ = ["setup", "teardown", "IMPORT_LABEL", "EXPORT_LABEL", "EXPORT_SELECTED_LABEL", "COMPARE_LABEL",
            "COMPARE_SELECTED_LABEL", "import_cutouts", "export_session_cutouts",
            "export_selected_cutouts", "compare_session_cutouts", "compare_selected_cutouts"]
 
@@ -33,31 +33,36 @@ _registered = False
 
 
 def setup():
-    """Register the importer, menu entries and layer actions (once per process)."""
+    """Register the importer, menu entries and layer actions (once per process) and apply
+    the glue-qt patches (again, after :func:`teardown`)."""
     global _registered
-    if _registered:
-        return
-    from glue.config import importer
-    from glue_qt.config import layer_action, menubar_plugin
+    from . import patches
 
-    importer.add(IMPORT_LABEL, import_cutouts)
-    menubar_plugin.add(EXPORT_LABEL, export_session_cutouts)
-    menubar_plugin.add(COMPARE_LABEL, compare_session_cutouts)
-    layer_action.add(layer_action.item(
-        EXPORT_SELECTED_LABEL, "Write the selected SPHEREx cutouts to one FITS file",
-        export_selected_cutouts, None, False, False, False, False))
-    layer_action.add(layer_action.item(
-        COMPARE_SELECTED_LABEL, "Show the selected SPHEREx cutouts side by side, sky-linked",
-        compare_selected_cutouts, None, False, False, False, False))
-    from . import (
-        collection_model,
-        compare,
-        spectrum_action,  # noqa: F401 -- registers the live-spectrum action (#7)
-    )
+    if not _registered:
+        from glue.config import importer
+        from glue_qt.config import layer_action, menubar_plugin
 
-    collection_model.install()  # one tree refresh per batch of cutouts, not one per cutout
-    compare.install()  # wavelength grids of restored sessions pan and zoom together again
-    _registered = True
+        importer.add(IMPORT_LABEL, import_cutouts)
+        menubar_plugin.add(EXPORT_LABEL, export_session_cutouts)
+        menubar_plugin.add(COMPARE_LABEL, compare_session_cutouts)
+        layer_action.add(layer_action.item(
+            EXPORT_SELECTED_LABEL, "Write the selected SPHEREx cutouts to one FITS file",
+            export_selected_cutouts, None, False, False, False, False))
+        layer_action.add(layer_action.item(
+            COMPARE_SELECTED_LABEL, "Show the selected SPHEREx cutouts side by side, sky-linked",
+            compare_selected_cutouts, None, False, False, False, False))
+        from . import spectrum_action  # noqa: F401 -- registers the live-spectrum action (#7)
+
+        _registered = True
+    patches.apply()
+
+
+def teardown():
+    """Undo the glue-qt patches of :func:`setup` (:mod:`.patches`); the menu entries stay
+    (glue's registries have no removal API)."""
+    from . import patches
+
+    patches.undo()
 
 
 def import_cutouts():

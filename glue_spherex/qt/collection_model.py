@@ -15,9 +15,9 @@ rebuild, so a person sees the same tree; selecting layers from code first comple
 rebuild, so such a selection still wins. Other data (and deletions) keep glue's immediate
 refresh.
 
-:func:`install` makes glue-qt's data-collection view create this model (the view looks
-the class up in its module when it is given a data collection); :func:`uninstall` undoes
-it. The Qt plugin's ``setup`` installs it, before glue creates its main window.
+The ``batched-tree`` patch (:mod:`glue_spherex.qt.patches`) makes glue-qt's data-collection
+views create this model; the Qt plugin's ``setup`` applies it, before glue creates its main
+window.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from qtpy import QtCore
 
 from ..plugin.datasets import is_spherex_data
 
-__all__ = ["BatchedDataCollectionModel", "install", "uninstall", "installed"]
+__all__ = ["BatchedDataCollectionModel"]
 
 _GlueModel = _dcm.DataCollectionModel
 
@@ -84,16 +84,3 @@ class BatchedDataCollectionModel(_GlueModel):
             index = self.data_index(count - 1) if kind == "data" else self.subsets_index(count - 1)
             self.new_item.emit(index)
 
-
-def install():
-    """Make glue-qt's data-collection views use :class:`BatchedDataCollectionModel`."""
-    _dcm.DataCollectionModel = BatchedDataCollectionModel
-
-
-def uninstall():
-    """Give new data-collection views glue-qt's own model again."""
-    _dcm.DataCollectionModel = _GlueModel
-
-
-def installed():
-    return _dcm.DataCollectionModel is BatchedDataCollectionModel

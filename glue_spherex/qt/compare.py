@@ -10,8 +10,8 @@ so the window never freezes while they appear.
 
 glue saves the tab, its viewers and their limits in a session, but not the Python
 callbacks that keep the panels in step: :func:`reattach_wavelength_grids` finds the grids of
-a restored application and links them again; :func:`install` makes glue call it after
-restoring any session (the Qt plugin's setup does).
+a restored application and links them again; glue calls it after restoring a session with
+SPHEREx cutouts (the ``restored-grids`` patch, :mod:`glue_spherex.qt.patches`).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from ..errors import SpherexError
 from .session import central_wavelength, is_cutout
 
 __all__ = ["choose_across_wavelength", "grid_shape", "open_wavelength_grid", "SharedView",
-           "reattach_wavelength_grids", "restore_view", "install", "MAX_PANELS", "TAB_NAME",
-           "VIEW_KEY"]
+           "reattach_wavelength_grids", "view_record", "restore_view", "restore_view_when_shown",
+           "MAX_PANELS", "TAB_NAME", "VIEW_KEY"]
 
 MAX_PANELS = 9
 TAB_NAME = "Compare λ"
@@ -190,14 +190,13 @@ def reattach_wavelength_grids(app):
     return grids
 
 
-_glue_setgluestate = None
-_glue_gluestate = None
 #: Key of the record glue-spherex adds to a saved application: each viewer's limits and the
 #: active subsets (glue restores neither: limits are reset as layers come back).
 VIEW_KEY = "spherex_view"
 
 
-def _view_record(app):
+def view_record(app):
+    """What :data:`VIEW_KEY` saves of ``app``: every viewer's limits, the active subsets."""
     limits = [[[getattr(v.state, name, None) for name in _LIMITS] for v in tab]
               for tab in app.viewers]
     mode = getattr(app.session, "edit_subset_mode", None)
@@ -222,43 +221,12 @@ def restore_view(app, record):
         mode.edit_subset = groups
 
 
-def install():
-    """Have glue re-link the wavelength grids of every session it restores, and keep every
-    viewer's zoom and the active subset across a save and restore."""
-    global _glue_setgluestate, _glue_gluestate
-    from glue_qt.app import GlueApplication
-
-    if _glue_setgluestate is not None:
-        return
-    _glue_setgluestate = GlueApplication.__dict__["__setgluestate__"]
-    _glue_gluestate = GlueApplication.__dict__["__gluestate__"]
-
-    def __gluestate__(self, context):
-        state = _glue_gluestate(self, context)
-        state[VIEW_KEY] = _view_record(self)
-        return state
-
-    def __setgluestate__(cls, rec, context):
-        app = _glue_setgluestate.__func__(cls, rec, context)
-        reattach_wavelength_grids(app)
-        record = rec.get(VIEW_KEY)
-        if record:
-            restore_view(app, record)
-            # glue lays the viewers out (and corrects their aspect) once the window is
-            # shown: apply the saved limits again then.
-            app._spherex_view_filter = _WhenShown(app, record)
-        return app
-
-    GlueApplication.__gluestate__ = __gluestate__
-    GlueApplication.__setgluestate__ = classmethod(__setgluestate__)
-
-
 def _restore_later(app, record):
     with contextlib.suppress(RuntimeError):  # the window was closed meanwhile
         restore_view(app, record)
 
 
-def _WhenShown(app, record):  # noqa: N802 -- a QTimer that waits for the window
+def restore_view_when_shown(app, record):
     """Apply the saved view once the restored window has been shown and laid out (polls:
     glue shows the window after restoring it, at a time we are not told)."""
     from qtpy import QtCore

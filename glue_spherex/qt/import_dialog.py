@@ -40,6 +40,8 @@ __all__ = ["SpherexImportDialog"]
 BATCH_SECONDS = 0.5
 
 _COLLECTIONS = (("Wide survey", "wide"), ("Deep fields", "deep"), ("Wide and deep", "both"))
+_RELEASES = (("QR2, pipeline < 7", "qr2"), ("Pipeline 7 (QR3, QR2 reprocessed)", "qr3"),
+             ("All (newest version of each)", "all"))
 _SERVICES = (("TAP (ADQL)", "tap"), ("SIA2", "sia"))
 _LAUNCH_MJD = 60740.0  # SPHEREx launched on 2025 March 11
 _GREY = "color: #5f6368;"
@@ -57,7 +59,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
 
     Attributes a script or test may drive: the input widgets (``target_edit``,
     ``size_edit``, ``size_unit``, ``band_boxes`` (detector -> QCheckBox),
-    ``collection_combo``, ``time_box``, ``time_start``, ``time_end``, ``service_combo``,
+    ``collection_combo``, ``release_combo``, ``time_box``, ``time_start``, ``time_end``, ``service_combo``,
     ``workers_spin``, ``archive_edit``, ``cache_edit``), the buttons (``search_button``,
     ``fetch_button``, ``cancel_button``, ``close_button``), ``status_label``, ``state``
     (``'idle'``, ``'searching'``, ``'previewed'``, ``'fetching'``, ``'finished'``),
@@ -143,6 +145,13 @@ class SpherexImportDialog(QtWidgets.QDialog):
         for text, value in _COLLECTIONS:
             self.collection_combo.addItem(text, value)
         form.addRow("Collection", _row(self.collection_combo, stretch=True))
+
+        self.release_combo = QtWidgets.QComboBox()
+        for text, value in _RELEASES:
+            self.release_combo.addItem(text, value)
+        self.release_combo.setToolTip("QR2 as first processed keeps one calibration; pipeline 7 "
+                                      "is IRSA's newest processing")
+        form.addRow("Release", _row(self.release_combo, stretch=True))
 
         self.time_box = QtWidgets.QCheckBox("only between MJD")
         self.time_start = _mjd_spin()
@@ -293,7 +302,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
 
     def _inputs(self):
         return [self.target_edit, self.size_edit, self.size_unit, *self.band_boxes.values(),
-                self.collection_combo, self.time_box, self.time_start, self.time_end,
+                self.collection_combo, self.release_combo, self.time_box, self.time_start, self.time_end,
                 self.service_combo, self.workers_spin, self.archive_edit, self.cache_edit]
 
     # ------------------------------------------------------------------ small UI helpers
@@ -405,6 +414,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
             size=self.size_edit.text(), size_unit=self.size_unit.currentText(),
             detectors=[d for d, box in self.band_boxes.items() if box.isChecked()],
             collection=self.collection_combo.currentData(),
+            release=self.release_combo.currentData(),
             time=(self.time_start.value(), self.time_end.value()) if self.time_box.isChecked() else None,
             via=self.service_combo.currentData(), workers=self.workers_spin.value(),
             archive_url=self.archive_edit.text(), cache_dir=self.cache_edit.text())
@@ -437,7 +447,8 @@ class SpherexImportDialog(QtWidgets.QDialog):
                 report(coord)
             return archive.query_region(
                 coord, size=request.size, bandpass=list(request.bandpasses),
-                collection=request.collection, time=request.time, via=request.via)
+                collection=request.collection, time=request.time, via=request.via,
+                release=request.release)
 
         self._task = task = BackgroundTask(run, self)
         task.reported.connect(lambda coord: self._resolved(task, coord))

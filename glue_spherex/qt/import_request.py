@@ -17,7 +17,7 @@ import numpy as np
 
 from ..config import MAX_WORKERS, check_int, check_url
 from ..errors import SpherexInputError
-from ..query import parse_bandpasses, parse_collection, parse_size, parse_time
+from ..query import parse_bandpasses, parse_collection, parse_release, parse_size, parse_time
 from ..resolve import _parse_coordinates
 
 __all__ = ["BANDS", "SIZE_UNITS", "PIXEL_SCALE_ARCSEC", "ImportRequest", "build_request",
@@ -63,6 +63,7 @@ class ImportRequest:
     workers: int
     archive_url: str
     cache_dir: Path | None
+    release: str = "qr2"
 
     @property
     def query_target(self):
@@ -70,7 +71,7 @@ class ImportRequest:
 
 
 def build_request(*, target, size, size_unit, detectors, collection="wide", time=None,
-                  via="tap", workers=8, archive_url, cache_dir=""):
+                  via="tap", workers=8, archive_url, cache_dir="", release="qr2"):
     """Validate the dialog's fields; raise SpherexInputError naming the first bad one.
 
     The checks are the archive client's own (:mod:`glue_spherex.query`,
@@ -86,7 +87,7 @@ def build_request(*, target, size, size_unit, detectors, collection="wide", time
     if not detectors:
         raise SpherexInputError("choose at least one band (D1-D6)")
     dets = parse_bandpasses(list(detectors))
-    parse_collection(collection)
+    parse_collection(collection, parse_release(release))
     if via not in SERVICES:
         raise SpherexInputError(f"service {via!r} is not accepted; give tap or sia")
     cache = str(cache_dir or "").strip()
@@ -96,7 +97,7 @@ def build_request(*, target, size, size_unit, detectors, collection="wide", time
         time=parse_time(time), via=via,
         workers=check_int(workers, "parallel downloads", 1, MAX_WORKERS),
         archive_url=check_url(archive_url, "archive URL"),
-        cache_dir=Path(cache).expanduser() if cache else None)
+        cache_dir=Path(cache).expanduser() if cache else None, release=parse_release(release))
 
 
 def parse_cutout_size(value, unit):

@@ -6,8 +6,11 @@
 - :mod:`.geometry` -- the real TAN-SIP WCS re-pointed per frame, footprints, cutout windows;
 - :mod:`.psf`, :mod:`.flags`, :mod:`.render` -- PSF cube, FLAGS bits, pixel data of a window;
 - :mod:`.headers` -- the real keyword set filled in per frame;
+- :mod:`.pipeline7` -- what pipeline-7 files (QR3, QR2 reprocessed) have instead: the QR3
+  keyword set, RICE_1 FLAGS with MSKN/MSKM cards, the EPSF table, the R7 WCS-WAVE;
 - :mod:`.frames` -- whole files and IRSA-style cutouts, as HDU lists or bytes;
-- :mod:`.plan` -- the observation plan of the local archive.
+- :mod:`.plan` -- the observation plan of the local archive (QR2, its pipeline-7
+  reprocessings, QR3).
 
 The names below are imported from their module on first use, so that the plan and the
 footprints (all the local archive needs to build its tables) load without astropy or scipy.

@@ -26,7 +26,8 @@ from .geometry import NPIX
 from .hashing import uniform
 
 __all__ = ["BITS", "BAD_BITS", "SparseFlags", "static_flags", "exposure_flags",
-           "exposure_flags_window", "bit_mask"]
+           "exposure_flags_window", "bit_mask", "R7_EXTRA_BITS", "pipeline7_counts",
+           "pipeline7_flags_window"]
 
 #: Real bit numbers, name -> bit (value is 1 << bit).
 BITS = {
@@ -148,3 +149,54 @@ def exposure_flags_window(seed, x0, y0, nx, ny):
     y, x = np.divmod(idx, NPIX)
     keep = (y >= y0) & (y < y0 + ny) & (x >= x0) & (x < x0 + nx)
     return y[keep] - y0, x[keep] - x0, _EXPOSURE_BITS[choice[keep]]
+
+
+# Pipeline-7 flags: CROSSTALK on one candidate pixel per stride (drawn like the exposure
+# flags, from other streams), and on one exposure in three a satellite STREAK, a 2-pixel-wide
+# straight line across the frame. Both are flagged only in pipeline-7 files.
+_XTALK_STRIDE = 1499
+_XTALK_N = NPIX2 // _XTALK_STRIDE
+R7_EXTRA_BITS = {"CROSSTALK": 20, "STREAK": 25}
+
+
+def _xtalk_index(seed, k):
+    return k * _XTALK_STRIDE + (uniform(seed, 21, 0, k) * _XTALK_STRIDE).astype(np.int64)
+
+
+@cache
+def _streak_index(seed):
+    """Sorted flat indices of the streak pixels of an exposure (empty on two in three)."""
+    u = uniform(seed, 23, 0, np.arange(4))
+    if u[0] > 1.0 / 3.0:
+        return np.zeros(0, np.int64)
+    x = np.arange(NPIX)
+    y0, slope = u[1] * NPIX, (u[2] - 0.5) * 1.2
+    rows = np.floor(y0 + slope * (x - NPIX / 2)).astype(np.int64)
+    ys, xs = np.concatenate([rows, rows + 1]), np.concatenate([x, x])
+    keep = (ys >= 0) & (ys < NPIX)
+    out = np.unique(ys[keep] * NPIX + xs[keep])
+    out.setflags(write=False)
+    return out
+
+
+def pipeline7_counts(seed):
+    """``{'CROSSTALK': n, 'STREAK': n, 'STREAKS': number of streaks}`` of a frame."""
+    streak = _streak_index(seed)
+    xtalk = _xtalk_index(seed, np.arange(_XTALK_N, dtype=np.int64))
+    return {"CROSSTALK": int(len(xtalk)), "STREAK": int(len(streak)),
+            "STREAKS": int(len(streak) > 0)}
+
+
+def pipeline7_flags_window(seed, x0, y0, nx, ny):
+    """``(y, x, bits)`` of the CROSSTALK and STREAK pixels inside a window, window-relative."""
+    k0 = (y0 * NPIX) // _XTALK_STRIDE
+    k1 = min(-(-((y0 + ny) * NPIX) // _XTALK_STRIDE), _XTALK_N)
+    idx = _xtalk_index(seed, np.arange(k0, k1, dtype=np.int64))
+    streak = _streak_index(seed)
+    lo, hi = np.searchsorted(streak, [y0 * NPIX, (y0 + ny) * NPIX])
+    idx = np.concatenate([idx, streak[lo:hi]])
+    bits = np.concatenate([np.full(len(idx) - (hi - lo), 1 << 20, np.int32),
+                           np.full(hi - lo, 1 << 25, np.int32)])
+    y, x = np.divmod(idx, NPIX)
+    keep = (y >= y0) & (y < y0 + ny) & (x >= x0) & (x < x0 + nx)
+    return y[keep] - y0, x[keep] - x0, bits[keep]

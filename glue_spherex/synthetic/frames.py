@@ -6,6 +6,12 @@ table). A cutout is made the way IRSA makes it (§10.3): the window is clipped t
 only the window is rendered, ``NAXISn``, ``CRPIXn``, ``CRPIXnA`` and ``CRPIXnW`` are shifted,
 and PRIMARY, PSF and WCS-WAVE are the parent's, unchanged.
 
+Pipeline-7 frames (``spec.pipeline7``, :mod:`.pipeline7`) have PRIMARY, IMAGE, FLAGS (RICE_1
+tile-compressed by astropy, one tile per row), VARIANCE, ZODI, EPSF (binary table) and
+WCS-WAVE. Their cutouts keep EPSF and WCS-WAVE whole; FLAGS is compressed over the window only
+(``flags='compressed'``, the default) or a plain int32 image (``flags='plain'``): whether IRSA
+keeps FLAGS compressed in a cutout is not known.
+
 ``frame_bytes``/``cutout_bytes`` write the FITS byte stream directly (cached PSF and WCS-WAVE
 blocks, card images joined as strings); ``make_frame``/``make_cutout`` open those bytes as an
 ``astropy.io.fits.HDUList`` (the tests check that astropy writes them back byte for byte).
@@ -20,6 +26,7 @@ from astropy.io import fits
 
 from ..atomic import write_bytes
 from ..errors import SpherexInputError
+from . import pipeline7 as r7
 from .fitsbytes import data_bytes, header_bytes
 from .geometry import NPIX
 from .headers import cutout_cards, frame_cards, primary_cards, psf_cards, wave_hdu_bytes
@@ -27,9 +34,11 @@ from .psf import psf_cube
 from .render import render_window
 
 __all__ = ["make_frame", "make_cutout", "frame_bytes", "cutout_bytes", "write_frame",
-           "clip_window"]
+           "clip_window", "CUTOUT_FLAGS"]
 
 _DATA_KINDS = (("IMAGE", "image"), ("FLAGS", "flags"), ("VARIANCE", "variance"), ("ZODI", "zodi"))
+#: How FLAGS of a pipeline-7 cutout is written.
+CUTOUT_FLAGS = ("compressed", "plain")
 
 
 def clip_window(x0, y0, nx, ny):
@@ -48,8 +57,8 @@ def clip_window(x0, y0, nx, ny):
 
 
 @cache
-def _primary_bytes():
-    return header_bytes(primary_cards())
+def _primary_bytes(pipeline7=False):
+    return header_bytes(primary_cards(pipeline7))
 
 
 @cache
@@ -64,14 +73,32 @@ def _window_cards(spec, x0, y0, nx, ny):
     return {kind: cutout_cards(spec, kind, x0, y0, nx, ny) for kind, _ in _DATA_KINDS}
 
 
-def _to_bytes(spec, x0, y0, nx, ny):
+def _check_flags_mode(flags):
+    if flags not in CUTOUT_FLAGS:
+        raise SpherexInputError(f"flags={flags!r}: give 'compressed' or 'plain'")
+    return flags
+
+
+def _to_bytes(spec, x0, y0, nx, ny, flags="compressed"):
     det = int(spec.detector)
     cards = _window_cards(spec, x0, y0, nx, ny)
     data = render_window(spec, x0, y0, nx, ny)
-    parts = [_primary_bytes()]
+    r7_layout = spec.pipeline7
+    parts = [_primary_bytes(r7_layout)]
     for kind, name in _DATA_KINDS:
-        parts += [header_bytes(cards[kind]), data_bytes(data[name])]
-    parts += [_psf_bytes(det), wave_hdu_bytes(det)]
+        if kind == "FLAGS" and r7_layout and flags == "compressed":
+            flags_at = len(parts)
+            parts.append(r7.compressed_flags_bytes(cards[kind], data[name]))
+        else:
+            parts += [header_bytes(cards[kind]), data_bytes(data[name])]
+    if r7_layout:
+        parts += [r7.epsf_hdu_bytes(det), r7.wave_hdu_bytes_r7(det)]
+        if (x0, y0, nx, ny) == (0, 0, NPIX, NPIX) and flags == "compressed":
+            extra = spec.file_size - sum(map(len, parts))
+            if extra >= 0:
+                parts[flags_at] = r7.pad_heap(parts[flags_at], extra)
+    else:
+        parts += [_psf_bytes(det), wave_hdu_bytes(det)]
     return b"".join(parts)
 
 
@@ -88,13 +115,17 @@ def _to_hdulist(raw):
 
 
 def frame_bytes(spec):
-    """The full 2040x2040 7-HDU file of a frame, as FITS bytes (~71.6 MB)."""
+    """The full 2040x2040 7-HDU file of a frame, as FITS bytes (~71.6 MB for pipeline < 7;
+    FLAGS compressed for pipeline 7)."""
     return _to_bytes(spec, 0, 0, NPIX, NPIX)
 
 
-def cutout_bytes(spec, x0, y0, nx, ny):
-    """An IRSA-style cutout of a frame (window clipped to the frame), as FITS bytes."""
-    return _to_bytes(spec, *clip_window(x0, y0, nx, ny))
+def cutout_bytes(spec, x0, y0, nx, ny, flags="compressed"):
+    """An IRSA-style cutout of a frame (window clipped to the frame), as FITS bytes.
+
+    ``flags`` (pipeline 7 only): ``'compressed'`` (RICE_1 over the window) or ``'plain'``.
+    """
+    return _to_bytes(spec, *clip_window(x0, y0, nx, ny), flags=_check_flags_mode(flags))
 
 
 def make_frame(spec):
@@ -102,9 +133,9 @@ def make_frame(spec):
     return _to_hdulist(frame_bytes(spec))
 
 
-def make_cutout(spec, x0, y0, nx, ny):
+def make_cutout(spec, x0, y0, nx, ny, flags="compressed"):
     """An IRSA-style cutout of a frame (window clipped to the frame), as an HDUList."""
-    return _to_hdulist(cutout_bytes(spec, x0, y0, nx, ny))
+    return _to_hdulist(cutout_bytes(spec, x0, y0, nx, ny, flags))
 
 
 def write_frame(spec, path):

@@ -23,6 +23,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..wavelength import reference_table
+from . import pipeline7 as r7
 from ._real import real_header
 from .fitsbytes import card_image
 from .geometry import (
@@ -38,13 +39,15 @@ from .geometry import (
 )
 from .psf import DETECTOR_FWHM, psf_header
 from .render import frame_state
-from .spec import survey_target_id
+from .spec import survey_target_id, survey_target_name
 
-__all__ = ["frame_headers", "frame_cards", "cutout_cards", "KINDS", "PIPELINE_VERSION",
+__all__ = ["frame_headers", "frame_cards", "cutout_cards", "KINDS", "KINDS_R7", "PIPELINE_VERSION",
            "iso_time", "survey_target_id"]
 
 PIPELINE_VERSION = "6.4+psffix1"
 KINDS = ("PRIMARY", "IMAGE", "FLAGS", "VARIANCE", "ZODI", "PSF", "WCS-WAVE")
+#: HDUs of a pipeline-7 file: the PSF cube is replaced by the EPSF table.
+KINDS_R7 = ("PRIMARY", "IMAGE", "FLAGS", "VARIANCE", "ZODI", "EPSF", "WCS-WAVE")
 _IMAGE_KINDS = ("IMAGE", "FLAGS", "VARIANCE", "ZODI")
 _MJD0 = datetime(1858, 11, 17)
 
@@ -70,9 +73,20 @@ def iso_time(mjd):
 
 
 @cache
-def _template(kind):
-    """``(card images, comments, positions)`` of the full-frame template of an image HDU."""
-    if kind in ("IMAGE", "FLAGS"):
+def _template(kind, detector=0, pipeline7=False):
+    """``(card images, comments, positions)`` of the full-frame template of an image HDU.
+
+    QR2 IMAGE headers carry the detector's calibration UUIDs; pipeline-7 IMAGE and FLAGS
+    headers are the R7 templates of :mod:`.pipeline7`.
+    """
+    if pipeline7 and kind == "IMAGE":
+        cards = [fits.Card.fromstring(c) for c in r7.image_template_cards(detector)]
+    elif pipeline7 and kind == "FLAGS":
+        cards = [fits.Card.fromstring(c) for c in r7.flags_template_cards()]
+    elif kind == "IMAGE":
+        cards = [c for c in real_header(kind).cards if c.keyword not in ("COMMENT", "HISTORY")]
+        cards += [fits.Card.fromstring(c) for c in r7.qr2_history(detector)]
+    elif kind == "FLAGS":
         cards = list(real_header(kind).cards)
     else:
         flags = list(real_header("FLAGS").cards)
@@ -93,9 +107,9 @@ def _template(kind):
     return tuple(images), comments, positions
 
 
-def _fill(kind, values, memo):
-    """The template of ``kind`` with ``values`` replaced; ``memo`` shares formatted cards."""
-    images, comments, positions = _template(kind)
+def _fill(template, values, memo):
+    """A template with ``values`` replaced; ``memo`` shares formatted cards."""
+    images, comments, positions = template
     out = list(images)
     for key, value in values.items():
         i = positions.get(key)
@@ -183,6 +197,13 @@ def _values(spec):
               "MATCH_NSTARS": int(rng.integers(2500, 4500)),
               "QS_NMATCH_VAR": round(float(rng.uniform(0.005, 0.02)), 6),
               "PSF_FWHM": DETECTOR_FWHM[det]})
+    if spec.pipeline7:
+        v.update({"SPS_TARGET": survey_target_name(v["SPS_TARGET"]),
+                  "PSF_FWHM": r7.DETECTOR_FWHM_R7[det],
+                  "L2 N_XTALK": int(counts["CROSSTALK"]), "L2 SATSTRKS_PXS": int(counts["STREAK"]),
+                  "L2 SATSTRKS": int(counts["STREAKS"]), "L2 N_SNOWBALL": int(counts["SNOWBALL"]),
+                  "L2 N_BLOOM": int(counts["BLOOM"]), "L2 N_HALO": int(counts["HALO"]),
+                  "L2 N_SAT_HALO": 0})
 
     v.update({"CRPIX1": CRPIX, "CRPIX2": CRPIX,
               "PC1_1": float(g.pc[0, 0]), "PC1_2": float(g.pc[0, 1]),
@@ -200,9 +221,9 @@ def _values(spec):
 
 
 @cache
-def primary_cards():
+def primary_cards(pipeline7=False):
     hdr = fits.PrimaryHDU().header
-    hdr["VERSION"] = (PIPELINE_VERSION, "Pipeline version")
+    hdr["VERSION"] = (r7.R7_VERSION if pipeline7 else PIPELINE_VERSION, "Pipeline version")
     return tuple(c.image for c in hdr.cards)
 
 
@@ -222,20 +243,27 @@ def wave_hdu_bytes(detector):
 # --- public ----------------------------------------------------------------------------------
 
 
+def _spec_template(spec, kind):
+    det = int(spec.detector) if kind == "IMAGE" else 0
+    return _template(kind, det, spec.pipeline7)
+
+
 @lru_cache(maxsize=512)
 def frame_cards(spec):
-    """``{kind: tuple of card images}`` of a full frame (image HDUs and PRIMARY, PSF)."""
+    """``{kind: tuple of card images}`` of a full frame (image HDUs, PRIMARY, and PSF for
+    pipeline < 7)."""
     values, memo = _values(spec), {}
-    out = {kind: tuple(_fill(kind, values, memo)) for kind in _IMAGE_KINDS}
-    out["PRIMARY"] = primary_cards()
-    out["PSF"] = psf_cards(int(spec.detector))
+    out = {kind: tuple(_fill(_spec_template(spec, kind), values, memo)) for kind in _IMAGE_KINDS}
+    out["PRIMARY"] = primary_cards(spec.pipeline7)
+    if not spec.pipeline7:
+        out["PSF"] = psf_cards(int(spec.detector))
     return out
 
 
 def cutout_cards(spec, kind, x0, y0, nx, ny):
     """Card images of an image HDU of a cutout: the parent's, with NAXIS and CRPIX shifted."""
     cards = list(frame_cards(spec)[kind])
-    _, comments, positions = _template(kind)
+    _, comments, positions = _spec_template(spec, kind)
     for key, value in (("NAXIS1", nx), ("NAXIS2", ny),
                        ("CRPIX1", CRPIX - x0), ("CRPIX2", CRPIX - y0),
                        ("CRPIX1A", 1.0 - x0), ("CRPIX2A", 1.0 - y0),
@@ -246,8 +274,14 @@ def cutout_cards(spec, kind, x0, y0, nx, ny):
 
 def frame_headers(spec):
     """``{kind: fits.Header}`` of a full frame for PRIMARY, IMAGE, FLAGS, VARIANCE, ZODI, PSF
-    and WCS-WAVE."""
+    (EPSF for pipeline 7) and WCS-WAVE; FLAGS as the image header (before compression)."""
     cards = frame_cards(spec)
-    out = {kind: fits.Header.fromstring("".join(cards[kind])) for kind in KINDS if kind in cards}
-    out["WCS-WAVE"] = fits.Header.fromstring(wave_hdu_bytes(int(spec.detector))[:2880].decode())
-    return {kind: out[kind] for kind in KINDS}
+    det = int(spec.detector)
+    kinds = KINDS_R7 if spec.pipeline7 else KINDS
+    out = {kind: fits.Header.fromstring("".join(cards[kind])) for kind in kinds if kind in cards}
+    if spec.pipeline7:
+        out["EPSF"] = r7.epsf_table(det).header.copy()
+        out["WCS-WAVE"] = fits.Header.fromstring(r7.wave_hdu_bytes_r7(det)[:2880].decode())
+    else:
+        out["WCS-WAVE"] = fits.Header.fromstring(wave_hdu_bytes(det)[:2880].decode())
+    return {kind: out[kind] for kind in kinds}

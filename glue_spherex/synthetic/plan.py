@@ -15,11 +15,21 @@ visit one array (D1/D4, D2/D5 or D3/D6) covers the target, at a position that wa
 the array from visit to visit, so the target is seen at wavelengths spanning each band.
 Obs ids are ``<ISO year>W<week>_<half>A_<large slew>_<small slew>``, with the half-week and
 the 9-minute large-slew slot taken from the exposure time. Everything is seeded and cached.
+
+Pipeline 7 (QR3, IRSA since 2026-09-16) adds, over the same sky:
+
+- ``spherex_qr3`` / ``spherex_qr3_deep``: a second, shorter season (2026-05-01 to 2026-08-20,
+  a third as many visits), processing tags ``l2b-v27-2026-{222,223,224,240}`` by date, and a
+  ``l2b_retry-v27-...`` side run of one detector file in ten;
+- the pipeline-7 reprocessing of one QR2 exposure in five (``l2b-v26-2026-196``, same
+  collection and obs id), and for a third of those detector files a side run
+  ``l2b_retry-v26-2026-203``: such an observation exists in two or three processing versions.
 """
 
 from __future__ import annotations
 
 import zlib
+from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 
@@ -30,11 +40,19 @@ from .geometry import ARRAY_SPACING_DEG, CRPIX, REAL_PC, ecliptic_lonlat, radec,
 from .sky import TARGETS
 from .spec import FrameSpec
 
-__all__ = ["observation_plan", "plan_by_key", "SURVEY_START_MJD", "COLLECTIONS"]
+__all__ = ["observation_plan", "plan_by_key", "SURVEY_START_MJD", "COLLECTIONS", "PLAN_PARTS"]
 
 SURVEY_START_MJD = 60796.0  # 2025-05-01
 COLLECTIONS = {"M101": "spherex_qr2", "M31": "spherex_qr2", "RA0": "spherex_qr2",
                "NEP": "spherex_qr2_deep"}
+#: The QR3 season (MJD 61161 = 2026-05-01 to 61272 = 2026-08-20) and its processing dates.
+QR3_WINDOW = (61161.0, 61272.0)
+_QR3_TAG_DAYS = (222, 223, 224, 240)
+_QR3_RETRY_DAY = 243
+REPROCESSING_TAG = "l2b-v26-2026-196"
+REPROCESSING_RETRY_TAG = "l2b_retry-v26-2026-203"
+#: What :func:`observation_plan` can return.
+PLAN_PARTS = ("qr2", "reprocessed", "qr3", "all")
 EXPOSURE_SPACING_S = 120.0
 _SLOT_MIN = 9.0  # minutes per large slew
 _HALF_WEEK = 3.5
@@ -154,11 +172,13 @@ class _Slots:
             mjd = start + (slot + 1) * _SLOT_MIN / (24 * 60) + 1e-6
 
 
-def _visits(name, rng):
+def _visits(name, rng, qr3=False):
     """Visit list of a target: (centre mjd, array index, y walk, x, roll, n_small)."""
     ra, dec = TARGETS[name]
     deep = COLLECTIONS[name].endswith("_deep")
     n_per_array = 46 if deep else 24  # visits per array over the year
+    if qr3:
+        n_per_array //= 3
     elon = float(ecliptic_lonlat(ra, dec)[0])
     visits = []
     for array in range(3):
@@ -167,7 +187,10 @@ def _visits(name, rng):
             * (2000 / n_per_array)
         for j in range(n_per_array):
             n_small = 4 if rng.uniform() < 0.75 else 3
-            if deep:
+            if qr3:
+                mjd = rng.uniform(*QR3_WINDOW)
+                roll_ref = None if deep else 180.0 * (j % 2)
+            elif deep:
                 mjd = SURVEY_START_MJD + 2 + rng.uniform(0, 360)
                 roll_ref = None  # roll turns with the season
             else:
@@ -183,15 +206,15 @@ def _visits(name, rng):
     return visits
 
 
-@lru_cache(maxsize=1)
-def _build():
+@lru_cache(maxsize=2)
+def _build(qr3=False):
     slots = _Slots()
     theta_y0 = np.rad2deg(np.arctan2(REAL_PC[0, 1], REAL_PC[1, 1]))  # PA of +y at pa = 0
     rows = []  # per exposure: target vec, array, x, y, pa, mjd, obsid, collection
     for name in TARGETS:
-        rng = np.random.default_rng(zlib.crc32(f"plan/{name}".encode()))
+        rng = np.random.default_rng(zlib.crc32(f"plan/{'qr3/' if qr3 else ''}{name}".encode()))
         ecliptic_north_pa = _ecliptic_north_pa(*TARGETS[name])
-        visits = sorted(_visits(name, rng), key=lambda v: v["mjd"])
+        visits = sorted(_visits(name, rng, qr3), key=lambda v: v["mjd"])
         for v in visits:
             start, period, slew = slots.take(v["mjd"], v["n_small"])
             if v["epa"] is None:
@@ -221,22 +244,64 @@ def _build():
     specs = []
     for i, (name, _, _, _, _, mjd, obsid) in enumerate(rows):
         mjd, collection = round(float(mjd), 9), COLLECTIONS[name]
+        tag = ""
+        if qr3:
+            collection = collection.replace("qr2", "qr3")
+            tag = _qr3_tag(mjd)
         for det in range(1, 7):
             r, d, p = pointing[(det - 1) % 3]
             specs.append(FrameSpec(obsid, det, round(r[i], 10) % 360.0, round(d[i], 10),
-                                   round(p[i], 6), mjd, collection))
+                                   round(p[i], 6), mjd, collection, tag))
     specs.sort(key=lambda s: (s.mjd_beg, s.detector))
+    if qr3:
+        specs += [replace(s, tag=f"l2b_retry-v27-2026-{_QR3_RETRY_DAY}") for s in specs
+                  if _hash(f"retry/{s.obsid}/D{s.detector}") % 10 == 0]
+        specs.sort(key=lambda s: (s.mjd_beg, s.detector, s.tag))
     return tuple(specs)
 
 
-def observation_plan():
-    """Every frame of the local archive, as FrameSpecs sorted by time and detector (cached)."""
-    return list(_build())
+def _hash(text):
+    return zlib.crc32(text.encode())
+
+
+def _qr3_tag(mjd):
+    """``l2b-v27-2026-DDD``: the first processing date at least 10 days after the exposure."""
+    day = (_MJD0 + timedelta(days=float(mjd))).timetuple().tm_yday
+    return f"l2b-v27-2026-{next((d for d in _QR3_TAG_DAYS if d >= day + 10), _QR3_TAG_DAYS[-1])}"
+
+
+@lru_cache(maxsize=1)
+def _reprocessed():
+    """Pipeline-7 reprocessings of QR2 exposures (one in five) and their side runs."""
+    out = []
+    for s in _build():
+        if _hash(f"reprocess/{s.obsid}") % 5 == 0:
+            out.append(replace(s, tag=REPROCESSING_TAG))
+            if _hash(f"retry/{s.obsid}/D{s.detector}") % 3 == 0:
+                out.append(replace(s, tag=REPROCESSING_RETRY_TAG))
+    return tuple(out)
+
+
+def observation_plan(part="qr2"):
+    """Frames of the local archive as FrameSpecs, each part sorted by time and detector (cached).
+
+    ``part``: ``'qr2'`` (the QR2 processing, pipeline < 7), ``'reprocessed'`` (pipeline-7
+    reprocessings of QR2 exposures), ``'qr3'`` or ``'all'`` (the three, in that order).
+    """
+    if part == "qr2":
+        return list(_build())
+    if part == "reprocessed":
+        return list(_reprocessed())
+    if part == "qr3":
+        return list(_build(True))
+    if part == "all":
+        return list(_build()) + list(_reprocessed()) + list(_build(True))
+    raise ValueError(f"part must be one of {', '.join(PLAN_PARTS)}, got {part!r}")
 
 
 @lru_cache(maxsize=1)
 def _by_key():
-    return {s.key: s for s in _build()}
+    return {s.key: s for s in observation_plan("all")}
 
 
 def plan_by_key():

@@ -14,6 +14,11 @@ For a window of a frame (0-based parent pixels ``x0 .. x0+nx-1``, ``y0 .. y0+ny-
 - FLAGS (see :mod:`.flags`); pixels with a bad bit get wrong values (hot pixels high, cold
   pixels low, transients and persistence added, NONFUNC pixels NaN in IMAGE and VARIANCE).
 
+Pipeline-7 frames (:mod:`.pipeline7`) use the R7 WCS-WAVE table, the FWHM of the nearest EPSF
+zone, the R7 gain (IMAGE and its noise times ``R7_GAIN``, VARIANCE times its square) and add
+CROSSTALK and STREAK flags; the noise draws are the exposure's, so a reprocessing of a QR2
+exposure differs from it only by these calibrations.
+
 Noise and corrupted values come from a counter-based hash of (frame seed, y, x), and each
 source is evaluated on a fixed box around it, so a parent pixel gets the same value bit for
 bit whatever window it is rendered in.
@@ -30,7 +35,16 @@ from scipy.special import erf, ndtri
 
 from ..errors import SpherexInputError
 from ..wavelength import reference_table
-from .flags import BITS, dichroic_rows, exposure_flags, exposure_flags_window, static_flags
+from . import pipeline7 as r7
+from .flags import (
+    BITS,
+    dichroic_rows,
+    exposure_flags,
+    exposure_flags_window,
+    pipeline7_counts,
+    pipeline7_flags_window,
+    static_flags,
+)
 from .geometry import NPIX, OMEGA_PIX_SR, PIXEL_SCALE_ARCSEC, ecliptic_latitude, frame_geometry
 from .hashing import uniform
 from .psf import zone_fwhm, zone_index
@@ -108,7 +122,7 @@ def frame_state(spec):
     if det not in READ_SIGMA:
         raise SpherexInputError(f"detector must be 1-6, got {spec.detector!r}")
     geom = frame_geometry(spec)
-    table = _table(det)
+    table = r7.wave_table_r7(det) if spec.pipeline7 else _table(det)
     sky = default_sky()
     ra, dec, margin = _sky_arrays()
     xs, ys = geom.world2pix(ra, dec)
@@ -116,7 +130,10 @@ def frame_state(spec):
         on = ((xs > -margin) & (xs < NPIX - 1 + margin) & (ys > -margin) & (ys < NPIX - 1 + margin))
     sel = np.flatnonzero(on)
     xs, ys = xs[sel], ys[sel]
-    fwhm = zone_fwhm(det)[zone_index(xs, ys)[::-1]]
+    if spec.pipeline7:
+        fwhm = r7.epsf_zone_fwhm(det)[r7.epsf_zone_index(det, xs, ys)[::-1]]
+    else:
+        fwhm = zone_fwhm(det)[zone_index(xs, ys)[::-1]]
     radius = _mask_radii(det)
     placements = []
     for k, i in enumerate(sel):
@@ -136,6 +153,8 @@ def frame_state(spec):
     rows = dichroic_rows(det)
     counts["DICHROIC"] = (rows[1] - rows[0]) * NPIX if rows else 0
     counts["SOURCE"] = n_source
+    if spec.pipeline7:
+        counts.update(pipeline7_counts(spec.seed))
     # "not bad" transients and persistence: not also on a bad pixel of the array.
     pos = np.minimum(np.searchsorted(static.index, flags.index), len(static.index) - 1)
     on_bad = static.index[pos] == flags.index
@@ -232,8 +251,11 @@ def _bilinear_knots(knots, xs, ys):
 
 def _window_flags(st, x0, y0, nx, ny):
     flags = np.zeros((ny, nx), np.int32)
-    for yy, xx, bits in (static_flags(st.spec.detector).in_window(x0, y0, nx, ny),
-                         exposure_flags_window(st.spec.seed, x0, y0, nx, ny)):
+    sets = [static_flags(st.spec.detector).in_window(x0, y0, nx, ny),
+            exposure_flags_window(st.spec.seed, x0, y0, nx, ny)]
+    if st.spec.pipeline7:
+        sets.append(pipeline7_flags_window(st.spec.seed, x0, y0, nx, ny))
+    for yy, xx, bits in sets:
         np.bitwise_or.at(flags, (yy, xx), bits)
     rows = dichroic_rows(st.spec.detector)
     if rows:
@@ -298,6 +320,9 @@ def render_window(spec, x0, y0, nx, ny, noise=True):
         gauss = ndtri(uniform(spec.seed, 1, ys[:, None], xs[None, :]))
         image = image + np.sqrt(variance) * gauss
         _corrupt(image, variance, flags, spec.seed, x0, y0)
+    if spec.pipeline7:
+        gain = r7.R7_GAIN[det]
+        image, variance = image * gain, variance * gain**2
     return {
         "image": image.astype(np.float32),
         "flags": flags,
