@@ -5,6 +5,7 @@ command line or a dialog can catch one type and show its message as a single lin
 """
 
 __all__ = [
+    "SpherexCancelled",
     "SpherexError",
     "SpherexFormatError",
     "SpherexInputError",
@@ -43,3 +44,7 @@ class SpherexOutputError(SpherexError, OSError):
 
 class SpherexServiceError(SpherexError):
     """A remote service (TAP, SIA2, name resolver) failed or answered with an error."""
+
+
+class SpherexCancelled(SpherexError):
+    """Work was stopped because the user asked for it (e.g. Cancel in a dialog)."""

@@ -310,6 +310,9 @@ def header_cards(data, span):
             break
         if card[8:10] == "= ":
             cards.setdefault(key, card)
+        elif key == "HIERARCH" and "=" in card:  # e.g. FLAGS' MP_TRANSIENT: kept as an
+            name, value = card[9:].split("=", 1)  # 8-character card of the same value
+            cards.setdefault(name.strip(), f"{'HIERARCH':<8}= {value}"[:CARD])
     return cards
 
 

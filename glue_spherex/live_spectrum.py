@@ -14,6 +14,10 @@ components wavelength, flux, error, mjd, cutout_index, detector, obs_id, status 
   N messages glue sends per move (one per dataset in the group) collapse into one computation:
   requests go through ``schedule`` (the Qt action passes a short single-shot timer; without
   one the computation runs at once) and repeated requests for the same circle are dropped.
+* **Off the GUI thread**: given ``background``, the measurement (frames and photometry; no
+  glue object is changed there) runs through it, and the table is published when it is
+  done; a move made meanwhile is measured next, so only the latest region is shown.
+  :attr:`LiveSpectrum.spectrum_callbacks` are called after every publish.
 * **Selecting spectrum points** (any subset of the spectrum table, e.g. a lasso in the scatter
   viewer) identifies the cutouts they came from: :attr:`LiveSpectrum.selected_cutouts`, and a
   companion subset group ``"SPHEREx selection: <subset label>"`` whose mask is the aperture on
@@ -339,6 +343,15 @@ def _immediate(fn):
     fn()
 
 
+def _inline(work, done, failed):
+    try:
+        result = work()
+    except Exception as exc:  # noqa: BLE001 -- handed to ``failed`` as in the threaded case
+        failed(exc)
+        return
+    done(result)
+
+
 class LiveSpectrum(HubListener):
     """Keep a spectrum table dataset in step with one subset group (see the module docstring).
 
@@ -349,18 +362,24 @@ class LiveSpectrum(HubListener):
         The region; it may be a sky-circle subset or drawn on any cutout.
     schedule : callable, optional
         ``schedule(fn)`` runs ``fn`` later (debounce); default: at once.
+    background : callable, optional
+        ``background(work, done, failed)`` runs ``work()`` elsewhere (a worker thread) and
+        then calls ``done(result)`` or ``failed(exception)`` on the caller's thread; default:
+        at once, here (:meth:`refresh` then returns with the table published).
     radius : angle, optional
         Override the region's radius (the centre still follows the region).
     bad_flags, subtract_zodi, annulus, aperture_correction, min_unmasked_fraction
         As for :func:`glue_spherex.spectrum.extract_spectrum`.
     """
 
-    def __init__(self, data_collection, subset_group, *, schedule=None, radius=None,
+    def __init__(self, data_collection, subset_group, *, schedule=None, background=None,
+                 radius=None,
                  bad_flags=DEFAULT_BAD_FLAGS, subtract_zodi=True, annulus=None,
                  aperture_correction="psf", min_unmasked_fraction=0.5):
         self.data_collection = data_collection
         self.subset_group = subset_group
         self.schedule = schedule or _immediate
+        self.background = background or _inline
         self.radius = None if radius is None else u.Quantity(radius, u.arcsec)
         self.bad_flags = tuple(bad_flags)
         self.subtract_zodi = subtract_zodi
@@ -372,10 +391,14 @@ class LiveSpectrum(HubListener):
         self.selection = None      # the companion SubsetGroup
         self.selected_cutouts = []
         self.selection_callbacks = []
+        self.spectrum_callbacks = []
+        self.error = None          # one line, when the last measurement failed
         self.n_computations = 0
         self._row_cutouts = []     # cutout Data of each table row
         self._frames = {}          # Data uuid -> Frame
         self._pending = False
+        self._running = None       # the circle being measured off the caller's thread
+        self._again = False
         self._force = False
         self._closed = False
         self._selection_source = None
@@ -404,19 +427,42 @@ class LiveSpectrum(HubListener):
         return frame
 
     def refresh(self, force=False):
-        """Recompute now if the region moved (or always with ``force``); True if it did."""
+        """Recompute if the region moved (or always with ``force``); True if it started.
+
+        Without ``background`` the table is published before this returns; with it, when
+        the measurement ends (a request made while one runs is measured after it).
+        """
         if self._closed:
             return False
         circle = sky_circle_of(self.subset_group.subset_state, self.data_collection)
         if self.radius is not None:
             circle = SkyCircle(circle.ra, circle.dec, float(self.radius.to_value(u.arcsec)))
+        if self._running is not None:
+            if force or circle.key() != self._running.key():
+                self._again = True
+                self._force = self._force or force
+            return True
         if not force and self.circle is not None and circle.key() == self.circle.key():
             return False
         cutouts = cutouts_in(self.data_collection)
         if not cutouts:
             raise SpherexInputError("there are no SPHEREx cutouts in this session")
-        frames = [self._frame(d) for d in cutouts]
-        table = measure_frames(frames, circle.coord, circle.radius, **self.options)
+        options = dict(self.options)
+        self._running = circle
+
+        def work():
+            frames = [self._frame(d) for d in cutouts]
+            return measure_frames(frames, circle.coord, circle.radius, **options)
+
+        self.background(work, lambda table: self._measured(circle, cutouts, table),
+                        self._measure_failed)
+        return True
+
+    def _measured(self, circle, cutouts, table):
+        self._running = None
+        if self._closed:
+            return
+        self.error = None
         table.meta.update(subset=self.label, bad_flags=list(self.bad_flags),
                           subtract_zodi=self.subtract_zodi)
         self.circle, self.table = circle, table
@@ -424,7 +470,26 @@ class LiveSpectrum(HubListener):
         self.n_computations += 1
         self._publish()
         self._update_selection()
-        return True
+        for callback in list(self.spectrum_callbacks):
+            callback(self)
+        self._rerun()
+
+    def _measure_failed(self, exc):
+        self._running = None
+        if self.background is _inline:
+            raise exc
+        from .errors import SpherexError
+
+        self.error = exc if isinstance(exc, str) else str(exc) if isinstance(
+            exc, SpherexError) else f"{type(exc).__name__}: {exc}"
+        for callback in list(self.spectrum_callbacks):
+            callback(self)
+        self._rerun()
+
+    def _rerun(self):
+        if self._again and not self._closed:
+            self._again = False
+            self._request(force=self._force)
 
     def _table_data(self):
         from glue.core import Component, Data

@@ -634,6 +634,14 @@ class SpectralImage:
     def __exit__(self, *exc):
         self.close()
 
+    def keywords_of(self, kind):
+        """``{keyword: value}`` of one extension's header (``'FLAGS'``, ``'PSF'``, ...), read
+        from its cards without astropy, like :attr:`keywords` for IMAGE."""
+        if kind not in self._names:
+            raise SpherexInputError(f"no {kind!r} extension; the extensions are "
+                                    f"{', '.join(self._names)}")
+        return self._backing.keywords(self._names[kind])
+
     @property
     def header(self):
         """The astropy Header of IMAGE (parsed on first access; :attr:`keywords` is cheaper)."""
@@ -742,8 +750,8 @@ class SpectralImage:
     def flag_bits(self):
         """``{flag name: bit number}`` from the FLAGS header (``MP_*`` or ``MSKNnnnn`` cards)."""
         name = self._names["FLAGS"]
-        try:
-            return flag_bits(self._backing.header(name))
+        try:  # the cards as the byte-level reader has them: no astropy Header to build
+            return flag_bits(self.keywords_of("FLAGS"))
         except SpherexFormatError as exc:
             raise SpherexFormatError(f"{self._backing.label}: {exc}") from None
         except (ValueError, fits.VerifyError) as exc:  # an unparsable card

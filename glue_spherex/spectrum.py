@@ -172,7 +172,7 @@ def flag_bits_for(product, names):
     back to parsing every card (``product.flag_bits``, ~10 ms a header) when one is missing,
     e.g. in QR3's ``MSKNnnnn`` style.
     """
-    header = product.headers["FLAGS"]
+    header = product.keywords_of("FLAGS")  # no astropy Header: ~6 ms a cutout saved
     bits = {}
     for name in [names] if isinstance(names, str) else names:
         key = str(name).strip().upper().removeprefix("MP_")

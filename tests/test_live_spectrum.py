@@ -280,12 +280,37 @@ def glue_app(qtbot, monkeypatch):
     return app
 
 
-def test_qt_action_opens_a_scatter_viewer_of_the_spectrum(glue_app, products, qtbot):
+def _scatter_viewers(app):
     from glue_qt.viewers.scatter import ScatterViewer
 
-    from glue_spherex.qt.spectrum_action import LABEL
+    return [v for tab in app.viewers for v in tab if isinstance(v, ScatterViewer)]
+
+
+def _slowed(monkeypatch, seconds):
+    """Make every measurement of the live spectrum take ``seconds`` longer (the real
+    measurement still runs): run on the GUI thread, that would freeze the window."""
+    import time
+
+    import glue_spherex.live_spectrum as module
+
+    measure = module.measure_frames
+
+    def slow(*args, **kwargs):
+        time.sleep(seconds)
+        return measure(*args, **kwargs)
+
+    monkeypatch.setattr(module, "measure_frames", slow)
+
+
+def test_qt_action_opens_a_scatter_viewer_of_the_spectrum(glue_app, products, qtbot,
+                                                          monkeypatch):
+    from qt_watchdog import EventLoopWatchdog
+
+    from glue_spherex.qt.spectrum_action import LABEL, X_LABEL, Y_LABEL
 
     app = glue_app
+    app.resize(1200, 800)
+    app.show()
     datasets = products_to_data(products)
     app.data_collection.extend(datasets)
     link_cutouts(app.data_collection)
@@ -294,11 +319,25 @@ def test_qt_action_opens_a_scatter_viewer_of_the_spectrum(glue_app, products, qt
     tree.set_selected_layers([group])
     action = app._layer_widget._actions[LABEL]
     assert action.isEnabled()
+    _slowed(monkeypatch, 0.8)
+    dog = EventLoopWatchdog().start()
     action.trigger()
+    assert "Measuring the spectrum" in app.statusBar().currentMessage()
+    # the watchdog stops when the spectrum arrives, before glue builds the viewer
+    live_spectra(app.data_collection)[group].spectrum_callbacks.insert(0, lambda _: dog.stop())
+    qtbot.waitUntil(lambda: len(_scatter_viewers(app)) == 1, timeout=20_000)
+    assert dog.max_gap < 0.4  # the 0.8 s measurement ran off the GUI thread
 
-    viewers = [v for tab in app.viewers for v in tab if isinstance(v, ScatterViewer)]
-    assert len(viewers) == 1
-    viewer = viewers[0]
+    viewer = _scatter_viewers(app)[0]
+    # what a person sees: units on both axes, a legend of the bands, beside the other viewers
+    assert viewer.state.x_axislabel == X_LABEL == "Wavelength (µm)"
+    assert viewer.state.y_axislabel == Y_LABEL == "Flux density (µJy)"
+    legend = viewer.axes.get_legend()
+    assert legend is not None
+    assert [t.get_text().split()[0] for t in legend.get_texts()] == [
+        "D1", "D2", "D3", "D4", "D5", "D6"]
+    assert len({tuple(h.get_color()) if not isinstance(h.get_color(), str) else h.get_color()
+                for h in legend.legend_handles}) == 6
     spectrum = next(d for d in app.data_collection if d.label == spectrum_label("star"))
     assert viewer.state.x_att is spectrum.id["wavelength"]
     assert viewer.state.y_att is spectrum.id["flux"]
@@ -309,11 +348,18 @@ def test_qt_action_opens_a_scatter_viewer_of_the_spectrum(glue_app, products, qt
     # moving the region updates the plotted table once the debounce timer fires
     live = live_spectra(app.data_collection)[group]
     n = live.n_computations
-    group.subset_state = SkyCircleSubsetState(S1.ra, S1.dec, RADIUS)
-    assert live.n_computations == n
-    qtbot.waitUntil(lambda: live.n_computations == n + 1, timeout=5000)
+    viewer.state.y_min, viewer.state.y_max = -1e9, -1e9 + 1  # every point out of view
+    with EventLoopWatchdog() as dog:
+        group.subset_state = SkyCircleSubsetState(S1.ra, S1.dec, RADIUS)
+        assert live.n_computations == n
+        qtbot.waitUntil(lambda: live.n_computations == n + 1, timeout=20_000)
+    assert dog.max_gap < 0.4
     assert not np.allclose(spectrum["flux"], first, equal_nan=True)
     _same(spectrum, _expected(products, S1.ra, S1.dec, RADIUS))
+    # the update rescaled the plot: every measured point is in view again
+    flux = np.asarray(spectrum["flux"], float)
+    flux = flux[np.isfinite(flux)]
+    assert viewer.state.y_min <= flux.min() and flux.max() <= viewer.state.y_max
 
     # selecting points in the scatter viewer names their cutouts in the status bar
     wl = spectrum["wavelength"]
@@ -325,7 +371,8 @@ def test_qt_action_opens_a_scatter_viewer_of_the_spectrum(glue_app, products, qt
     # the action again brings back the same viewer
     tree.set_selected_layers([group])
     action.trigger()
-    assert len([v for tab in app.viewers for v in tab if isinstance(v, ScatterViewer)]) == 1
+    qtbot.wait(100)
+    assert len(_scatter_viewers(app)) == 1
 
 
 def test_qt_region_drawn_in_an_image_viewer(glue_app, products):

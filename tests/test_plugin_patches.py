@@ -24,7 +24,7 @@ from glue_spherex.qt import patches as qt_patches  # noqa: E402
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "glue_changes.rst"
 ALL = {"indexed-link-manager", "component-lookup", "session-names", "wcs-autolinker",
        "link-added-cutouts",
-       "batched-tree", "restored-grids"}
+       "batched-tree", "restored-grids", "saved-view"}
 
 
 @pytest.fixture(autouse=True)
@@ -64,8 +64,8 @@ def test_teardowns_undo_every_patch_and_setups_reapply():
         glue_spherex.qt.setup()
     assert dcm.DataCollectionModel is patched[0]
     assert set(patches.applied()) == ALL
-    assert qt_patches.undo() == ["restored-grids", "batched-tree"]  # last applied first
-    assert qt_patches.apply() == ["batched-tree", "restored-grids"]
+    assert qt_patches.undo() == ["saved-view", "restored-grids", "batched-tree"]  # last first
+    assert qt_patches.apply() == ["batched-tree", "restored-grids", "saved-view"]
 
 
 def test_a_patch_for_other_versions_is_not_applied():

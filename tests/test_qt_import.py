@@ -109,6 +109,7 @@ def test_import_link_select_compare_and_screenshots(glue_app, qtbot, archive, mo
     tabs_before = app.tab_widget.count()
     menu_action(app._actions["plugins"], COMPARE_LABEL).trigger()
     qtbot.waitUntil(lambda: app.tab_widget.count() == tabs_before + 1)
+    qtbot.waitUntil(lambda: not app._spherex_grid_pending, timeout=60_000)  # panel by panel
     viewers = [w.widget() for w in app.current_tab.subWindowList()]
     assert len(viewers) == 6
     shown = [next(la.layer for la in v.layers if la.visible) for v in viewers]
@@ -315,6 +316,26 @@ def test_unreachable_name_resolver_is_one_line(glue_app, qtbot, archive):
     text = dialog.status_label.text()
     assert dialog.state == "idle" and "\n" not in text
     assert text.startswith("could not resolve 'M101'") and "RA Dec" in text
+
+
+def test_a_search_that_would_fill_memory_warns_before_fetching(glue_app, qtbot, archive,
+                                                               monkeypatch, tmp_path):
+    from glue_spherex.qt import import_dialog
+
+    dialog = open_import_dialog(glue_app)
+    fill(dialog, archive.url, size="1")
+    dialog.cache_edit.setText("")
+    size = 40 << 20  # a lower threshold stands in for a search of several GB
+    monkeypatch.setattr(import_dialog, "MEMORY_WARNING_BYTES", size)
+    search(qtbot, dialog)
+    assert dialog.preview.nbytes > size
+    text = dialog.status_label.text()
+    assert text.startswith("Warning: these cutouts will hold about") and "cache folder" in text
+    assert dialog.fetch_button.isEnabled()  # a warning, not a refusal
+    # with a cache folder they live on disk: no warning
+    dialog.cache_edit.setText(str(tmp_path / "cache"))
+    search(qtbot, dialog)
+    assert not dialog.status_label.text().startswith("Warning")
 
 
 def test_release_combo_chooses_what_is_searched(glue_app, qtbot, archive):

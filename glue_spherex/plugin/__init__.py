@@ -104,8 +104,10 @@ def setup_unless_disabled():
         _declined = True
 
 
-def export_combined(datasets, path, order="wavelength", target=None):
+def export_combined(datasets, path, order="wavelength", target=None, progress=None,
+                    cancel=None):
     """Write SPHEREx datasets as one combined cutout file (see :mod:`.exporter`)."""
     from .exporter import export_combined as _export
 
-    return _export(datasets, path, order=order, target=target)
+    return _export(datasets, path, order=order, target=target, progress=progress,
+                   cancel=cancel)

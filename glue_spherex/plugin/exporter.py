@@ -26,7 +26,7 @@ from glue.core.subset import Subset
 
 from ..atomic import atomic_path
 from ..combined import CombinedWriter
-from ..errors import SpherexError, SpherexInputError, SpherexOutputError
+from ..errors import SpherexCancelled, SpherexError, SpherexInputError, SpherexOutputError
 from ..products import SpectralImage
 from .datasets import HDU_OF_COMPONENT, is_spherex_data, source_product
 
@@ -55,7 +55,7 @@ def _modified(data, product, mask=None):
     for name, kind in HDU_OF_COMPONENT.items():
         held = data.get_component(name).data
         original = product.image if kind == "IMAGE" else getattr(product, name)
-        if mask is None and held is original:
+        if mask is None and _same_array(held, original):
             continue
         if np.shape(held) != tuple(product.shape):
             raise SpherexInputError(
@@ -65,6 +65,18 @@ def _modified(data, product, mask=None):
             values[~mask] = np.nan
         out[kind] = values
     return out
+
+
+def _same_array(held, original):
+    """True when ``held`` is a view of exactly the file's bytes ``original`` (the product
+    hands out a new view object each time, so identity says nothing)."""
+    if held is original:
+        return True
+    if not (isinstance(held, np.ndarray) and isinstance(original, np.ndarray)):
+        return False
+    return (held.__array_interface__["data"][0] == original.__array_interface__["data"][0]
+            and held.shape == original.shape and held.strides == original.strides
+            and held.dtype == original.dtype)
 
 
 def _hdulist(product, replace, suffix=""):
@@ -89,7 +101,8 @@ def _sort_key(order):
     return key
 
 
-def export_combined(datasets, path, order="wavelength", target=None):
+def export_combined(datasets, path, order="wavelength", target=None, progress=None,
+                    cancel=None):
     """Write the SPHEREx cutouts among ``datasets`` as one combined file at ``path``.
 
     Parameters
@@ -102,6 +115,11 @@ def export_combined(datasets, path, order="wavelength", target=None):
         cutout_index 1, 2, ... follow the central wavelength or the exposure start.
     target : SkyCoord or (ra, dec) in degrees, optional
         Where CUTOUT_INFO's central wavelength is evaluated (default: each cutout's centre).
+    progress : callable, optional
+        ``progress(done, total)`` after each cutout.
+    cancel : threading.Event, optional
+        When set, the export stops, nothing is left at ``path`` (an existing file there is
+        kept) and :class:`~glue_spherex.errors.SpherexCancelled` is raised.
 
     Returns
     -------
@@ -120,15 +138,30 @@ def export_combined(datasets, path, order="wavelength", target=None):
                 "mjd_end": d.meta.get("mjd_end")}
                for i, d in enumerate(ordered, start=1)]
     path = os.fspath(path)
-    with CombinedWriter(path, planned, target=target, overwrite=True) as writer:
-        for index, data in enumerate(ordered, start=1):
-            try:
-                product = _source(data)
-                replace = _modified(data, product)
-                writer.add(index, _hdulist(product, replace) if replace else product)
-            except SpherexError as exc:
-                if writer.statuses[index] != "failed":  # add() records its own failures
-                    writer.add_failure(index, str(exc))
+    directory, name = os.path.split(os.path.abspath(path))
+    # built under a hidden name, renamed over ``path`` only when complete (not if cancelled)
+    staging = os.path.join(directory, f".{name}.{os.getpid()}.export")
+    try:
+        with CombinedWriter(staging, planned, target=target, overwrite=True) as writer:
+            for index, data in enumerate(ordered, start=1):
+                if cancel is not None and cancel.is_set():
+                    raise SpherexCancelled(f"export cancelled after {index - 1} of "
+                                           f"{len(ordered)} cutouts; nothing was written")
+                try:
+                    product = _source(data)
+                    replace = _modified(data, product)
+                    writer.add(index, _hdulist(product, replace) if replace else product)
+                except SpherexError as exc:
+                    if writer.statuses[index] != "failed":  # add() records its own failures
+                        writer.add_failure(index, str(exc))
+                if progress is not None:
+                    progress(index, len(ordered))
+        os.replace(staging, path)
+    except BaseException:
+        for leftover in (staging, staging + ".part"):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
+        raise
     return path
 
 

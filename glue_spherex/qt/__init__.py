@@ -126,7 +126,7 @@ def _compare(app, datasets):
     from .compare import open_wavelength_grid
 
     try:
-        return open_wavelength_grid(app, datasets)
+        return open_wavelength_grid(app, datasets, block=False)  # panel by panel
     except Exception as exc:  # noqa: BLE001 -- one line for the user, traceback in the log
         _notice(app, exc)
         return None

@@ -5,7 +5,8 @@ ones given), opens a new tab with one image viewer per cutout laid out in a grid
 3×3), and makes them share the sky view: every viewer uses the same reference dataset (shown
 only in its own panel), so their pixel axes are the same sky grid, and their x/y limits are
 kept in sync — pan or zoom one and all follow. Each panel is titled with its band and
-central wavelength.
+central wavelength. From the menus the panels are built one per turn of the event loop,
+so the window never freezes while they appear.
 
 glue saves the tab, its viewers and their limits in a session, but not the Python
 callbacks that keep the panels in step: :func:`reattach_wavelength_grids` finds the grids of
@@ -15,15 +16,17 @@ SPHEREx cutouts (the ``restored-grids`` patch, :mod:`glue_spherex.qt.patches`).
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 from echo import delay_callback
-from qtpy import QtWidgets
 
 from ..errors import SpherexError
 from .session import central_wavelength, is_cutout
 
 __all__ = ["choose_across_wavelength", "grid_shape", "open_wavelength_grid", "SharedView",
-           "reattach_wavelength_grids", "MAX_PANELS", "TAB_NAME"]
+           "reattach_wavelength_grids", "view_record", "restore_view", "restore_view_when_shown",
+           "MAX_PANELS", "TAB_NAME", "VIEW_KEY"]
 
 MAX_PANELS = 9
 TAB_NAME = "Compare λ"
@@ -62,7 +65,7 @@ def grid_shape(count):
     return 3, 3
 
 
-def open_wavelength_grid(app, datasets=None, count=DEFAULT_PANELS):
+def open_wavelength_grid(app, datasets=None, count=DEFAULT_PANELS, block=True):
     """Open a tab of linked image viewers, one per cutout, across the wavelength range.
 
     Parameters
@@ -73,14 +76,16 @@ def open_wavelength_grid(app, datasets=None, count=DEFAULT_PANELS):
         default ``count`` cutouts are chosen from all SPHEREx cutouts in the session.
     count : int
         Number of panels when choosing automatically (at most :data:`MAX_PANELS`).
+    block : bool
+        Build every panel before returning (scripts). Otherwise (the menu actions) one panel
+        is built per turn of the event loop, so the window stays responsive, with progress in
+        the status bar; the returned list fills as they appear.
 
     Returns
     -------
     list of ImageViewer
         In wavelength order.
     """
-    from glue_qt.viewers.image import ImageViewer
-
     pool = [d for d in (datasets if datasets is not None else app.data_collection)
             if is_cutout(d)]
     if len(pool) < 2:
@@ -88,14 +93,48 @@ def open_wavelength_grid(app, datasets=None, count=DEFAULT_PANELS):
                            "import some with File ▸ Import data ▸ SPHEREx cutouts…")
     limit = MAX_PANELS if datasets is not None else max(2, min(int(count), MAX_PANELS))
     chosen = choose_across_wavelength(pool, limit)
-    reference = chosen[len(chosen) // 2]
+    viewers = []
+    steps = _build_grid(app, chosen, viewers)
+    if block:
+        for _ in steps:
+            pass
+        return viewers
+    app._spherex_grid_pending = True
+    from qtpy import QtCore
 
+    def step():
+        try:
+            next(steps)
+        except StopIteration:
+            app._spherex_grid_pending = False
+            return
+        except Exception as exc:  # noqa: BLE001 -- one line for the user, like the menu
+            app._spherex_grid_pending = False
+            from . import _notice
+
+            _notice(app, exc)
+            return
+        QtCore.QTimer.singleShot(0, step)
+
+    step()
+    return viewers
+
+
+def _build_grid(app, chosen, viewers):
+    """The grid, one step per ``next()``: the frame and tab, each panel, then the layout."""
+    from glue_qt.viewers.image import ImageViewer
+
+    def status(text):
+        with contextlib.suppress(RuntimeError):
+            app.statusBar().showMessage(text, 0)
+
+    reference = chosen[len(chosen) // 2]
     app.new_tab()
     tab = app.current_tab
     app.tab_widget.setTabText(app.tab_widget.indexOf(tab), TAB_NAME)
-
-    viewers = []
-    for data in chosen:
+    status(f"Comparing {len(chosen)} cutouts: opening the panels…")
+    yield
+    for i, data in enumerate(chosen):
         viewer = app.new_data_viewer(ImageViewer, data=reference)
         if data is not reference:
             viewer.add_data(data)
@@ -107,17 +146,24 @@ def open_wavelength_grid(app, datasets=None, count=DEFAULT_PANELS):
         viewer.state.title = data.label  # band, λ, date: 'D2 1.342 µm 2025-05-03 #17'
         _select_layer(viewer, data)
         viewers.append(viewer)
-
-    # Lay the panels out first: equal sizes give equal aspect corrections, so the shared
-    # limits are the same in every panel.
-    _tile(tab, viewers)
-    QtWidgets.QApplication.processEvents()
-    viewers[0].state.reset_limits()
+        _tile(tab, viewers, len(chosen))
+        if len(viewers) == 1:
+            viewer.state.reset_limits()
+        else:  # drawn with the shared view from the start: no second draw at the end
+            with delay_callback(viewer.state, *_LIMITS):
+                for name in _LIMITS:
+                    setattr(viewer.state, name, getattr(viewers[0].state, name))
+        status(f"Comparing {len(chosen)} cutouts: panel {i + 1} of {len(chosen)}…")
+        yield
+    # Equal panel sizes give equal aspect corrections, so the shared limits are the same in
+    # every panel.
     shared = SharedView([v.state for v in viewers])
     shared.push(viewers[0].state)
     for viewer in viewers:
         viewer._spherex_shared_view = shared  # the callbacks hold it only weakly
-    return viewers
+    with contextlib.suppress(RuntimeError):
+        app.statusBar().showMessage(f"{len(chosen)} cutouts side by side, north up, east "
+                                    "left; pan or zoom one panel and all follow", 6000)
 
 
 def reattach_wavelength_grids(app):
@@ -142,6 +188,66 @@ def reattach_wavelength_grids(app):
             viewer._spherex_shared_view = shared
         grids.append(panels)
     return grids
+
+
+#: Key of the record glue-spherex adds to a saved application: each viewer's limits and the
+#: active subsets (glue restores neither: limits are reset as layers come back).
+VIEW_KEY = "spherex_view"
+
+
+def view_record(app):
+    """What :data:`VIEW_KEY` saves of ``app``: every viewer's limits, the active subsets."""
+    limits = [[[getattr(v.state, name, None) for name in _LIMITS] for v in tab]
+              for tab in app.viewers]
+    mode = getattr(app.session, "edit_subset_mode", None)
+    active = [g.label for g in (getattr(mode, "edit_subset", None) or [])
+              if hasattr(g, "label")]
+    return {"limits": limits, "active_subsets": active}
+
+
+def restore_view(app, record):
+    """Give the viewers of a restored ``app`` their saved limits and make the saved active
+    subsets active again (``record`` as saved under :data:`VIEW_KEY`)."""
+    for tab, saved in zip(app.viewers, record.get("limits", [])):
+        for viewer, values in zip(tab, saved):
+            if all(isinstance(v, (int, float)) for v in values):
+                with delay_callback(viewer.state, *_LIMITS):
+                    for name, value in zip(_LIMITS, values):
+                        setattr(viewer.state, name, value)
+    labels = record.get("active_subsets") or []
+    groups = [g for g in app.data_collection.subset_groups if g.label in labels]
+    mode = getattr(app.session, "edit_subset_mode", None)
+    if groups and mode is not None:
+        mode.edit_subset = groups
+
+
+def _restore_later(app, record):
+    with contextlib.suppress(RuntimeError):  # the window was closed meanwhile
+        restore_view(app, record)
+
+
+def restore_view_when_shown(app, record):
+    """Apply the saved view once the restored window has been shown and laid out (polls:
+    glue shows the window after restoring it, at a time we are not told)."""
+    from qtpy import QtCore
+
+    timer = QtCore.QTimer(app)
+    timer.setInterval(50)
+    state = {"shown_ticks": 0, "ticks": 0}
+
+    def tick():
+        state["ticks"] += 1
+        with contextlib.suppress(RuntimeError):
+            if app.isVisible():
+                state["shown_ticks"] += 1
+        if state["shown_ticks"] in (2, 8):  # laid out, then after the panels' resizes
+            _restore_later(app, record)
+        if state["shown_ticks"] >= 8 or state["ticks"] > 1200:  # at most a minute
+            timer.stop()
+
+    timer.timeout.connect(tick)
+    timer.start()
+    return timer
 
 
 def _hide_reference_layers(state, reference, now=True):
@@ -226,8 +332,8 @@ def _style(layer, data):
             layer.v_min, layer.v_max = float(lo), float(hi)
 
 
-def _tile(tab, viewers):
-    rows, cols = grid_shape(len(viewers))
+def _tile(tab, viewers, total=None):
+    rows, cols = grid_shape(total or len(viewers))
     area = tab.viewport().size() if hasattr(tab, "viewport") else tab.size()
     width = max(area.width(), 900) // cols
     height = max(area.height(), 600) // rows

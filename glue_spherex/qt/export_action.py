@@ -80,19 +80,31 @@ class ExportDialog(QtWidgets.QDialog):
         layout.addLayout(form)
 
         self.status_label = QtWidgets.QLabel()
+        self.status_label.setWordWrap(True)
         layout.addWidget(self.status_label)
+        # always laid out (only emptied when idle), so that nothing moves when it fills
+        self.progress = QtWidgets.QProgressBar()
+        self.progress.setRange(0, len(self.datasets))
+        self.progress.setValue(0)
+        self.progress.setFormat("%v of %m cutouts")
+        self.progress.setTextVisible(False)
+        layout.addWidget(self.progress)
 
         buttons = QtWidgets.QHBoxLayout()
         buttons.addStretch(1)
         self.export_button = QtWidgets.QPushButton("Export")
         self.export_button.setDefault(True)
+        self.cancel_button = QtWidgets.QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
         self.close_button = QtWidgets.QPushButton("Close")
         buttons.addWidget(self.export_button)
+        buttons.addWidget(self.cancel_button)
         buttons.addWidget(self.close_button)
         layout.addLayout(buttons)
         self.export_button.clicked.connect(self.export)
+        self.cancel_button.clicked.connect(self.cancel)
         self.close_button.clicked.connect(self.close)
-        self.resize(560, 200)
+        self.resize(560, 220)
 
     @property
     def order(self):
@@ -109,7 +121,7 @@ class ExportDialog(QtWidgets.QDialog):
         self.status_label.setStyleSheet(style)
 
     def export(self):
-        """Write the file off the GUI thread; the outcome is shown as one line."""
+        """Write the file off the GUI thread, with progress; the outcome is one line."""
         if self._task is not None:
             return
         path = os.path.expanduser(self.path_edit.text().strip())
@@ -119,27 +131,50 @@ class ExportDialog(QtWidgets.QDialog):
         if not path.lower().endswith((".fits", ".fit", ".fts")):
             path += ".fits"
             self.path_edit.setText(path)
+        problem = _unwritable(path)
+        if problem:
+            self._show(problem, _RED)
+            return
         datasets, order = list(self.datasets), self.order
 
         def run(report, cancel):
             from ..plugin import export_combined
 
-            export_combined(datasets, path, order=order)
+            try:
+                export_combined(datasets, path, order=order,
+                                progress=lambda done, total: report(done), cancel=cancel)
+            except OSError as exc:
+                raise SpherexError(_write_failure(path, exc)) from None
             return path
 
         self.export_button.setEnabled(False)
-        self._show(f"Writing {len(datasets)} cutouts…")
+        self.cancel_button.setEnabled(True)
+        self.progress.setValue(0)
+        self.progress.setTextVisible(True)
+        self._show(f"Writing {len(datasets)} cutouts to {path}…")
         self._task = task = BackgroundTask(run, self)
+        task.reported.connect(self.progress.setValue)
         task.succeeded.connect(self._done)
         task.failed.connect(self._failed)
         task.start()
 
+    def cancel(self):
+        """Stop a running export; nothing is left at the file name."""
+        if self._task is not None:
+            self._task.cancel()
+            self.cancel_button.setEnabled(False)
+            self._show("Cancelling…")
+
+    def _finish(self):
+        self._task = None
+        self.export_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+
     def _done(self, path):
         from astropy.io import fits
 
-        self._task = None
+        self._finish()
         self.written = path
-        self.export_button.setEnabled(True)
         header = fits.getheader(path)
         written = header.get("NCUTOUT", 0)
         failed = header.get("NFAILED", 0) + header.get("NMISSING", 0)
@@ -152,6 +187,33 @@ class ExportDialog(QtWidgets.QDialog):
         self.exported.emit(path)
 
     def _failed(self, message):
-        self._task = None
-        self.export_button.setEnabled(True)
-        self._show(message, _RED)
+        cancelled = self._task is not None and self._task.cancel_event.is_set()
+        self._finish()
+        self.progress.setValue(0)
+        self.progress.setTextVisible(False)
+        if cancelled:
+            self._show("Cancelled; nothing was written.", _GREY)
+        else:
+            self._show(message, _RED)
+
+    def closeEvent(self, event):
+        """Closing the dialog cancels a running export."""
+        self.cancel()
+        super().closeEvent(event)
+
+
+def _unwritable(path):
+    """Why ``path`` cannot be written, as a sentence saying what to do; None if it can."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return f"The folder {folder} does not exist; choose another file name."
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"The folder {folder} cannot be written to; choose another folder."
+    if os.path.isdir(path):
+        return f"{path} is a folder; choose a file name."
+    return None
+
+
+def _write_failure(path, exc):
+    reason = (exc.strerror or str(exc)).rstrip(".").lower()
+    return f"Could not write {path} ({reason}); choose another folder or free some space."

@@ -13,6 +13,7 @@ down with it: the worker only sees the cancel event and ends on its own.
 from __future__ import annotations
 
 import queue
+import re
 import threading
 
 from qtpy import QtCore
@@ -25,13 +26,17 @@ _POLL_MS = 50
 
 
 def one_line(exc):
-    """A readable single-line message for any exception (never a traceback)."""
+    """A readable single line for any exception: never a traceback, an exception class name
+    or a temporary ``.part`` file name."""
     if isinstance(exc, SpherexError):
         text = str(exc)
+    elif isinstance(exc, OSError) and exc.strerror:
+        name = exc.filename if isinstance(exc.filename, str) else ""
+        text = f"{exc.strerror}: {name}" if name else exc.strerror
     else:
-        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
-    return first
+        text = str(exc) or "an unexpected error happened (details in View ▸ Console Log)"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), text)
+    return re.sub(r"(\S+?)\.part\b", r"\1", first)
 
 
 class BackgroundTask(QtCore.QObject):

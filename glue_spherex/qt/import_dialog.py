@@ -49,6 +49,11 @@ _RED = "color: #b3261e;"
 _GREEN = "color: #1e6b34;"
 
 
+#: Above this estimate a search without a cache folder warns before any download: without a
+#: cache every cutout (PSF cube included) is held in memory for the session.
+MEMORY_WARNING_BYTES = 2 << 30
+
+
 class SpherexImportDialog(QtWidgets.QDialog):
     """Search the SPHEREx archive and load cutouts into ``data_collection`` as they arrive.
 
@@ -471,7 +476,12 @@ class SpherexImportDialog(QtWidgets.QDialog):
         self.preview = preview
         self._fill_preview()
         self._set_state("previewed")
-        if self.preview.total:
+        if self.preview.total and self.preview.nbytes > MEMORY_WARNING_BYTES \
+                and not self.cache_edit.text().strip():
+            self._show(f"Warning: these cutouts will hold about "
+                       f"{format_bytes(self.preview.nbytes)} in memory; set a cache folder "
+                       "under Advanced to keep them on disk, or narrow the search.", _RED)
+        elif self.preview.total:
             self._show("Press Fetch to download them; they appear in the data collection as "
                        "they arrive.")
         else:
@@ -554,6 +564,11 @@ class SpherexImportDialog(QtWidgets.QDialog):
             cache = request.cache_dir if request.cache_dir is not None else ""  # "" = none
             for result in fetch_cutouts(table, workers=request.workers, cache_dir=cache,
                                         cancel=cancel):
+                if cancel.is_set() and result.status == "ok":
+                    # arrived after Cancel (a fast archive finishes the queue quickly): not
+                    # added, so Cancel means what it says; a cached copy serves a resume
+                    result = dataclasses.replace(result, status="cancelled",
+                                                 reason="cancelled", data=None)
                 data = None
                 if result.status == "ok":
                     try:

@@ -4,7 +4,10 @@
 * ``batched-tree`` -- glue-qt's data-collection views use
   :class:`~glue_spherex.qt.collection_model.BatchedDataCollectionModel`;
 * ``restored-grids`` -- ``GlueApplication.__setgluestate__`` links the panels of restored
-  wavelength grids again (:func:`~glue_spherex.qt.compare.reattach_wavelength_grids`).
+  wavelength grids again (:func:`~glue_spherex.qt.compare.reattach_wavelength_grids`) and
+  gives every viewer its saved limits and the active subsets back
+  (:func:`~glue_spherex.qt.compare.restore_view`);
+* ``saved-view`` -- ``GlueApplication.__gluestate__`` saves those limits and subsets.
 
 :func:`apply` and :func:`undo` are what the Qt plugin's ``setup`` and ``teardown`` call.
 """
@@ -32,7 +35,12 @@ def _batched_tree():
 def _restored_grids():
     from glue_qt.app import GlueApplication
 
-    from .compare import reattach_wavelength_grids
+    from .compare import (
+        VIEW_KEY,
+        reattach_wavelength_grids,
+        restore_view,
+        restore_view_when_shown,
+    )
     from .session import cutouts_in
 
     glue_method = GlueApplication.__dict__["__setgluestate__"]  # a classmethod
@@ -41,9 +49,29 @@ def _restored_grids():
         app = glue_method.__func__(cls, rec, context)
         if cutouts_in(app.data_collection):
             reattach_wavelength_grids(app)
+        record = rec.get(VIEW_KEY)
+        if record:  # saved by the saved-view patch
+            restore_view(app, record)
+            # glue lays the viewers out (and fits their aspect) once the window is shown
+            app._spherex_view_timer = restore_view_when_shown(app, record)
         return app
 
     return replace_attribute(GlueApplication, "__setgluestate__", classmethod(__setgluestate__))
+
+
+def _saved_view():
+    from glue_qt.app import GlueApplication
+
+    from .compare import VIEW_KEY, view_record
+
+    glue_method = GlueApplication.__dict__["__gluestate__"]
+
+    def __gluestate__(self, context):
+        state = glue_method(self, context)
+        state[VIEW_KEY] = view_record(self)
+        return state
+
+    return replace_attribute(GlueApplication, "__gluestate__", __gluestate__)
 
 
 PATCHES = [
@@ -72,6 +100,19 @@ PATCHES = [
         verified_by="tests/test_qt_actions.py (grid restored from a .glu pans together)",
         drop_when="glue can save linked viewer limits itself",
         apply=_restored_grids,
+    )),
+    register(Patch(
+        name="saved-view",
+        package="glue-qt",
+        versions=">=0.3,<1",
+        changes="GlueApplication.__gluestate__ also saves every viewer's limits and the "
+                "active subsets (record 'spherex_view'); restored-grids applies them",
+        why="glue resets image limits as layers come back and does not save the active "
+            "subset, so a restored session lost its zoom and active subset",
+        verified_by="tests/test_qt_actions.py (grid restored from a .glu keeps its zoom and "
+                    "active subset), bench/bench_gui.py",
+        drop_when="glue restores viewer limits and the active subset itself",
+        apply=_saved_view,
     )),
 ]
 
