@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+from astropy.io import fits
 from astropy.io.fits.verify import VerifyError
 
 from .errors import SpherexFormatError, SpherexInputError
@@ -115,11 +116,17 @@ def _bit_cards(header):
     elsewhere (a garbled BUNIT) does not hide the bit map; an unreadable bit card is a
     :class:`~glue_spherex.errors.SpherexFormatError` naming it.
     """
-    cards = getattr(header, "cards", None)
-    if cards is None:
-        yield from header.items()
+    if not isinstance(header, fits.Header):
+        # any other mapping (the byte-level reader's keywords parse a value when it is read)
+        for key in list(header):
+            if str(key).upper().removeprefix("HIERARCH ").startswith(("MP_", "MSK")):
+                try:
+                    value = header[key]
+                except (VerifyError, ValueError):
+                    raise SpherexFormatError(f"FLAGS: unreadable flag card {key}") from None
+                yield key, value
         return
-    for card in cards:
+    for card in header.cards:
         key = card.keyword.upper()
         if not key.removeprefix("HIERARCH ").startswith(("MP_", "MSK")):
             continue

@@ -17,6 +17,7 @@ Every error is shown in the dialog as one line.
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 from astropy.time import Time
@@ -38,6 +39,8 @@ __all__ = ["SpherexImportDialog"]
 
 #: Seconds between two batches of cutouts added to the session while fetching.
 BATCH_SECONDS = 0.5
+#: Largest share of the GUI thread's time that adding batches may take.
+BATCH_WORK_SHARE = 0.1
 
 _COLLECTIONS = (("Wide survey", "wide"), ("Deep fields", "deep"), ("Wide and deep", "both"))
 _RELEASES = (("QR2, pipeline < 7", "qr2"), ("Pipeline 7 (QR3, QR2 reprocessed)", "qr3"),
@@ -606,6 +609,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
         from ..plugin import link_cutouts
 
         dc = self.data_collection
+        started = time.perf_counter()
         try:
             with dc.delay_link_manager_update():
                 dc.extend(batch)
@@ -613,6 +617,11 @@ class SpherexImportDialog(QtWidgets.QDialog):
         except Exception as exc:  # noqa: BLE001 -- reported at the end; the data stay loaded
             self._session_error = f"linking the cutouts failed: {one_line(exc)}"
         self.loaded.extend(d for d in batch if d in dc.data)
+        # Each batch costs glue an update of the whole collection, which grows with it: wait
+        # at least BATCH_WORK_SHARE^-1 times as long as this batch took, so the GUI thread
+        # spends at most that share on batches and their number stays small for big imports.
+        took = time.perf_counter() - started
+        self._batch_timer.setInterval(int(1000 * max(BATCH_SECONDS, took / BATCH_WORK_SHARE)))
 
     def _fetch_ended(self, task, message):
         if task is not self._task:
