@@ -501,7 +501,8 @@ class LiveSpectrum(HubListener):
                                    ("flux", "flux", "uJy"), ("error", "flux_err", "uJy"),
                                    ("bandwidth", "bandwidth", "um"), ("mjd", "mjd", "d"),
                                    ("cutout_index", "cutout_index", ""),
-                                   ("detector", "detector", ""), ("n_masked", "n_masked", "")):
+                                   ("detector", "detector", ""), ("n_masked", "n_masked", ""),
+                                   ("pipeline", "pipeline", "")):
             values = np.asarray(u.Quantity(t[column]).value if hasattr(t[column], "unit")
                                 else t[column], dtype=float)
             data.add_component(Component(values, units=unit), name)
@@ -509,7 +510,9 @@ class LiveSpectrum(HubListener):
                              ("cutout", [d.label for d in self._row_cutouts])):
             data.add_component(CategoricalComponent(np.asarray(values, dtype=str)), name)
         data.meta.update(spherex_spectrum=True, subset=self.label, ra=self.circle.ra,
-                         dec=self.circle.dec, radius_arcsec=self.circle.radius_arcsec)
+                         dec=self.circle.dec, radius_arcsec=self.circle.radius_arcsec,
+                         mixed_pipelines=bool(t.meta.get("mixed_pipelines")),
+                         warnings=list(t.meta.get("warnings", [])))
         return data
 
     def _publish(self):

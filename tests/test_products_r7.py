@@ -535,6 +535,19 @@ def test_live_spectrum_frames_of_r7_datasets_use_the_epsf_and_warn_when_mixed(r7
         row = table[table["pipeline"] == 7][0]
         assert row["flux"].to_value(u.uJy) == pytest.approx(1000.0, rel=2e-3)
         assert table.meta["warnings"] and table.meta["mixed_pipelines"]
+        # the live spectrum in glue carries the warning and each point's pipeline
+        from glue.core import DataCollection
+
+        from glue_spherex.live_spectrum import LiveSpectrum
+        from glue_spherex.plugin.subsets import sky_subset
+
+        dc = DataCollection(datasets)
+        group = sky_subset(dc, coord.ra.deg, coord.dec.deg, 6 / 3600, label="source")
+        with pytest.warns(MixedPipelineWarning):
+            live = LiveSpectrum(dc, group)
+        assert live.spectrum.meta["mixed_pipelines"] is True
+        assert "pipeline 7" in live.spectrum.meta["warnings"][0]
+        assert sorted(live.spectrum["pipeline"]) == [6, 7]
     finally:
         for p in products:
             p.close()

@@ -176,8 +176,11 @@ def _spectrum_changed(app, live):
         else:
             viewer.state.reset_limits()  # autoscale: the new points are all in view
         measured = int(np.isfinite(np.asarray(live.spectrum["flux"], float)).sum())
-        _status(app, f"SPHEREx spectrum of {live.label!r}: {measured} of "
-                     f"{live.spectrum.size} cutouts measured", 8000)
+        text = (f"SPHEREx spectrum of {live.label!r}: {measured} of {live.spectrum.size} "
+                "cutouts measured")
+        for warning in live.spectrum.meta.get("warnings", []):  # e.g. mixed pipelines
+            text += f". Warning: {warning}"
+        _status(app, text, 30000 if live.spectrum.meta.get("warnings") else 8000)
 
 
 def _new_viewer(app, live):
