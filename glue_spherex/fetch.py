@@ -166,9 +166,15 @@ class FetchResult:
         if self.status != OK:
             return None
         if self._product is None:
-            from .products import SpectralImage
+            from .products import SpectralImage, provenance
 
-            self._product = SpectralImage.open(self.data if self.data is not None else self.path)
+            product = SpectralImage.open(self.data if self.data is not None else self.path)
+            # bytes and cache files carry no path: release and processing tag from the URL
+            found = provenance(self.url)
+            product.access_url = product.access_url or self.url
+            product.release = product.release or found["release"]
+            product.processing = product.processing or found["processing"]
+            self._product = product
         return self._product
 
 

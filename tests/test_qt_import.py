@@ -354,3 +354,29 @@ def test_release_combo_chooses_what_is_searched(glue_app, qtbot, archive):
     assert all(v.startswith("l2b-v21-") for v in versions["qr2"])
     assert versions["qr3"] and not any(v.startswith("l2b-v21-") for v in versions["qr3"])
     combo.setCurrentIndex(combo.findData("qr2"))
+
+
+def test_importer_fetches_pipeline7_cutouts_into_the_session(glue_app, qtbot, archive):
+    """QR3 chosen in the dialog: R7 cutouts arrive as datasets with wavelengths and flags."""
+    import numpy as np
+
+    dc = glue_app.data_collection
+    dialog = open_import_dialog(glue_app)
+    fill(dialog, archive.url, size="1", window=None, bands=[5])
+    dialog.release_combo.setCurrentIndex(dialog.release_combo.findData("qr3"))
+    search(qtbot, dialog)
+    assert dialog.state == "previewed", dialog.status_label.text()
+    n = len(dialog.table)
+    assert n >= 2
+    fetch(qtbot, dialog)
+    assert dialog.failures == [], [f.reason for f in dialog.failures]
+    cutouts = list(dialog.loaded)
+    assert len(cutouts) == n and all(d in dc for d in cutouts)
+    # 'qr3' means the pipeline-7 products: QR3, and the QR2 exposures reprocessed with it
+    assert {d.meta["release"] for d in cutouts} == {"qr3", "qr2"}
+    for d in cutouts:
+        assert d.meta["pipeline"] == 7 and d.meta["detector"] == 5
+        assert d.meta["processing"].startswith(("l2b-v27-", "l2b-v26-", "l2b_retry-v2"))
+        wave = np.asarray(d["wavelength"], float)
+        assert np.all((wave > 3.8) & (wave < 4.45))  # D5
+        assert d["flags"].dtype.kind == "i"
