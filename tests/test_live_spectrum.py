@@ -320,7 +320,7 @@ def test_qt_action_opens_a_scatter_viewer_of_the_spectrum(glue_app, products, qt
     action = app._layer_widget._actions[LABEL]
     assert action.isEnabled()
     _slowed(monkeypatch, 0.8)
-    dog = EventLoopWatchdog().start()
+    dog = EventLoopWatchdog(settle_gc=True).start()
     action.trigger()
     assert "Measuring the spectrum" in app.statusBar().currentMessage()
     # the watchdog stops when the spectrum arrives, before glue builds the viewer
@@ -349,7 +349,7 @@ def test_qt_action_opens_a_scatter_viewer_of_the_spectrum(glue_app, products, qt
     live = live_spectra(app.data_collection)[group]
     n = live.n_computations
     viewer.state.y_min, viewer.state.y_max = -1e9, -1e9 + 1  # every point out of view
-    with EventLoopWatchdog() as dog:
+    with EventLoopWatchdog(settle_gc=True) as dog:
         group.subset_state = SkyCircleSubsetState(S1.ra, S1.dec, RADIUS)
         assert live.n_computations == n
         qtbot.waitUntil(lambda: live.n_computations == n + 1, timeout=20_000)

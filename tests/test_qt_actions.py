@@ -147,7 +147,7 @@ def test_export_runs_off_the_gui_thread_with_progress_and_cancel(session, qtbot,
     dialog.path_edit.setText(str(path))
     seen = []
     dialog.progress.valueChanged.connect(seen.append)
-    with EventLoopWatchdog() as dog:
+    with EventLoopWatchdog(settle_gc=True) as dog:
         qtbot.mouseClick(dialog.export_button, qt_left())
         assert dialog.cancel_button.isEnabled() and not dialog.export_button.isEnabled()
         qtbot.waitUntil(lambda: dialog.written is not None, timeout=60_000)
@@ -240,7 +240,7 @@ def test_compare_grid_never_freezes_the_window(session, qtbot):
 
     app, datasets = session
     t0 = time.perf_counter()
-    with EventLoopWatchdog() as dog:
+    with EventLoopWatchdog(settle_gc=True) as dog:
         _open_grid(app, qtbot, menu_action(app._actions["plugins"], COMPARE_LABEL))
     took = time.perf_counter() - t0
     panels = app.viewers[app.tab_names.index(TAB_NAME)]
