@@ -198,6 +198,7 @@ def child(method, plan_path, out_path, workers):
 # -- the driver ---------------------------------------------------------------------------------
 
 def start_archive(latency):
+    """The local archive in its own process (``latency`` s per request): (process, URL)."""
     proc = subprocess.Popen([sys.executable, "-m", "glue_spherex.archive", "--port", "0",
                              "--latency", str(latency)],
                             stdout=subprocess.PIPE, text=True)

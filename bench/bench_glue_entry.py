@@ -35,6 +35,8 @@ import sys
 import tempfile
 import time
 
+from bench_fetch import start_archive  # bench/ is the script's own folder, first on sys.path
+
 TARGET = "210.80227 54.34895"  # M101
 SIZE_ARCMIN = 6
 PATHS = ("script", "collection", "launcher", "load_data", "add_path", "drop", "importer",
@@ -82,18 +84,6 @@ def make_files(url, workdir, sizes):
             fetch_to_file(table, path, workers=8, cache_dir=os.path.join(workdir, "cache"))
         out[n] = (path, window, len(table))
     return out
-
-
-def start_archive():
-    proc = subprocess.Popen([sys.executable, "-m", "glue_spherex.archive", "--port", "0"],
-                            stdout=subprocess.PIPE, text=True)
-    url = proc.stdout.readline().strip()
-    for line in proc.stdout:
-        if "ready" in line:
-            break
-    else:
-        raise SystemExit("the archive did not start")
-    return proc, url
 
 
 # -- one entry path, in this (fresh) process ------------------------------------------------
@@ -279,7 +269,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="bench-entry-") as tmp:
         workdir = args.workdir or tmp
         os.makedirs(workdir, exist_ok=True)
-        proc, url = start_archive()
+        proc, url = start_archive(0)
         try:
             t0 = time.perf_counter()
             files = make_files(url, workdir, args.sizes)
