@@ -72,6 +72,12 @@ _COMPRESSION_CARD = re.compile(
     r"Z(IMAGE|SIMPLE|TENSION|BITPIX|NAXIS\d*|TILE\d+|CMPTYPE|NAME\d+|VAL\d+|QUANTIZ|"
     r"DITHER0|BLANK|SCALE|ZERO|PCOUNT|GCOUNT|MASKCMP))$")
 _MAX_FLAGS_PIXELS = 4096 * 4096
+#: A minimal PRIMARY header, for handing astropy one extension as a whole file.
+_EMPTY_PRIMARY = (("SIMPLE  =                    T" + " " * 50
+                   + "BITPIX  =                    8" + " " * 50
+                   + "NAXIS   =                    0" + " " * 50
+                   + "EXTEND  =                    T" + " " * 50
+                   + "END").ljust(2880)).encode("ascii")
 _PROCESSING = re.compile(r"l2b(?:_retry)?-v\d+-\d{4}-\d{3}", re.IGNORECASE)
 _RELEASE = re.compile(r"(?:^|[/_?=&])(qr\d+)(?=$|[/_&?])", re.IGNORECASE)
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -220,7 +226,13 @@ class _Backing:
             head += b" " * (-len(head) % 2880)
             raw = head + bytes(self.read(span.data_start, span.end - span.data_start))
         try:
-            return fits.CompImageHDU(bintable=fits.BinTableHDU.fromstring(raw))
+            # behind an empty PRIMARY, astropy's reader recognises the tile-compressed table
+            # itself (every astropy version we support; CompImageHDU(bintable=) is 7.0+ only)
+            hdul = fits.open(io.BytesIO(_EMPTY_PRIMARY + raw), mode="readonly")
+            hdu = hdul[1]
+            if not isinstance(hdu, fits.CompImageHDU):
+                raise ValueError("not recognised as a compressed image")
+            return hdu
         except Exception as exc:  # noqa: BLE001 -- astropy's VerifyError is no ValueError
             raise SpherexFormatError(f"{label}: unreadable compressed image ({exc})") from None
 
