@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pyvo
 import requests
 
-from glue_spherex.archive import LocalArchive
+from glue_spherex.local_archive import LocalArchive
 
 M101 = (210.80227, 54.34895)
 N_STARTS = 5
@@ -28,7 +28,7 @@ _START = """
 import time
 t0 = time.perf_counter()
 import socket, sys, urllib.parse, urllib.request
-from glue_spherex.archive import LocalArchive
+from glue_spherex.local_archive import LocalArchive
 t_import = time.perf_counter() - t0
 arch = LocalArchive().start()
 socket.create_connection(("127.0.0.1", arch.port)).close()
@@ -43,7 +43,7 @@ arch.stop()
 
 
 def start_times():
-    """Seconds from the start of a fresh process (before ``import glue_spherex.archive``) to:
+    """Seconds from the start of a fresh process (before ``import glue_spherex.local_archive``) to:
     the import done, the server accepting connections, the tutorial TAP query answered."""
     out = subprocess.run([sys.executable, "-c", _START, TUTORIAL], capture_output=True,
                          text=True, check=True).stdout.split()
@@ -63,7 +63,7 @@ def main():
     runs = [start_times() for _ in range(N_STARTS)]
     print(f"server start, {N_STARTS} fresh processes (no disk cache exists); seconds since the "
           "process began importing, min / median / max")
-    for i, label in enumerate(("import glue_spherex.archive", "accepting connections",
+    for i, label in enumerate(("import glue_spherex.local_archive", "accepting connections",
                                f"tutorial TAP query answered ({runs[0][3]} rows)")):
         t = sorted(r[i] for r in runs)
         print(f"  {label:<42} {t[0]:.3f} / {statistics.median(t):.3f} / {t[-1]:.3f}")
@@ -140,7 +140,7 @@ def main():
 
     with LocalArchive() as arch:
         arch.wait_ready()
-        from glue_spherex.archive import FaultConfig
+        from glue_spherex.local_archive import FaultConfig
         arch.faults = FaultConfig(latency=0.15)
         missing = arch.url + "/ibe/data/spherex/qr2/level2/none.fits"
 

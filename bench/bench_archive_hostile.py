@@ -3,7 +3,7 @@ memory (VmHWM of its own process), its memory after each request, how long each 
 takes, and how long a trivial query waits while a slow query runs.
 
 Run: ``.venv/bin/python bench/bench_archive_hostile.py`` (about half a minute; prints the
-figures). The archive runs in a subprocess (``python -m glue_spherex.archive``) so that its
+figures). The archive runs in a subprocess (``python -m glue_spherex.local_archive``) so that its
 memory is its own; every request goes to 127.0.0.1 and every loop is bounded.
 """
 
@@ -60,7 +60,7 @@ def raw(port, head, body_bytes=0, timeout=30.0):
 
 
 def main():
-    proc = subprocess.Popen([sys.executable, "-m", "glue_spherex.archive", "--query-timeout",
+    proc = subprocess.Popen([sys.executable, "-m", "glue_spherex.local_archive", "--query-timeout",
                              str(QUERY_TIMEOUT)], stdout=subprocess.PIPE, text=True)
     try:
         url = proc.stdout.readline().strip()

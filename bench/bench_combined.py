@@ -25,9 +25,9 @@ import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 
-from glue_spherex.combined import CombinedWriter, read_combined
-from glue_spherex.products import SpectralImage
-from glue_spherex.wavelength import reference_table
+from glue_spherex.products.combined import CombinedWriter, read_combined
+from glue_spherex.products.spectral_image import SpectralImage
+from glue_spherex.products.wavelength import reference_table
 
 
 def real_header(name):

@@ -7,7 +7,7 @@ the list is repeated with a distinct, ignored query parameter (``&rep=k``) so th
 requests are distinct. Each method then runs in its own subprocess, so its peak RSS can be read
 from ``wait4``:
 
-- ours: ``glue_spherex.fetch.fetch_to_file`` (W workers, streaming into the combined MEF);
+- ours: ``glue_spherex.download.fetcher.fetch_to_file`` (W workers, streaming into the combined MEF);
 - tutorial: IRSA's ``spherex_cutouts`` notebook method, re-implemented faithfully: per row
   ``fits.open(url, cache=False)``, the wavelength at the target via
   ``WCS(header, fobj=hdulist, key='W')`` with ``sip = None``, every HDU renamed and
@@ -45,7 +45,7 @@ def run_ours(plan_path, out_path, workers):
     from astropy.coordinates import SkyCoord
     from astropy.table import Table
 
-    from glue_spherex.fetch import fetch_to_file
+    from glue_spherex.download.fetcher import fetch_to_file
 
     table = Table.read(plan_path, format="ascii.ecsv")
     last = []
@@ -82,7 +82,7 @@ def run_fetch_only(plan_path, out_path, workers):
     """Diagnostic: our fetcher with every body validated, then dropped (no MEF written)."""
     from astropy.table import Table
 
-    from glue_spherex.fetch import fetch_cutouts
+    from glue_spherex.download.fetcher import fetch_cutouts
 
     table = Table.read(plan_path, format="ascii.ecsv")
     t0 = time.perf_counter()
@@ -199,7 +199,7 @@ def child(method, plan_path, out_path, workers):
 
 def start_archive(latency):
     """The local archive in its own process (``latency`` s per request): (process, URL)."""
-    proc = subprocess.Popen([sys.executable, "-m", "glue_spherex.archive", "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "glue_spherex.local_archive", "--port", "0",
                              "--latency", str(latency)],
                             stdout=subprocess.PIPE, text=True)
     url = proc.stdout.readline().strip()
@@ -214,7 +214,7 @@ def start_archive(latency):
 def make_plan(url, n, size, path):
     from astropy.table import Table, vstack
 
-    from glue_spherex.query import SpherexArchive
+    from glue_spherex.irsa.core import SpherexArchive
 
     rows = SpherexArchive(url).query_region(M101, size=size)
     distinct = len(rows)

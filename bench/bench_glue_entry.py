@@ -69,8 +69,8 @@ def make_files(url, workdir, sizes):
     """``{n: (path, window, actual count)}``: combined files, and the fetch cache filled."""
     import astropy.units as u
 
-    from glue_spherex.fetch import fetch_to_file
-    from glue_spherex.query import SpherexArchive
+    from glue_spherex.download.fetcher import fetch_to_file
+    from glue_spherex.irsa.core import SpherexArchive
 
     archive = SpherexArchive(archive_url=url)
     everything = archive.query_region(TARGET, size=SIZE_ARCMIN * u.arcmin)
@@ -188,9 +188,9 @@ def worker(case, path, n, glu, url, cache, window):
         # importer, which then fetches from the cache as the other paths read a file
         import astropy.units as u
 
-        from glue_spherex.fetch import fetch_cutouts
+        from glue_spherex.download.fetcher import fetch_cutouts
+        from glue_spherex.irsa.core import SpherexArchive
         from glue_spherex.plugin import product_to_data
-        from glue_spherex.query import SpherexArchive
 
         for _ in range(2):  # the first fills the cache; the second is the one timed
             t0, c0 = time.perf_counter(), time.process_time()

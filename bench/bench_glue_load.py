@@ -5,7 +5,7 @@ archive's observation plan, frames repeated to reach 700), each in a fresh proce
 
 1. ``load``   -- glue's ``load_data`` on a combined cutout file: ``read`` (glue's
    ``find_factory``: the plugin's identifier, which reads the file's headers with
-   :mod:`glue_spherex.products`) + ``convert`` (the factory: SpectralImage -> Data);
+   :mod:`glue_spherex.products.spectral_image`) + ``convert`` (the factory: SpectralImage -> Data);
 2. ``add``    -- ``app.add_data(*datasets)`` (GlueApplication, autolinkers included);
 3. ``link``   -- ``link_cutouts(data_collection)``;
 4. ``subset`` -- one pixel-box subset drawn on the first cutout, masks computed on all N;
@@ -38,8 +38,13 @@ CUTOUT_PX = 58  # 0.1 deg at 6.15"/px
 
 def generate(workdir, sizes):
     """Combined files ``m101_<N>.fits`` of the first N M101 cutouts (frames repeated)."""
-    from glue_spherex.combined import CombinedWriter
-    from glue_spherex.synthetic import TARGETS, cutout_bytes, cutout_window, observation_plan
+    from glue_spherex.local_archive.synthetic import (
+        TARGETS,
+        cutout_bytes,
+        cutout_window,
+        observation_plan,
+    )
+    from glue_spherex.products.combined import CombinedWriter
 
     paths = {n: os.path.join(workdir, f"m101_{n}.fits") for n in sizes}
     if all(os.path.exists(p) for p in paths.values()):

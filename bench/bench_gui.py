@@ -41,9 +41,9 @@ TARGETS = {"compare": 2.0, "spectrum_first": 1.0, "spectrum_update": 0.3, "expor
 def cutout_files(workdir, n):
     """Paths of ``n`` cached cutouts of M101 (fetched from a local archive the first time),
     in the order of the query table."""
-    from glue_spherex.archive import LocalArchive
-    from glue_spherex.fetch import fetch_cutouts
-    from glue_spherex.query import SpherexArchive
+    from glue_spherex.download.fetcher import fetch_cutouts
+    from glue_spherex.irsa.core import SpherexArchive
+    from glue_spherex.local_archive import LocalArchive
 
     listing = os.path.join(workdir, f"cutouts_{n}.json")
     if os.path.exists(listing):
@@ -98,7 +98,7 @@ def make_app(paths):
     import glue_spherex.plugin
     import glue_spherex.qt
     from glue_spherex.plugin import link_cutouts, product_to_data
-    from glue_spherex.products import SpectralImage
+    from glue_spherex.products.spectral_image import SpectralImage
 
     glue_spherex.plugin.setup()
     glue_spherex.qt.setup()
@@ -159,7 +159,7 @@ def bench_window(paths, workdir):
     def spectrum_ready(n_computations):
         def ready():
             viewer = spectrum_viewer()
-            from glue_spherex.live_spectrum import live_spectra
+            from glue_spherex.plugin.live_spectrum import live_spectra
             live = live_spectra(app.data_collection).get(group)
             return (viewer is not None and live is not None and live.spectrum is not None
                     and live.n_computations >= n_computations

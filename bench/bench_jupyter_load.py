@@ -40,9 +40,9 @@ def worker(path, indexed_first):
     IPython.display.display = lambda *a, **k: None  # no browser: widgets are not rendered
     from glue_jupyter import jglue
 
+    from glue_spherex.local_archive.synthetic import TARGETS
     from glue_spherex.plugin import sky_subset
     from glue_spherex.plugin.linkmanager import use_indexed_link_manager
-    from glue_spherex.synthetic import TARGETS
 
     app = jglue()
     if indexed_first:

@@ -4,7 +4,7 @@ Builds N glue datasets from real synthetic cutouts of M101 (the local archive's 
 frames, 21x21 px), star-links them as the plugin does, follows a sky-circle subset with a
 LiveSpectrum and times: the first spectrum (frames built from the datasets, then measured),
 moving the region (one recomputation from cached frames), and the same measurement through
-:func:`glue_spherex.spectrum.extract_spectrum` on the products. Prints milliseconds per
+:func:`glue_spherex.analysis.spectrum.extract_spectrum` on the products. Prints milliseconds per
 cutout for each N, so linear scaling shows as a flat column.
 
     python bench/bench_live_spectrum.py [N ...]      (default 50 100 200 400)
@@ -23,16 +23,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from synthetic_cutouts import covering_frames  # noqa: E402
 
-from glue_spherex.live_spectrum import LiveSpectrum  # noqa: E402
+from glue_spherex.analysis.spectrum import extract_spectrum  # noqa: E402
+from glue_spherex.local_archive.synthetic import cutout_bytes, default_sky  # noqa: E402
 from glue_spherex.plugin import (  # noqa: E402
     SkyCircleSubsetState,
     link_cutouts,
     products_to_data,
     sky_subset,
 )
-from glue_spherex.products import SpectralImage  # noqa: E402
-from glue_spherex.spectrum import extract_spectrum  # noqa: E402
-from glue_spherex.synthetic import cutout_bytes, default_sky  # noqa: E402
+from glue_spherex.plugin.live_spectrum import LiveSpectrum  # noqa: E402
+from glue_spherex.products.spectral_image import SpectralImage  # noqa: E402
 
 
 def main(sizes):

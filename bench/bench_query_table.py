@@ -24,7 +24,7 @@ import numpy as np
 from astropy.io.votable import from_table, parse
 from astropy.table import Table
 
-from glue_spherex.query import SpherexArchive
+from glue_spherex.irsa.core import SpherexArchive
 
 
 def answer(n):

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from spherex_testfiles import make_cutout, make_frame, make_r7_frame  # noqa: E402
 
-from glue_spherex.combined import CombinedWriter  # noqa: E402
-from glue_spherex.products import open_products  # noqa: E402
+from glue_spherex.products.combined import CombinedWriter  # noqa: E402
+from glue_spherex.products.spectral_image import open_products  # noqa: E402
 
 SIZE = 29
 

@@ -19,7 +19,7 @@ import argparse
 import statistics
 import time
 
-from glue_spherex.synthetic import (
+from glue_spherex.local_archive.synthetic import (
     TARGETS,
     cutout_bytes,
     cutout_window,
@@ -27,8 +27,8 @@ from glue_spherex.synthetic import (
     observation_plan,
     render_window,
 )
-from glue_spherex.synthetic import plan as plan_module
-from glue_spherex.synthetic.geometry import frame_geometry
+from glue_spherex.local_archive.synthetic import plan as plan_module
+from glue_spherex.local_archive.synthetic.geometry import frame_geometry
 
 
 def cpu_ms(fn, *args):

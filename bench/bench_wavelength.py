@@ -3,7 +3,7 @@
 For each detector's real WCS-WAVE table, builds the full-frame IMAGE header (the real QR2
 header with full-frame CRPIX values), evaluates wavelength and bandwidth at every pixel with
 ``WCS(header, fobj=hdul, key='W')`` (``sip = None``, as IRSA's tutorials do) and with
-:class:`glue_spherex.wavelength.SpectralWCS`, and prints the largest differences and the
+:class:`glue_spherex.products.wavelength.SpectralWCS`, and prints the largest differences and the
 speed ratio (best of several runs of each, same process). Run:
 
     .venv/bin/python bench/bench_wavelength.py
@@ -18,7 +18,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from glue_spherex.wavelength import SpectralWCS, reference_table
+from glue_spherex.products.wavelength import SpectralWCS, reference_table
 
 # after importing astropy (calling this first breaks astropy's import): hide the SIP INFO
 logging.getLogger("astropy").setLevel(logging.ERROR)

@@ -1,7 +1,7 @@
 """Sphinx configuration of the glue-spherex documentation.
 
 Build:   sphinx-build -W -b html docs docs/_build/html
-Doctest: sphinx-build -b doctest docs docs/_build/doctest   (run by tests/test_docs.py)
+Doctest: sphinx-build -b doctest docs docs/_build/doctest   (run by tests/integration/test_docs.py)
 
 Every ``>>>`` example is executed by the doctest builder. ``doctest_global_setup`` gives each
 page a fresh working directory and the bundled local archive (synthetic data, 127.0.0.1) as

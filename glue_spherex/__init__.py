@@ -21,15 +21,15 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "SpectralImage": "products",
     "open_products": "products",
-    "read_combined": "combined",
-    "CombinedWriter": "combined",
-    "conf": "config",
-    "SpherexArchive": "query",
-    "fetch_cutouts": "fetch",
-    "fetch_to_file": "fetch",
-    "extract_spectrum": "spectrum",
-    "LocalArchive": "archive",
-    "FaultConfig": "archive",
+    "read_combined": "products",
+    "CombinedWriter": "products",
+    "conf": "irsa",
+    "SpherexArchive": "irsa",
+    "fetch_cutouts": "download",
+    "fetch_to_file": "download",
+    "extract_spectrum": "analysis",
+    "LocalArchive": "local_archive",
+    "FaultConfig": "local_archive",
 }
 
 __all__ = ["__version__", *_EXPORTS]

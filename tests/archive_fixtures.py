@@ -3,13 +3,13 @@
 ``archive``       one fault-free archive for the whole session; tests that look at its request
                   log should only look at records added after they start (``arch.log[n0:]``).
 ``make_archive``  a factory: ``make_archive(p_503=0.2, latency=0.1, seed=1)`` starts a fresh
-                  archive with those :class:`~glue_spherex.archive.FaultConfig` settings
+                  archive with those :class:`~glue_spherex.local_archive.FaultConfig` settings
                   (plus ``seed``, ``gzip_cutouts``, ``specs`` and ``cutout_flags``); all are stopped afterwards.
 """
 
 import pytest
 
-from glue_spherex.archive import FaultConfig, LocalArchive
+from glue_spherex.local_archive import FaultConfig, LocalArchive
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,10 @@
 """Hostile variants of valid SPHEREx files: the reader's fuzz corpus and its mutations.
 
-Used by ``tests/test_fuzz_reader.py`` (driven by hypothesis) and ``bench/fuzz_reader.py``
+Used by ``tests/unit/test_fuzz_reader.py`` (driven by hypothesis) and ``bench/fuzz_reader.py``
 (a seeded run of any length that counts distinct failures). The seeds are real files of the
 package's synthetic universe: a cutout as the local archive's cutout service serves it (of
 both layouts: pipeline < 7 and pipeline 7), and
-a combined file written by :class:`~glue_spherex.combined.CombinedWriter` (three cutouts and
+a combined file written by :class:`~glue_spherex.products.combined.CombinedWriter` (three cutouts and
 one failure). A mutation edits what a malicious or broken file would: the value or keyword of
 a header card (biased to the cards that give sizes, counts, offsets and the WCS), bytes
 anywhere, the bytes of a table's rows or heap, whole blocks, the end of the file; a case
@@ -25,11 +25,11 @@ from functools import cache
 
 from synthetic_cutouts import covering_frames
 
-from glue_spherex.combined import CombinedWriter, read_combined
 from glue_spherex.errors import SpherexError
-from glue_spherex.fitsscan import scan_hdus
-from glue_spherex.products import is_spherex_product, open_products
-from glue_spherex.synthetic import cutout_bytes
+from glue_spherex.fitsbytes.scan import scan_hdus
+from glue_spherex.local_archive.synthetic import cutout_bytes
+from glue_spherex.products.combined import CombinedWriter, read_combined
+from glue_spherex.products.spectral_image import is_spherex_product, open_products
 
 CARD = 80
 BLOCK = 2880

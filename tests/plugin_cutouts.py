@@ -16,8 +16,8 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from spherex_testfiles import _full_frame, _header, image_header, psf_hdu
 
-from glue_spherex.combined import CombinedWriter
-from glue_spherex.wavelength import reference_table
+from glue_spherex.products.combined import CombinedWriter
+from glue_spherex.products.wavelength import reference_table
 
 RA0, DEC0 = 210.80, 54.35  # M101
 

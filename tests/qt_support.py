@@ -17,7 +17,7 @@ from glue.config import settings  # noqa: E402
 TARGET = "210.80227 54.34895"
 WINDOW = (60832.50, 60832.64)
 #: Where screenshots go: a temporary directory, so a test run leaves the checkout untouched;
-#: ``GLUE_SPHEREX_SCREENSHOT_DIR=docs/_static python -m pytest tests/test_qt_import.py``
+#: ``GLUE_SPHEREX_SCREENSHOT_DIR=docs/_static python -m pytest tests/qt/test_qt_import.py``
 #: refreshes the pictures the documentation shows.
 SHOTS = os.environ.get("GLUE_SPHEREX_SCREENSHOT_DIR") or os.path.join(
     tempfile.gettempdir(), "glue-spherex-screenshots")
@@ -27,7 +27,7 @@ SHOTS = os.environ.get("GLUE_SPHEREX_SCREENSHOT_DIR") or os.path.join(
 def window_size(archive):
     """How many cutouts the archive holds for TARGET in WINDOW (checked to suit the tests:
     a few dozen at most, spread over the bands)."""
-    from glue_spherex.query import SpherexArchive
+    from glue_spherex.irsa.core import SpherexArchive
 
     table = SpherexArchive(archive_url=archive.url).query_region(TARGET, size="1arcmin",
                                                                  time=WINDOW)

@@ -28,7 +28,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyWarning
 
-from glue_spherex.wavelength import reference_table
+from glue_spherex.products.wavelength import reference_table
 
 N = 2040
 R7_DATA = Path(__file__).parent / "data" / "r7"

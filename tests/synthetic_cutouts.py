@@ -1,8 +1,8 @@
 """Real synthetic cutouts around a sky position, from the local archive's observation plan.
 
 Used by the spectrum, cube and live-spectrum tests: the frames of
-:func:`glue_spherex.synthetic.observation_plan` that cover a position, cut out the way IRSA
-does (:func:`glue_spherex.synthetic.cutout_bytes`) and opened as SpectralImages.
+:func:`glue_spherex.local_archive.synthetic.observation_plan` that cover a position, cut out the way IRSA
+does (:func:`glue_spherex.local_archive.synthetic.cutout_bytes`) and opened as SpectralImages.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from glue_spherex.products import SpectralImage
-from glue_spherex.synthetic import cutout_bytes, cutout_window, observation_plan
-from glue_spherex.wavelength import reference_table
+from glue_spherex.local_archive.synthetic import cutout_bytes, cutout_window, observation_plan
+from glue_spherex.products.spectral_image import SpectralImage
+from glue_spherex.products.wavelength import reference_table
 
 
 @lru_cache(maxsize=16)

@@ -1,9 +1,9 @@
 """Sphinx directives that generate reference text from the code at build time.
 
 * ``.. command-help:: [SUBCOMMAND]`` -- ``glue-spherex [SUBCOMMAND] --help`` as printed by the
-  command line's own argparse parser (:func:`glue_spherex.cli.build_parser`) on an 88-column
+  command line's own argparse parser (:func:`glue_spherex.cli.program.build_parser`) on an 88-column
   terminal;
-* ``.. flag-table::`` -- the FLAGS bits, :data:`glue_spherex.flags.FLAG_TABLE`, with the
+* ``.. flag-table::`` -- the FLAGS bits, :data:`glue_spherex.products.flags.FLAG_TABLE`, with the
   default bad set marked;
 * ``.. fault-table::`` -- the local archive's injectable faults and their command-line flags.
 
@@ -23,7 +23,7 @@ WIDTH = 88
 
 def help_text(subcommand=None):
     """``glue-spherex [SUBCOMMAND] --help`` as printed on an 88-column terminal."""
-    from glue_spherex.cli import build_parser
+    from glue_spherex.cli.program import build_parser
 
     old = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = str(WIDTH)  # argparse reads the width from the environment
@@ -68,7 +68,7 @@ class FlagTable(SphinxDirective):
     has_content = False
 
     def run(self):
-        from glue_spherex.flags import DEFAULT_BAD_FLAGS, FLAG_TABLE
+        from glue_spherex.products.flags import DEFAULT_BAD_FLAGS, FLAG_TABLE
 
         rows = [(str(bit), f"``{name}``", f"``{1 << bit}``", description,
                  "default bad" if name in DEFAULT_BAD_FLAGS else "")
@@ -81,8 +81,8 @@ class FaultTable(SphinxDirective):
     has_content = False
 
     def run(self):
-        from glue_spherex.archive.command import _PROBABILITIES
-        from glue_spherex.archive.faults import FAULT_KINDS
+        from glue_spherex.cli.archive import _PROBABILITIES
+        from glue_spherex.local_archive.faults import FAULT_KINDS
 
         rows = [(f"``{kind}``", f"``p_{kind}``", f"``--p-{kind}``",
                  re.sub(r"(--[a-z-]+)", r"``\1``", _PROBABILITIES[kind]))

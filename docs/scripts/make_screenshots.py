@@ -18,7 +18,7 @@ SPHEREx cutouts… would, and writes into ``docs/_static``:
 
 ``glue_import_linked.png`` and ``import_dialog.png`` come from the GUI test that drives the
 import dialog: ``GLUE_SPHEREX_SCREENSHOT_DIR=docs/_static python -m pytest
-tests/test_qt_import.py``.
+tests/qt/test_qt_import.py``.
 Each image is written to a temporary name and renamed, and the script checks that the
 viewers actually drew something (so a blank screenshot fails loudly).
 """
@@ -68,8 +68,8 @@ def _array(image):
 
 
 def fetch_products(archive):
-    from glue_spherex.fetch import fetch_cutouts
-    from glue_spherex.query import SpherexArchive
+    from glue_spherex.download.fetcher import fetch_cutouts
+    from glue_spherex.irsa.core import SpherexArchive
 
     table = SpherexArchive(archive.url).query_region(M101, size="0.1deg", time=WEEK)
     results = list(fetch_cutouts(table, workers=4))
@@ -123,10 +123,10 @@ def _margin(data, ra, dec):
 def live_spectrum_shot(app, qapp, datasets):
     from glue_qt.viewers.image import ImageViewer
 
-    from glue_spherex.live_spectrum import live_spectra
+    from glue_spherex.local_archive.synthetic import default_sky
     from glue_spherex.plugin import sky_subset
+    from glue_spherex.plugin.live_spectrum import live_spectra
     from glue_spherex.qt.spectrum_action import open_live_spectrum
-    from glue_spherex.synthetic import default_sky
 
     star = default_sky().source("M101-S1")
     app.new_tab()
@@ -192,7 +192,7 @@ def demo_quicklook():
     import shutil
     import tempfile
 
-    from glue_spherex.demo import run
+    from glue_spherex.cli.demo import run
 
     with tempfile.TemporaryDirectory(prefix="glue-spherex-demo-") as tmp:
         if run(argparse.Namespace(out=tmp, workers=None)) != 0:
@@ -206,7 +206,7 @@ def demo_quicklook():
 def main():
     from glue_qt.utils import get_qapp
 
-    from glue_spherex.archive import LocalArchive
+    from glue_spherex.local_archive import LocalArchive
     from glue_spherex.plugin import products_to_data
 
     qapp = get_qapp()

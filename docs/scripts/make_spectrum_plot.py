@@ -22,12 +22,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from synthetic_cutouts import cutouts_at  # noqa: E402
 
-from glue_spherex.flags import DEFAULT_BAD_FLAGS  # noqa: E402
-from glue_spherex.spectrum import DETECTOR_COLOURS, extract_spectrum  # noqa: E402
-from glue_spherex.synthetic import BANDS, DETECTOR_FWHM, default_sky  # noqa: E402
+from glue_spherex.analysis.spectrum import DETECTOR_COLOURS, extract_spectrum  # noqa: E402
+from glue_spherex.local_archive.synthetic import BANDS, DETECTOR_FWHM, default_sky  # noqa: E402
+from glue_spherex.products.flags import DEFAULT_BAD_FLAGS  # noqa: E402
 
 OUT = ROOT / "docs" / "_static" / "spectrum_truth_vs_recovered.png"
-# OUTLIER pixels are corrupted in the synthetic files (see tests/test_spectrum.py).
+# OUTLIER pixels are corrupted in the synthetic files (see tests/unit/test_spectrum.py).
 FLAGS = tuple(DEFAULT_BAD_FLAGS) + ("OUTLIER",)
 # Galaxy features (Paα, 3.3 µm PAH, Brα) and their sides also get the frames seeing them.
 FEATURES = (1.80, 1.8751, 1.95, 3.10, 3.29, 3.50, 3.95, 4.0523, 4.15)

@@ -26,9 +26,11 @@ Public helpers for other code (e.g. the Qt importer)::
 
 from __future__ import annotations
 
+from .cube_data import build_cube
 from .datasets import is_spherex_data, product_to_data, products_to_data
 from .into_session import SessionFetch, fetch_into
 from .links import link_cutouts, reference_cutout
+from .session_paths import register as _register_session_paths
 from .subsets import (
     SkyCircleSubsetState,
     WavelengthRangeSubsetState,
@@ -36,10 +38,12 @@ from .subsets import (
     wavelength_subset,
 )
 
-__all__ = ["setup", "teardown", "product_to_data", "products_to_data", "is_spherex_data",
+__all__ = ["setup", "teardown", "build_cube", "product_to_data", "products_to_data", "is_spherex_data",
            "link_cutouts", "reference_cutout", "SkyCircleSubsetState",
            "WavelengthRangeSubsetState", "sky_subset", "wavelength_subset", "export_combined",
            "fetch_into", "SessionFetch"]
+
+_register_session_paths()  # older session files name classes by their old paths
 
 _done = False
 _declined = False  # switched off in the Plugin Manager (read once)

@@ -24,10 +24,10 @@ from astropy.wcs import WCS
 from glue.core import Data
 from glue.core.component import Component
 
-from ..celestial import build_celestial_wcs
 from ..errors import SpherexError, SpherexFormatError
-from ..products import SpectralImage
-from ..products import celestial_wcs as _celestial_wcs
+from ..products.celestial import build_celestial_wcs
+from ..products.spectral_image import SpectralImage
+from ..products.spectral_image import celestial_wcs as _celestial_wcs
 
 __all__ = ["SPHEREX_COMPONENTS", "CelestialWCS", "celestial_wcs", "product_to_data",
            "products_to_data", "is_spherex_data", "source_product", "data_label"]
@@ -82,7 +82,7 @@ class CelestialWCS(WCS):
 def celestial_wcs(keywords):
     """The 2-D celestial WCS (TAN with SIP) of an image, as a :class:`CelestialWCS`.
 
-    ``keywords`` is a SpectralImage's :attr:`~glue_spherex.products.SpectralImage.keywords`
+    ``keywords`` is a SpectralImage's :attr:`~glue_spherex.products.spectral_image.SpectralImage.keywords`
     (or a Header). The axes are named (``CNAME``) so that glue labels them without
     re-serialising the WCS.
     """
@@ -100,7 +100,7 @@ def is_spherex_data(data):
 
 
 def source_product(data, reopen=False):
-    """The :class:`~glue_spherex.products.SpectralImage` ``data`` was made from, or None.
+    """The :class:`~glue_spherex.products.spectral_image.SpectralImage` ``data`` was made from, or None.
 
     With ``reopen``, a dataset that no longer holds it (restored from a session) gets it
     back from ``meta['source_path']``/``meta['source_index']`` if that file still opens.
@@ -142,7 +142,7 @@ def _source_path(product):
 
 
 def product_to_data(product, label=None):
-    """One glue dataset from a :class:`~glue_spherex.products.SpectralImage`."""
+    """One glue dataset from a :class:`~glue_spherex.products.spectral_image.SpectralImage`."""
     try:
         ny, nx = product.shape
         wl_c, bw_c = product.pixel_to_wave((nx - 1) / 2.0, (ny - 1) / 2.0)

@@ -1,7 +1,7 @@
 """Write SPHEREx datasets back to SPHEREx files.
 
 * :func:`export_combined` -- many cutouts as one combined file (the layout of IRSA's cutouts
-  tutorial, written by :class:`~glue_spherex.combined.CombinedWriter`), cutout_index
+  tutorial, written by :class:`~glue_spherex.products.combined.CombinedWriter`), cutout_index
   assigned in wavelength or time order.
 * :func:`export_cutout` -- one dataset (or a subset of one) as a single spectral-image file,
   registered as a glue data exporter ('SPHEREx spectral image (FITS)'), since glue's export
@@ -24,10 +24,10 @@ from astropy.io import fits
 from glue.config import data_exporter
 from glue.core.subset import Subset
 
-from ..atomic import atomic_path
-from ..combined import CombinedWriter
 from ..errors import SpherexCancelled, SpherexError, SpherexInputError, SpherexOutputError
-from ..products import SpectralImage
+from ..fitsbytes.atomic import atomic_path
+from ..products.combined import CombinedWriter
+from ..products.spectral_image import SpectralImage
 from .datasets import HDU_OF_COMPONENT, is_spherex_data, source_product
 
 __all__ = ["export_combined", "export_cutout", "EXPORTER_LABEL"]

@@ -1,6 +1,6 @@
 """glue data factory for SPHEREx files: full frames, IRSA cutouts and combined cutout files.
 
-Recognised by content (the reader, :mod:`glue_spherex.products`), not by name, with priority
+Recognised by content (the reader, :mod:`glue_spherex.products.spectral_image`), not by name, with priority
 200 so it wins over glue's generic FITS reader (priority 100).  A combined file opens as a
 list of datasets, one per cutout.
 
@@ -24,7 +24,7 @@ import threading
 from glue.config import data_factory
 
 from ..errors import SpherexError
-from ..products import is_spherex_product, open_products
+from ..products.spectral_image import is_spherex_product, open_products
 from .datasets import products_to_data
 
 __all__ = ["read_spherex", "is_spherex_file", "FACTORY_LABEL", "FACTORY_PRIORITY"]

@@ -1,9 +1,9 @@
 """Query the archive and add the cutouts to a running glue session as they arrive.
 
 :func:`fetch_into` is the import dialog's search-and-fetch without the dialog: the same
-validation (:func:`glue_spherex.qt.import_request.build_request`, Qt-free), the same query
-(:meth:`~glue_spherex.query.SpherexArchive.query_region`) and download
-(:func:`~glue_spherex.fetch.fetch_cutouts`), and the same batches: every ``batch_seconds``
+validation (:func:`glue_spherex.plugin.import_request.build_request`, Qt-free), the same query
+(:meth:`~glue_spherex.irsa.core.SpherexArchive.query_region`) and download
+(:func:`~glue_spherex.download.fetcher.fetch_cutouts`), and the same batches: every ``batch_seconds``
 the cutouts that arrived are added to the data collection in one ``extend`` and linked
 (:func:`~glue_spherex.plugin.link_cutouts`). Downloads run on worker threads; glue's data
 collection is only ever touched on the session's own thread:
@@ -25,8 +25,8 @@ import threading
 
 from glue.core.data_collection import DataCollection
 
-from ..config import settings as client_settings
 from ..errors import SpherexError, SpherexInputError
+from ..irsa.config import settings as client_settings
 
 __all__ = ["fetch_into", "SessionFetch"]
 
@@ -98,7 +98,7 @@ class SessionFetch:
         return self
 
     def _download(self):
-        from ..fetch import fetch_cutouts
+        from ..download.fetcher import fetch_cutouts
         from .datasets import product_to_data
 
         cache = self._cache_dir if self._cache_dir is not None else ""  # "" = no cache
@@ -218,8 +218,8 @@ def fetch_into(session, target, size="1 arcmin", bandpass=None, *, collection="w
     SpherexError
         If the archive query fails.
     """
-    from ..qt.import_request import build_request
-    from ..query import SpherexArchive
+    from ..irsa.core import SpherexArchive
+    from .import_request import build_request
 
     dc = _collection_of(session)
     value, unit = _split_size(size)
@@ -282,7 +282,7 @@ def _split_size(size):
 
 
 def _detectors(bandpass):
-    from ..query import parse_bandpasses
+    from ..irsa.core import parse_bandpasses
 
     return list(parse_bandpasses(bandpass))
 

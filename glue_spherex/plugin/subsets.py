@@ -18,8 +18,8 @@ import numpy as np
 from glue.core.exceptions import IncompatibleAttribute
 from glue.core.subset import SubsetState
 
-from ..celestial import separation_deg
 from ..errors import SpherexInputError
+from ..products.celestial import separation_deg
 
 __all__ = ["SkyCircleSubsetState", "WavelengthRangeSubsetState", "sky_subset",
            "wavelength_subset"]

@@ -2,13 +2,13 @@
 
 glue-astronomy registers the ``specutils.Spectrum`` translator for glue ``Data`` whose
 ``coords`` is a spectral WCS or its ``SpectralCoordinates``. The live-spectrum dataset
-(:mod:`glue_spherex.live_spectrum`) is a table instead (no ``coords``): one row per
+(:mod:`glue_spherex.plugin.live_spectrum`) is a table instead (no ``coords``): one row per
 cutout, rows off every cutout without a wavelength, and its uncertainty in a component called
 ``error``. :class:`SpherexSpectrumHandler` adds one case in front of glue-astronomy's
 handler: for a SPHEREx spectrum table (``meta['spherex_spectrum']``) -- or a subset of one --
-it returns :func:`glue_spherex.spectrum.to_spectrum1d` of the rows (wavelength in µm,
+it returns :func:`glue_spherex.analysis.spectrum.to_spectrum1d` of the rows (wavelength in µm,
 flux and a standard-deviation uncertainty in µJy, rows without a flux masked, rows outside
-the subset masked). The same for a SPHEREx cube (:func:`glue_spherex.cube.build_cube`),
+the subset masked). The same for a SPHEREx cube (:func:`glue_spherex.plugin.build_cube`),
 whose coordinates glue-astronomy's handler does not know: with glue-astronomy's default
 ``statistic='mean'`` the mean spectrum over the cube's (or the subset's) pixels, variance
 propagated; with ``statistic=None`` the cube itself, spectral axis first. Everything else
@@ -33,12 +33,12 @@ _registered = []
 
 
 def is_spectrum_table(data):
-    """True for the table dataset a :class:`~glue_spherex.live_spectrum.LiveSpectrum` keeps."""
+    """True for the table dataset a :class:`~glue_spherex.plugin.live_spectrum.LiveSpectrum` keeps."""
     return bool((getattr(data, "meta", None) or {}).get("spherex_spectrum"))
 
 
 def is_spherex_cube(data):
-    """True for the 3-D dataset :func:`glue_spherex.cube.build_cube` makes."""
+    """True for the 3-D dataset :func:`glue_spherex.plugin.build_cube` makes."""
     return bool((getattr(data, "meta", None) or {}).get("spherex_cube"))
 
 
@@ -88,7 +88,7 @@ def _spectrum(data, rows=None):
     import astropy.units as u
     from astropy.table import QTable
 
-    from ..spectrum import to_spectrum1d
+    from ..analysis.spectrum import to_spectrum1d
 
     wavelength = _column(data, "wavelength")
     flux, error = _column(data, "flux"), _column(data, "error")

@@ -319,7 +319,7 @@ def _select_layer(viewer, data):
 def _style(layer, data):
     """flux, asinh stretch, limits from the 0.5 and 99.5 percentiles of the pixels without a
     defect flag (hot, cold, transient... pixels would otherwise set the scale)."""
-    from ..flags import mask_from_names
+    from ..products.flags import mask_from_names
 
     layer.attribute = data.id["flux"]
     layer.stretch = "arcsinh"

@@ -13,8 +13,8 @@ import os
 from qtpy import QtCore, QtWidgets
 
 from ..errors import SpherexError
+from ..plugin.import_request import format_bytes
 from .fetch_worker import BackgroundTask
-from .import_request import format_bytes
 from .session import central_wavelength
 
 __all__ = ["ExportDialog"]

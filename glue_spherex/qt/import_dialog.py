@@ -24,8 +24,7 @@ from astropy.time import Time
 from qtpy import QtCore, QtGui, QtWidgets
 
 from ..errors import SpherexError
-from .fetch_worker import BackgroundTask, one_line
-from .import_request import (
+from ..plugin.import_request import (
     BANDS,
     SIZE_UNITS,
     build_request,
@@ -34,6 +33,7 @@ from .import_request import (
     parse_cutout_size,
     summarize,
 )
+from .fetch_worker import BackgroundTask, one_line
 
 __all__ = ["SpherexImportDialog"]
 
@@ -255,7 +255,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
         outer.addLayout(buttons)
 
     def _load_defaults(self):
-        from ..config import conf, settings
+        from ..irsa.config import conf, settings
 
         try:
             archive = settings().archive_url
@@ -340,7 +340,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
         self.time_dates.setText(f"{start} to {end}")
 
     def _update_target_hint(self, *args):
-        from ..resolve import _parse_coordinates
+        from ..irsa.resolve import _parse_coordinates
 
         text = self.target_edit.text().strip()
         if not text:
@@ -441,7 +441,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
         self._set_state("searching")
 
         def run(report, cancel):
-            from ..query import SpherexArchive
+            from ..irsa.core import SpherexArchive
 
             archive = SpherexArchive(archive_url=request.archive_url)
             coord = request.coord
@@ -561,7 +561,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
                    "connections…")
 
         def run(report, cancel):
-            from ..fetch import fetch_cutouts
+            from ..download.fetcher import fetch_cutouts
             from ..plugin import product_to_data
 
             cache = request.cache_dir if request.cache_dir is not None else ""  # "" = none
@@ -695,7 +695,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
 def resolve_name(name):
     """ICRS position of an object name from CDS Sesame, with errors worded for this dialog."""
     from ..errors import SpherexInputError, SpherexServiceError
-    from ..resolve import resolve_target
+    from ..irsa.resolve import resolve_target
 
     try:
         return resolve_target(name)

@@ -84,8 +84,8 @@ PATCHES = [
                 "or subsets (other data: glue's immediate rebuild)",
         why="glue-qt rebuilds and re-expands the whole tree per dataset and per subset: "
             "O(N^2); adding 700 cutouts took 5.5-8.6 s and one subset group 12-18 s",
-        verified_by="tests/test_qt_collection_model.py (refresh counts, what the tree shows, "
-                    "screenshot), tests/test_glue_entry.py (every entry path)",
+        verified_by="tests/qt/test_qt_collection_model.py (refresh counts, what the tree shows, "
+                    "screenshot), tests/qt/test_glue_entry.py (every entry path)",
         drop_when="glue-qt batches its model refreshes (e.g. inside hub.delay_callbacks)",
         apply=_batched_tree,
     )),
@@ -97,7 +97,7 @@ PATCHES = [
                 "SPHEREx cutouts, the wavelength grids' shared pan/zoom is reattached",
         why="glue saves the grid's viewers and limits but not the Python callbacks that keep "
             "the panels in step",
-        verified_by="tests/test_qt_actions.py (grid restored from a .glu pans together)",
+        verified_by="tests/qt/test_qt_actions.py (grid restored from a .glu pans together)",
         drop_when="glue can save linked viewer limits itself",
         apply=_restored_grids,
     )),
@@ -109,7 +109,7 @@ PATCHES = [
                 "active subsets (record 'spherex_view'); restored-grids applies them",
         why="glue resets image limits as layers come back and does not save the active "
             "subset, so a restored session lost its zoom and active subset",
-        verified_by="tests/test_qt_actions.py (grid restored from a .glu keeps its zoom and "
+        verified_by="tests/qt/test_qt_actions.py (grid restored from a .glu keeps its zoom and "
                     "active subset), bench/bench_gui.py",
         drop_when="glue restores viewer limits and the active subset itself",
         apply=_saved_view,

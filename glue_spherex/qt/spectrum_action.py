@@ -1,6 +1,6 @@
 """Right-click a subset in glue's data collection ▸ "SPHEREx: live spectrum of this region".
 
-The action starts a :class:`glue_spherex.live_spectrum.LiveSpectrum` for the subset's group
+The action starts a :class:`glue_spherex.plugin.live_spectrum.LiveSpectrum` for the subset's group
 (debounced with a 150 ms single-shot Qt timer, so dragging a region recomputes once it
 pauses; measured on a worker thread, so the window never waits for it), adds the table
 dataset "SPHEREx spectrum: <subset>" and opens, beside the other viewers of the tab, a
@@ -102,7 +102,7 @@ def open_live_spectrum(app, subset_group, block=True, timeout=120.0):
 
     from qtpy import QtWidgets
 
-    from ..live_spectrum import LiveSpectrum, cutouts_in, live_spectra
+    from ..plugin.live_spectrum import LiveSpectrum, cutouts_in, live_spectra
 
     dc = app.data_collection
     live = live_spectra(dc).get(subset_group)
@@ -127,7 +127,7 @@ def open_live_spectrum(app, subset_group, block=True, timeout=120.0):
 
 
 class QtBackground(QtCore.QObject):
-    """``background(work, done, failed)`` for :class:`~glue_spherex.live_spectrum.LiveSpectrum`:
+    """``background(work, done, failed)`` for :class:`~glue_spherex.plugin.live_spectrum.LiveSpectrum`:
     ``work()`` on a worker thread, ``done``/``failed`` back on the GUI thread."""
 
     def __init__(self, parent=None):

@@ -48,7 +48,7 @@ PATCH = Patch(
             "links them",
     why="glue-core's Application runs no autolinker, so jglue().load_data('m101_all.fits') "
         "gave unlinked cutouts (no overlay, no propagation through links)",
-    verified_by="tests/test_plugin_jupyter.py (jglue: load_data links N-1 CutoutLinks, image "
+    verified_by="tests/glue/test_plugin_jupyter.py (jglue: load_data links N-1 CutoutLinks, image "
                 "viewer overlays, subsets propagate)",
     drop_when="glue-core's Application.add_datasets runs the registered autolinkers",
     apply=_apply,

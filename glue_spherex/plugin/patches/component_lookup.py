@@ -51,7 +51,7 @@ PATCH = Patch(
             "(only for datasets with IndexedLinkManager's lazy derivable components)",
     why="glue lists every derivable component first: with lazy derivation each lookup would "
         "resolve the whole star of N cutouts (O(N) per lookup, O(N^2) objects kept)",
-    verified_by="tests/test_plugin_linkmanager.py (lookups resolve only what is asked; same "
+    verified_by="tests/glue/test_plugin_linkmanager.py (lookups resolve only what is asked; same "
                 "answers as glue)",
     drop_when="glue's find_component_id consults derivable components only when the own "
               "ones do not match (or the indexed-link-manager patch is dropped)",

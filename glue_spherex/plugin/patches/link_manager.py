@@ -43,8 +43,8 @@ PATCH = Patch(
             "collection's LinkManager becomes an IndexedLinkManager (same object, links kept)",
     why="glue's LinkManager is O(N^2) to add N images and O(N^3) to link them in a star: "
         "546 cutouts added to GlueApplication() took 28-32 s (297,570 pair checks)",
-    verified_by="tests/test_plugin_linkmanager.py (differential against glue's LinkManager), "
-                "tests/test_glue_entry.py (every entry path: class and pair checks)",
+    verified_by="tests/glue/test_plugin_linkmanager.py (differential against glue's LinkManager), "
+                "tests/qt/test_glue_entry.py (every entry path: class and pair checks)",
     drop_when="glue's LinkManager indexes links (no per-update rescan of the whole graph) "
               "and skips the all-pairs pixel-alignment check",
     apply=_apply,

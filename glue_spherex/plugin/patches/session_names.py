@@ -40,7 +40,7 @@ PATCH = Patch(
     changes="GlueSerializer._disambiguate: remembers per name the first index that may be "
             "free instead of probing from 0 (same names)",
     why="saving a session of 700 cutouts took 8.0 s, 5.1 s of it probing names",
-    verified_by="tests/test_plugin_links.py::test_session_round_trip (byte-for-byte the "
+    verified_by="tests/glue/test_plugin_links.py::test_session_round_trip (byte-for-byte the "
                 "session glue's own naming writes)",
     drop_when="glue's serializer keeps a counter per name",
     apply=_apply,

@@ -103,8 +103,8 @@ PATCH = Patch(
             "datasets plus the reference cutout, whenever it is registered",
     why="it suggests N(N-1)/2 links (244,650 for 700 images, 454 s and 964 MB) on every data "
         "addition, and opens a modal dialog",
-    verified_by="tests/test_plugin_links.py (no pairwise suggestions; another WCS image is "
-                "offered one link), tests/test_glue_entry.py (wrapped in either order, not "
+    verified_by="tests/glue/test_plugin_links.py (no pairwise suggestions; another WCS image is "
+                "offered one link), tests/qt/test_glue_entry.py (wrapped in either order, not "
                 "imported when switched off)",
     drop_when="glue's WCS autolinker links a star instead of all pairs",
     apply=_apply,

@@ -1,0 +1,8 @@
+"""The ``glue-spherex`` command line: one module per subcommand.
+
+:func:`main` is the console-script entry point.
+"""
+
+from .program import main
+
+__all__ = ["main"]

@@ -1,0 +1,945 @@
+"""Concurrent, retrying, resumable download of SPHEREx cutouts.
+
+:func:`fetch_cutouts` yields one :class:`FetchResult` per requested cutout *as each completes*;
+:func:`fetch_to_file` streams them into a combined MEF (:class:`~glue_spherex.products.combined.
+CombinedWriter`) so memory stays bounded however many cutouts there are.
+
+How a batch runs (:class:`Fetcher`):
+
+- A bounded pool of worker threads, each with its own keep-alive HTTP connection, takes tasks
+  from a schedule ordered by the time each may next be tried. A task waiting out a back-off
+  does not occupy a worker.
+- Every body is checked before it is accepted: gzip is undone, then the bytes must be a
+  complete FITS file with every Level-2 extension (:mod:`glue_spherex.fitsbytes.scan`). An HTML page
+  served with status 200, a short body or a reset connection is a transient failure.
+- Transient failures (timeouts, resets, truncated or invalid bodies, HTTP 408, 429 and 5xx)
+  are retried with exponential back-off and full jitter, waiting at least as long as the
+  server's ``Retry-After``. Other 4xx (400 "cutout does not overlap the image", 404) are final.
+- 429 and 503 are push-back: an AIMD limiter halves the number of requests allowed in flight
+  and recovers by one per window of successes.
+- With a cache directory, each validated cutout is written atomically (``.part`` then
+  :func:`os.replace`); a rerun takes complete files from the cache and fetches only the rest.
+- Hosts and schemes (see docs/python.rst, "Which hosts the fetcher follows"): rows of a query
+  table are fetched only from the archive that answered the query (its scheme, host and port,
+  ``table.meta['archive_url']``) or IRSA's own host over https; URLs given as a list (or a
+  table without ``archive_url``) are taken as given. A redirect is followed only to those
+  same origins, over http(s), at most :data:`MAX_REDIRECTS` times. Anything else is a
+  recorded failure, never retried.
+- Bodies are bounded: one announced or found larger than a cutout of the requested size
+  can plausibly be (:func:`plausible_size`, at most :data:`MAX_BODY_BYTES`; endless chunked
+  bodies included), or gzip content inflating past that, is a recorded failure, never
+  retried; memory stays below about twice that per worker.
+- Setting the ``cancel`` event (or closing the iterator, e.g. on Ctrl-C) marks queued cutouts
+  ``'cancelled'`` and cuts the sockets of in-flight requests so they stop at once.
+- Nothing is dropped: every cutout ends as ``'ok'``, ``'failed'`` (with the reason) or
+  ``'cancelled'``, and a failure never stops the batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import http.client
+import math
+import queue
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import numpy as np
+import requests
+import urllib3
+
+from ..errors import SpherexError, SpherexFormatError, SpherexInputError
+from ..fitsbytes.scan import scan_spectral_image, unwrap
+from ..irsa.config import IRSA_URL, settings
+from .cache import CutoutCache
+from .http import ConnectionTracker, make_session
+
+__all__ = ["FetchResult", "FetchSummary", "Fetcher", "RetryPolicy", "fetch_cutouts",
+           "fetch_to_file", "parse_retry_after", "plausible_size", "MAX_BODY_BYTES",
+           "MAX_REDIRECTS", "MAX_URL_CHARS"]
+
+OK, FAILED, CANCELLED = "ok", "failed", "cancelled"
+PUSHBACK_STATUSES = frozenset({429, 503})
+_POLL = 0.1
+
+#: The largest cutout body accepted, before and after gzip: a whole-detector cutout (2040 x
+#: 2040 px, the largest the archive makes) is about 72 MB.
+MAX_BODY_BYTES = 128 * 2**20
+_BYTES_PER_PIXEL = 16           # IMAGE, FLAGS, VARIANCE, ZODI: 4 bytes each
+_FIXED_BYTES = 8_000_000        # PSF cube (4.9 MB) or EPSF table (1.9 MB), headers, WCS-WAVE
+MAX_REDIRECTS = 5
+MAX_URL_CHARS = 8192
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_READ_CHUNK = 1 << 20
+_REASON_CHARS = 400
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When and how long to wait before trying a cutout again.
+
+    The n-th retry waits ``uniform(0, min(backoff_cap, backoff_base * 2**(n-1)))`` seconds
+    ("full jitter"), but never less than the server's ``Retry-After`` (capped at
+    ``retry_after_cap``).
+    """
+
+    max_retries: int = 5
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+    retry_after_cap: float = 120.0
+
+    def delay(self, retry_number, retry_after=None, rng=random):
+        wait = rng.uniform(0.0, min(self.backoff_cap, self.backoff_base * 2 ** (retry_number - 1)))
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, self.retry_after_cap))
+        return wait
+
+
+def parse_retry_after(value, now=None):
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), or None."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+@dataclass
+class FetchResult:
+    """Outcome of one cutout.
+
+    Attributes
+    ----------
+    cutout_index : int
+        1-based index of the cutout in the query table (or position in the URL list).
+    url : str
+    status : {'ok', 'failed', 'cancelled'}
+    path : Path or None
+        Cache file holding the cutout, when a cache is used.
+    reason : str
+        Why it failed or was cancelled; for an ok result, empty unless the cache could not be
+        written.
+    attempts : int
+        HTTP requests made (0 when it came from the cache).
+    bytes : int
+        Bytes received over the network (0 from the cache).
+    seconds : float
+        Wall time from the first attempt to the outcome.
+    from_cache : bool
+    data : bytes or None
+        The validated, uncompressed FITS file (ok results only).
+    """
+
+    cutout_index: int
+    url: str
+    status: str
+    path: Path | None = None
+    reason: str = ""
+    attempts: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    from_cache: bool = False
+    data: bytes | None = field(default=None, repr=False)
+    _product: object = field(default=None, repr=False, compare=False)
+
+    @property
+    def ok(self):
+        return self.status == OK
+
+    @property
+    def product(self):
+        """The cutout as a :class:`~glue_spherex.products.spectral_image.SpectralImage` (None unless ok)."""
+        if self.status != OK:
+            return None
+        if self._product is None:
+            from ..products.spectral_image import SpectralImage, provenance
+
+            product = SpectralImage.open(self.data if self.data is not None else self.path)
+            # bytes and cache files carry no path: release and processing tag from the URL
+            found = provenance(self.url)
+            product.access_url = product.access_url or self.url
+            product.release = product.release or found["release"]
+            product.processing = product.processing or found["processing"]
+            self._product = product
+        return self._product
+
+
+@dataclass
+class FetchSummary:
+    """What :func:`fetch_to_file` did."""
+
+    path: Path
+    total: int
+    ok: int
+    failed: int
+    cancelled: int
+    from_cache: int
+    bytes: int
+    seconds: float
+    failures: list = field(default_factory=list)  # (cutout_index, reason)
+    #: cutouts taken from an unfinished earlier file at ``path`` (a resumed run)
+    resumed: int = 0
+    #: downloaded cutouts that could not be written to the cache, and why (the first reason)
+    uncached: int = 0
+    cache_problem: str = ""
+
+    @property
+    def complete(self):
+        return self.ok == self.total
+
+
+@dataclass(eq=False)
+class _Task:
+    position: int
+    cutout_index: int
+    url: str
+    attempts: int = 0
+    bytes: int = 0
+    started: float | None = None
+    reason: str = ""
+
+
+class _Schedule:
+    """Tasks ordered by the time they may next run; tracks tasks not yet finished."""
+
+    def __init__(self, tasks):
+        self._cond = threading.Condition()
+        self._heap = [(0.0, t.position, t) for t in tasks]
+        heapq.heapify(self._heap)
+        self._unfinished = len(tasks)
+        self._stopped = False
+
+    def next(self):
+        """The next runnable task, or None when every task has finished."""
+        with self._cond:
+            while True:
+                if self._heap and (self._stopped or self._heap[0][0] <= time.monotonic()):
+                    return heapq.heappop(self._heap)[2]
+                if self._unfinished == 0:
+                    return None
+                timeout = self._heap[0][0] - time.monotonic() if self._heap else None
+                self._cond.wait(timeout if timeout is None else max(timeout, 0.0))
+
+    def retry_later(self, task, delay):
+        with self._cond:
+            heapq.heappush(self._heap, (time.monotonic() + delay, task.position, task))
+            self._cond.notify()
+
+    def finished(self):
+        with self._cond:
+            self._unfinished -= 1
+            self._cond.notify_all()
+
+    def stop(self):
+        """Make every queued task runnable now (workers then report them cancelled)."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+
+class _AdaptiveLimit:
+    """AIMD cap on requests in flight: halve on push-back, +1 per window of successes."""
+
+    def __init__(self, maximum):
+        self.maximum = maximum
+        self.window = float(maximum)
+        self.in_flight = 0
+        self._last_cut = -math.inf
+        self._cond = threading.Condition()
+
+    @property
+    def allowed(self):
+        return max(1, int(self.window))
+
+    def acquire(self, stopped):
+        """Wait for a slot; returns the start time, or None if ``stopped()`` turned true."""
+        with self._cond:
+            while self.in_flight >= self.allowed:
+                if stopped():
+                    return None
+                self._cond.wait(_POLL)
+            self.in_flight += 1
+            return time.monotonic()
+
+    def release(self, started, pushed_back):
+        with self._cond:
+            self.in_flight -= 1
+            if pushed_back:
+                # one cut per round trip: requests already in flight when we cut don't cut again
+                if started >= self._last_cut:
+                    self.window = max(1.0, self.window / 2)
+                    self._last_cut = time.monotonic()
+            elif self.window < self.maximum:
+                self.window = min(float(self.maximum), self.window + 1.0 / self.window)
+            self._cond.notify_all()
+
+
+@dataclass
+class _Outcome:
+    kind: str  # 'ok' | 'retry' | 'fail'
+    reason: str = ""
+    data: bytes | None = None
+    status: int | None = None
+    retry_after: float | None = None
+    nbytes: int = 0
+
+
+class Fetcher:
+    """Downloads cutouts concurrently; see the module docstring for the behaviour.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Concurrent requests (default ``conf.workers``).
+    cache_dir : str or Path, optional
+        Cache directory (default ``conf.cache_dir``; empty means no cache).
+    timeout : float or (float, float), optional
+        Connect and read timeouts per request (default ``conf.timeout``). The read timeout is
+        also how long a stalled transfer may go without a byte before it is retried.
+    max_retries : int, optional
+        Retries per cutout after transient failures (default ``conf.max_retries``).
+    retry : RetryPolicy, optional
+        Back-off parameters; its ``max_retries`` is replaced by ``max_retries`` when given.
+    archive_url : str, optional
+        The archive whose host rows of a query table may point at, when the table does not
+        say (``table.meta['archive_url']``); default the configured archive.
+    """
+
+    def __init__(self, *, workers=None, cache_dir=None, timeout=None, max_retries=None,
+                 retry=None, archive_url=None):
+        cfg = settings(workers=workers, cache_dir=cache_dir, timeout=timeout,
+                       max_retries=max_retries, archive_url=archive_url)
+        self.archive_url = cfg.archive_url
+        self.workers = cfg.workers
+        self.timeout = cfg.timeout
+        # an unwritable cache directory is an error now, before any download
+        self.cache = CutoutCache(cfg.cache_dir).prepare() if cfg.cache_dir is not None else None
+        policy = retry or RetryPolicy()
+        if retry is None or max_retries is not None:
+            policy = RetryPolicy(cfg.max_retries, policy.backoff_base, policy.backoff_cap,
+                                 policy.retry_after_cap)
+        self.retry = policy
+
+    def fetch(self, items, *, progress=None, tqdm=False, cancel=None):
+        """Yield a :class:`FetchResult` for every item of ``items`` as it completes.
+
+        Parameters
+        ----------
+        items : Table or sequence of str
+            A :meth:`~glue_spherex.irsa.core.SpherexArchive.query_region` table (its
+            ``cutout_url`` and ``cutout_index`` columns are used) or URLs (indexed from 1).
+        progress : callable, optional
+            Called as ``progress(done, total, result)`` after each result.
+        tqdm : bool
+            Show a tqdm progress bar (on stderr).
+        cancel : threading.Event, optional
+            Set it to stop: queued cutouts come back ``'cancelled'``, in-flight requests are
+            cut. Closing the iterator early has the same effect.
+        """
+        tasks, origins = _tasks(items)
+        run = _Run(self, tasks, origins | {_origin(self.archive_url), _origin(IRSA_URL)})
+        bar = None
+        if tqdm:
+            from tqdm import tqdm as _tqdm
+
+            bar = _tqdm(total=len(tasks), unit="cutout", desc="fetch", leave=True)
+        failed = 0
+        try:
+            run.start()
+            for done in range(1, len(tasks) + 1):
+                result = run.next_result(cancel)
+                if bar is not None:
+                    failed += result.status != OK
+                    bar.update(1)
+                    if failed:
+                        bar.set_postfix(failed=failed, refresh=False)
+                if progress is not None:
+                    progress(done, len(tasks), result)
+                yield result
+        finally:
+            run.close()
+            if bar is not None:
+                bar.close()
+
+
+def fetch_cutouts(table_or_urls, *, workers=None, cache_dir=None, timeout=None,
+                  max_retries=None, progress=None, tqdm=False, cancel=None, retry=None,
+                  archive_url=None):
+    """Download cutouts concurrently; yields :class:`FetchResult` as each completes.
+
+    See :class:`Fetcher` for the parameters and :meth:`Fetcher.fetch` for ``table_or_urls``,
+    ``progress``, ``tqdm`` and ``cancel``.
+    """
+    fetcher = Fetcher(workers=workers, cache_dir=cache_dir, timeout=timeout,
+                      max_retries=max_retries, retry=retry, archive_url=archive_url)
+    return fetcher.fetch(table_or_urls, progress=progress, tqdm=tqdm, cancel=cancel)
+
+
+def fetch_to_file(table, out_path, *, target=None, size=None, overwrite=False, **fetch_kwargs):
+    """Fetch the cutouts of a query table straight into a combined MEF at ``out_path``.
+
+    Cutouts are appended as they arrive and failures are recorded in the file's
+    ``CUTOUT_INFO`` table, so memory use does not grow with the number of cutouts. The file
+    appears at ``out_path`` only when complete; if the run is interrupted (exception, Ctrl-C)
+    it is finished with what arrived and the exception propagates.
+
+    Before anything is downloaded, the output (and the cache directory) must be writable and
+    have room for the estimated size, else :class:`~glue_spherex.errors.SpherexOutputError`.
+    If ``out_path`` already holds an unfinished file of the same query (an interrupted earlier
+    run: cutouts failed or missing) and ``overwrite`` is false, the run resumes: the cutouts
+    in it are kept and only the others are fetched. A full disk while writing stops the run
+    with a :class:`~glue_spherex.errors.SpherexOutputError` saying what became of the cutouts
+    that had arrived; nothing half-written is left.
+
+    Parameters
+    ----------
+    table : Table
+        From :meth:`~glue_spherex.irsa.core.SpherexArchive.query_region`.
+    target : SkyCoord, optional
+        Where the central wavelength of each cutout is evaluated; default the query position
+        (``table.meta['target_ra'/'target_dec']``).
+    size : Quantity or str, optional
+        Cutout size recorded in the file; default ``table.meta['size']``.
+    overwrite : bool
+        Replace an existing ``out_path`` (rather than resume it) when finished.
+    **fetch_kwargs
+        Passed to :func:`fetch_cutouts`.
+
+    Returns
+    -------
+    FetchSummary
+    """
+    from astropy.coordinates import SkyCoord
+
+    from ..fitsbytes.atomic import check_output, output_lock
+    from ..products.combined import CombinedWriter
+
+    if target is None and "target_ra" in table.meta:
+        target = SkyCoord(table.meta["target_ra"], table.meta["target_dec"], unit="deg")
+    if size is None:
+        size = table.meta.get("size")
+    if size is not None:
+        from ..irsa.core import parse_size
+
+        size = parse_size(size).quantity
+    planned = [dict(cutout_index=int(row["cutout_index"]), access_url=str(row["cutout_url"]),
+                    obs_id=str(row["obs_id"]), detector=int(row["detector"]),
+                    bandpass=str(row["bandpass"]), observation_date=float(row["t_min"]),
+                    mjd_end=float(row["t_max"]),
+                    **{c: str(row[c]) for c in ("release", "version") if c in table.colnames})
+               for row in table]
+    out_path = Path(out_path)
+    options = {k: fetch_kwargs.pop(k) for k in ("progress", "tqdm", "cancel")
+               if k in fetch_kwargs}
+    fetcher = Fetcher(**fetch_kwargs)  # an unwritable cache directory fails here
+    check_output(out_path, what="output")
+    summary = FetchSummary(out_path, len(planned), 0, 0, 0, 0, 0, 0.0)
+    t0 = time.monotonic()
+    kept = {}
+    with output_lock(out_path):  # from here on no other run touches out_path or its parts
+        try:
+            if not overwrite:
+                kept = _previous(out_path, planned)
+            if kept and len(kept) == len(planned):  # an earlier run already finished it
+                summary.ok = summary.resumed = len(planned)
+                return summary
+            _check_space(out_path, planned, size, fetcher.cache, kept)
+            index = {p["access_url"]: p["cutout_index"] for p in planned}
+            todo = table[np.array([str(u) not in kept for u in table["cutout_url"]], bool)]
+            writer = CombinedWriter(out_path, planned, target=target, size=size,
+                                    overwrite=True)
+            _fill(writer, summary, kept, index, fetcher, todo, options)
+        finally:
+            for product in kept.values():
+                product.close()
+    summary.seconds = time.monotonic() - t0
+    return summary
+
+
+def _previous(out_path, planned):
+    """The cutouts an earlier run of this query left: in an unfinished file at ``out_path``,
+    or, if a killed run left no file, in its temporary file."""
+    from ..products.combined import recover_partial
+
+    if out_path.exists():
+        return _resumable(out_path, planned)
+    partial = recover_partial(out_path)
+    if partial is None:
+        return {}
+    try:
+        return _resumable(partial, planned)
+    except SpherexInputError:  # another query's leftovers: the new writer deletes them
+        return {}
+
+
+def _fill(writer, summary, kept, index, fetcher, todo, options):
+    """Copy the kept cutouts, then fetch the others, into ``writer``; close it."""
+    results = None
+    try:
+        for url, product in kept.items():
+            writer.add(index[url], product)
+            summary.ok += 1
+            summary.resumed += 1
+        # Each cutout is parsed here, not in its download thread: a download thread that
+        # parses is late for its next request, and this thread is otherwise mostly waiting.
+        results = fetcher.fetch(todo, **options) if len(todo) else ()
+        for result in results:
+            if result.ok:
+                try:
+                    writer.add(result.cutout_index, result.data)
+                except SpherexFormatError as exc:  # whatever was wrong with this one product
+                    result.status, result.reason = FAILED, f"unreadable product: {exc}"
+                    writer.add_failure(result.cutout_index, result.reason)
+            elif result.status != CANCELLED:  # a cancelled cutout stays 'missing': rerun
+                writer.add_failure(result.cutout_index, result.reason or result.status)
+            _tally(summary, result)
+            result.data = None  # the writer has it: bound the memory
+        writer.close()
+    except OSError as exc:  # writing the output failed (a full disk): keep what can be kept
+        if results:
+            results.close()
+        raise _write_failure(exc, writer, summary, fetcher.cache) from None
+    except BaseException:
+        if results:
+            results.close()  # stop the downloads before the file is finished
+        writer.close()  # with what arrived; the caller's exception goes on
+        raise
+
+
+def _resumable(out_path, planned):
+    """``{url: SpectralImage}`` of the cutouts an unfinished earlier file at ``out_path`` holds.
+
+    Raises SpherexInputError if the file is not a combined file of this same query.
+    """
+    from ..products.combined import read_combined
+
+    refuse = (f"{out_path} exists and is not an unfinished file of this query; give "
+              "--overwrite (overwrite=True) to replace it, or another output file")
+    try:
+        info, products = read_combined(out_path)
+    except (SpherexFormatError, OSError):
+        raise SpherexInputError(refuse) from None
+    wanted = {p["access_url"] for p in planned}
+    kept = {}
+    for product in products:
+        url = product.access_url or ""
+        if url in wanted and url not in kept:
+            kept[url] = product
+        else:
+            product.close()
+    listed = {str(u).strip() for u in info["access_url"]}
+    if not listed <= wanted or len(kept) < sum(str(s).strip() == OK for s in info["status"]):
+        for product in kept.values():
+            product.close()
+        raise SpherexInputError(refuse)
+    return kept
+
+
+def _check_space(out_path, planned, size, cache, kept):
+    """Raise SpherexOutputError if the output (and cache) lack room for the estimated size."""
+    import os
+
+    from ..fitsbytes.atomic import check_output
+    from ..products.combined import estimated_cutout_bytes
+
+    if size is None:
+        return
+    each = estimated_cutout_bytes(size)
+    needed = each * len(planned)
+    if cache is not None:
+        new = sum(p["access_url"] not in kept and not cache.contains(p["access_url"])
+                  for p in planned)
+        try:
+            same = os.stat(cache.directory).st_dev == os.stat(out_path.parent).st_dev
+        except OSError:
+            same = False
+        if same:  # on another file system a full cache costs no cutout: it is reported
+            needed += each * new
+    check_output(out_path, needed_bytes=needed, what="output")
+
+
+def _write_failure(exc, writer, summary, cache):
+    """The SpherexOutputError for a failed write: what is where now, and what to do."""
+    from ..errors import SpherexOutputError
+
+    why = exc.strerror or str(exc)
+    arrived = summary.ok + summary.failed  # cutouts that had been downloaded or kept
+    with contextlib.suppress(Exception):
+        writer.close()  # truncated to the last whole cutout; needs little new space
+    saved = writer.counts["ok"] if writer.finished else None
+    total = summary.total
+    if saved is not None:
+        text = (f"could not write all of {writer.path}: {why}; it holds {saved} of {total} "
+                "cutouts (CUTOUT_INFO lists the rest as missing)")
+    else:
+        text = f"could not write {writer.path}: {why}; nothing was written there"
+    if cache is not None:
+        in_cache = sum(cache.contains(u) for u in writer.urls)
+        text += (f"; {in_cache} of {total} cutouts were downloaded and are in the cache "
+                 f"{cache.directory}")
+    elif saved is None:
+        text += f"; the {arrived} cutouts that had arrived were not kept (no cache directory)"
+    return SpherexOutputError(text + "; free some space and rerun the same command to resume")
+
+
+def _tally(summary, result):
+    if result.status == OK:
+        summary.ok += 1
+        summary.from_cache += result.from_cache
+        if result.reason.startswith("not cached"):
+            summary.uncached += 1
+            summary.cache_problem = summary.cache_problem or result.reason
+    elif result.status == FAILED:
+        summary.failed += 1
+        summary.failures.append((result.cutout_index, result.reason))
+    else:
+        summary.cancelled += 1
+    summary.bytes += result.bytes
+
+
+def _tasks(items):
+    """The tasks, and the origins their URLs may use besides the archive's and IRSA's."""
+    from astropy.table import Table
+
+    origins = set()
+    if isinstance(items, Table):
+        column = "cutout_url" if "cutout_url" in items.colnames else "access_url"
+        if column not in items.colnames:
+            raise SpherexInputError("the table has no cutout_url or access_url column")
+        urls = [str(u) for u in items[column]]
+        indices = ([int(i) for i in items["cutout_index"]] if "cutout_index" in items.colnames
+                   else list(range(1, len(urls) + 1)))
+        source = items.meta.get("archive_url")
+        if source is not None:     # rows a server sent: only that archive's (or IRSA's) host
+            origins.add(_origin(str(source)))
+        else:                      # a table the caller made: its URLs as given
+            origins.update(_origin(u) for u in urls)
+    elif isinstance(items, (str, bytes)):
+        raise SpherexInputError("give a query table or a list of URLs, not a single string")
+    else:
+        urls = [str(u) for u in items]
+        indices = list(range(1, len(urls) + 1))
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise SpherexInputError(f"{url[:80]!r} is not an http(s) URL")
+        origins.update(_origin(u) for u in urls)
+    tasks = [_Task(pos, idx, url) for pos, (idx, url) in enumerate(zip(indices, urls))]
+    return tasks, origins
+
+
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _origin(url):
+    """``(scheme, host, port)`` of a URL (None for a malformed one)."""
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        return None
+    if host in _LOOPBACK:          # one machine by any of its names (archive URL vs SIA rows)
+        host = "127.0.0.1"
+    return (scheme, host, port) if scheme in ("http", "https") and host else None
+
+
+def _shown(url, n=120):
+    url = re.sub(r"[\x00-\x1f\x7f]", "?", url)
+    return url if len(url) <= n else url[:n] + "..."
+
+
+class _Run:
+    """The threads and shared state of one :meth:`Fetcher.fetch` call."""
+
+    def __init__(self, fetcher, tasks, origins):
+        self.fetcher = fetcher
+        self.tasks = tasks
+        self.origins = frozenset(o for o in origins if o is not None)
+        self.schedule = _Schedule(tasks)
+        self.limit = _AdaptiveLimit(fetcher.workers)
+        self.tracker = ConnectionTracker()
+        self.results = queue.Queue(maxsize=2 * fetcher.workers)
+        self.stopping = threading.Event()  # cancel requested: finish everything as cancelled
+        self.closed = threading.Event()    # the consumer is gone: emit nothing more
+        self.rng = random.Random()
+        self.threads = []
+
+    def start(self):
+        for i in range(min(self.fetcher.workers, len(self.tasks))):
+            thread = threading.Thread(target=self._work, name=f"spherex-fetch-{i}", daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def next_result(self, cancel):
+        while True:
+            if cancel is not None and cancel.is_set() and not self.stopping.is_set():
+                self.cancel()
+            try:
+                return self.results.get(timeout=_POLL)
+            except queue.Empty:
+                if not any(thread.is_alive() for thread in self.threads):
+                    raise SpherexError("internal error: the download threads stopped "
+                                       "before every cutout was accounted for") from None
+
+    def cancel(self):
+        self.stopping.set()
+        self.schedule.stop()
+        self.tracker.abort_all()
+
+    def close(self):
+        self.closed.set()
+        self.cancel()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self.results.get_nowait()
+        for thread in self.threads:
+            thread.join(timeout=5)
+
+    # -- worker side --
+
+    def _emit(self, result):
+        while not self.closed.is_set():
+            try:
+                self.results.put(result, timeout=_POLL)
+                return
+            except queue.Full:
+                continue
+
+    def _work(self):
+        session = make_session(self.fetcher.timeout, pool_size=1, tracker=self.tracker)
+        try:
+            while (task := self.schedule.next()) is not None:
+                try:
+                    result = self._step(task, session)
+                except Exception as exc:  # a bug must not hang the batch: record it
+                    result = self._result(task, FAILED, f"internal error: {exc!r}")
+                if result is not None:
+                    self._emit(result)
+                    self.schedule.finished()
+        finally:
+            session.close()
+
+    def _result(self, task, status, reason="", **kw):
+        seconds = time.monotonic() - task.started if task.started is not None else 0.0
+        return FetchResult(task.cutout_index, task.url, status, reason=reason,
+                           attempts=task.attempts, bytes=task.bytes, seconds=seconds, **kw)
+
+    def _step(self, task, session):
+        """One attempt at ``task``: a FetchResult when it is decided, None if re-queued."""
+        if self.stopping.is_set():
+            return self._result(task, CANCELLED, "cancelled before it was fetched"
+                                if task.attempts == 0 else f"cancelled ({task.reason})")
+        cache = self.fetcher.cache
+        if task.started is None:
+            task.started = time.monotonic()
+            if cache is not None:
+                data = cache.load(task.url)
+                if data is not None:
+                    return self._result(task, OK, data=data, path=cache.path_for(task.url),
+                                        from_cache=True)
+        refusal = self._refusal(task.url)
+        if refusal is not None:
+            return self._result(task, FAILED, f"refused: {refusal}")
+        started = self.limit.acquire(self.stopping.is_set)
+        if started is None:
+            return self._result(task, CANCELLED, "cancelled before it was fetched")
+        task.attempts += 1
+        outcome = self._attempt(session, task.url)
+        self.limit.release(started, outcome.status in PUSHBACK_STATUSES)
+        task.bytes += outcome.nbytes
+        if outcome.kind == "ok":
+            path, note = None, ""
+            if cache is not None:
+                try:
+                    path = cache.store(task.url, outcome.data)
+                except OSError as exc:  # the cutout itself is fine: keep it, say why uncached
+                    note = f"not cached: {exc}"
+            return self._result(task, OK, note, data=outcome.data, path=path)
+        task.reason = outcome.reason
+        if self.stopping.is_set():
+            return self._result(task, CANCELLED, "cancelled while downloading")
+        if outcome.kind == "fail":
+            return self._result(task, FAILED, outcome.reason)
+        if task.attempts > self.fetcher.retry.max_retries:
+            return self._result(task, FAILED,
+                                f"gave up after {task.attempts} attempts: {outcome.reason}")
+        delay = self.fetcher.retry.delay(task.attempts, outcome.retry_after, self.rng)
+        self.schedule.retry_later(task, delay)
+        return None
+
+    def _refusal(self, url):
+        """Why the host policy refuses ``url`` (None if it may be fetched)."""
+        if len(url) > MAX_URL_CHARS:
+            return f"the URL is {len(url):,} characters long (at most {MAX_URL_CHARS:,})"
+        if re.search(r"[\x00-\x20\x7f]", url):
+            return f"the URL {_shown(url)!r} has spaces or control characters"
+        origin = _origin(url)
+        if origin is None:
+            return f"{_shown(url)!r} is not an http(s) URL"
+        if origin not in self.origins:
+            allowed = ", ".join(sorted(f"{s}://{h}:{p}" for s, h, p in self.origins))
+            return (f"{_shown(url)!r} is not on the archive's host; the fetcher follows only "
+                    f"{allowed}")
+        return None
+
+    def _attempt(self, session, url):
+        try:
+            for _ in range(MAX_REDIRECTS + 1):
+                with session.get(url, stream=True, allow_redirects=False) as resp:
+                    status = resp.status_code
+                    location = resp.headers.get("Location")
+                    if status in _REDIRECTS and location:
+                        target = urljoin(url, location.strip())
+                        refusal = self._refusal(target)
+                        if refusal is not None:
+                            return _Outcome("fail", f"HTTP {status} redirect refused: "
+                                                    f"{refusal}", status=status)
+                        url = target
+                        continue
+                    if status != 200:
+                        return _http_error(resp)
+                    limit = plausible_size(url)
+                    body = self._read(resp, limit)
+                    break
+            else:
+                return _Outcome("fail", f"more than {MAX_REDIRECTS} redirects")
+        except _TooLarge as exc:
+            return _Outcome("fail", str(exc), nbytes=exc.nbytes)
+        except requests.exceptions.ConnectTimeout as exc:
+            return _Outcome("retry", f"connect timeout ({_brief(exc)})")
+        except (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError):
+            return _Outcome("retry", "read timeout (server stalled)")
+        except (requests.exceptions.ChunkedEncodingError, http.client.IncompleteRead,
+                urllib3.exceptions.ProtocolError) as exc:
+            return _Outcome("retry", f"truncated or broken transfer ({_brief(exc)})")
+        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
+                requests.exceptions.MissingSchema, requests.exceptions.InvalidHeader,
+                urllib3.exceptions.LocationParseError) as exc:
+            return _Outcome("fail", f"invalid URL or header ({_brief(exc)})")
+        except requests.exceptions.ConnectionError as exc:
+            if "Read timed out" in str(exc):
+                return _Outcome("retry", "read timeout (server stalled)")
+            return _Outcome("retry", f"connection failed ({_brief(exc)})")
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            return _Outcome("retry", f"transfer error ({_brief(exc)})")
+        nbytes = len(body)
+        length = resp.headers.get("Content-Length")
+        if (length is not None and length.isdigit() and "Content-Encoding" not in resp.headers
+                and int(length) != nbytes):
+            return _Outcome("retry", f"truncated body: {nbytes} of {length} bytes",
+                            nbytes=nbytes)
+        try:
+            data = unwrap(body, label="response", max_size=limit)
+        except SpherexFormatError as exc:
+            # a gzip bomb is final; a corrupt gzip body may be a transfer fault
+            kind = "fail" if "inflates to more than" in str(exc) else "retry"
+            return _Outcome(kind, f"invalid body with HTTP 200: {exc}", nbytes=nbytes)
+        del body
+        try:
+            scan_spectral_image(data, label="response")
+        except SpherexFormatError as exc:
+            return _Outcome("retry", f"invalid body with HTTP 200: {exc}", nbytes=nbytes)
+        return _Outcome("ok", data=data, status=200, nbytes=nbytes)
+
+    @staticmethod
+    def _read(resp, limit):
+        """The body, read in chunks into one buffer, refused past ``limit`` bytes (announced
+        or found). Cancellation does not need the chunks: ConnectionTracker.abort_all()
+        shuts the socket and the read returns."""
+        length = resp.headers.get("Content-Length", "").strip()
+        if length.isdigit() and int(length) > limit:
+            raise _TooLarge(f"the server announced a body of {int(length):,} bytes, more than "
+                            f"this cutout can be ({limit:,})", 0)
+        buf = bytearray()
+        while chunk := resp.raw.read(_READ_CHUNK, decode_content=True):
+            buf += chunk
+            if len(buf) > limit:
+                raise _TooLarge(f"the body is larger than this cutout can be ({limit:,} "
+                                "bytes); the rest was not read", len(buf))
+        return bytes(buf)
+
+
+def plausible_size(url):
+    """The most bytes the cutout at ``url`` can plausibly have: twice an estimate from its
+    ``size`` (16 bytes per pixel plus 8 MB for the PSF and headers) plus 8 MB, at most
+    :data:`MAX_BODY_BYTES`; :data:`MAX_BODY_BYTES` when the URL has no readable size."""
+    from urllib.parse import parse_qs
+
+    from ..local_archive.cutout_params import parse_cutout
+
+    try:
+        params = {k.lower(): v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+        cut = parse_cutout(params.get("center"), params.get("size"))
+    except (SpherexInputError, ValueError):
+        return MAX_BODY_BYTES
+    estimate = _BYTES_PER_PIXEL * cut.width_px * cut.height_px + _FIXED_BYTES
+    return min(MAX_BODY_BYTES, 2 * estimate + _FIXED_BYTES)
+
+
+class _TooLarge(Exception):
+    def __init__(self, message, nbytes):
+        super().__init__(message)
+        self.nbytes = nbytes
+
+
+def _http_error(resp):
+    status = resp.status_code
+    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+    try:
+        text = resp.raw.read(4096, decode_content=True) or b""
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
+        text = b""
+    message = _error_text(text) or resp.reason or ""
+    reason = f"HTTP {status}: {message}" if message else f"HTTP {status}"
+    kind = "retry" if status in (408, 429) or status >= 500 else "fail"
+    return _Outcome(kind, reason, status=status, retry_after=retry_after)
+
+
+def _error_text(raw):
+    text = raw.decode("utf-8", "replace")
+    status = re.search(r'(?is)<INFO[^>]*name="QUERY_STATUS"[^>]*>(.*?)</INFO>', text)
+    if status is not None:       # IRSA's error document: the message is this INFO's text
+        text = status.group(1)
+    text = re.sub(r"(?is)<(script|style|title|head)\b.*?</\1>", " ", text)
+    text = re.sub(r"<[^>]+>", " ", text)
+    text = " ".join(text.split())
+    return text[:200]
+
+
+def _brief(exc):
+    """One line saying what went wrong, ending with the root cause (``[Errno 111] Connection
+    refused``): the outermost of the chain of wrapped exceptions (requests' around urllib3's
+    around the OSError) short enough to read, without object addresses."""
+    chain, cause = [], exc
+    while cause is not None and all(cause is not c for c in chain):
+        chain.append(cause)
+        inner = getattr(cause, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = next((a for a in cause.args if isinstance(a, BaseException)), None)
+        cause = inner if inner is not None else (cause.__cause__ or cause.__context__)
+    texts = [_clean(c) for c in chain]
+    text = next((t for t in texts if len(t) <= _REASON_CHARS // 2), texts[-1])
+    if len(text) > _REASON_CHARS:      # keep the head and the tail, where the cause is
+        half = _REASON_CHARS // 2
+        text = text[:half] + " ... " + text[-half:]
+    return text
+
+
+def _clean(exc):
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return re.sub(r"<[\w.]+ object at 0x[0-9a-fA-F]+>:? ?", "", text)

@@ -1,0 +1,201 @@
+"""``/ibe/data/spherex/<key>``: whole Level-2 files and IBE cutouts, with HEAD and byte ranges.
+
+Whole frames (70 MB each) are generated on first request by ``synthetic.frame_bytes`` into a
+per-process temporary directory holding at most a few of them (LRU); they are served from disk
+with ``Accept-Ranges: bytes`` and single-range ``206`` answers, so ``fits.open(url,
+use_fsspec=True)`` reads sections without downloading the file.
+
+``?center=..&size=..`` makes an IBE cutout (parameters in :mod:`.cutout_params`): no overlap
+with the frame is HTTP 400, partial overlap is clipped.  Cutouts are **not gzipped by
+default**: IRSA's page says IBE gzips cutouts, but that is unconfirmed for SPHEREx and the
+observed 5.3 MB size of a SPHEREx cutout indicates plain FITS; ``gzip=true`` asks for the
+gzipped body, sent like an IBE file download (``application/fits`` without
+``Content-Encoding``), so a client must recognise the gzip magic itself.  Cutouts are rendered
+per request (about 10 ms for a 0.1 deg cutout).
+
+Cutouts of pipeline-7 files keep the EPSF table whole; their FLAGS is RICE_1-compressed over
+the window (``cutout_flags='compressed'``, the default, like the full file) or a plain int32
+image (``'plain'``): the archive's ``--cutout-flags`` option, since what IRSA does is unknown.
+"""
+
+from __future__ import annotations
+
+import atexit
+import gzip
+import os
+import re
+import shutil
+import tempfile
+import threading
+from collections import OrderedDict
+
+from ..errors import SpherexInputError
+from ..fitsbytes.atomic import write_bytes
+from .cutout_params import parse_cutout
+from .response import FileBody, Response, error_document
+
+__all__ = ["FrameCache", "serve_file", "frame_cache", "parse_range", "ranged", "QR2_FRAME_BYTES"]
+
+FITS_TYPE = "application/fits"
+
+
+class FrameCache:
+    """Generated full frames on disk, at most ``max_files`` of them (least recently used go)."""
+
+    def __init__(self, max_files=4, directory=None):
+        self.max_files = max_files
+        self.directory = directory or tempfile.mkdtemp(prefix="glue-spherex-frames-")
+        self._lock = threading.Lock()
+        self._files = OrderedDict()          # key -> path
+        self._sizes = {}                     # key -> size of every frame ever generated
+        self._key_locks = {}
+
+    def open(self, spec):
+        """An open binary file with the frame's bytes (generated if not cached)."""
+        from .synthetic import frame_bytes
+
+        with self._lock:
+            key_lock = self._key_locks.setdefault(spec.key, threading.Lock())
+        with key_lock:                       # one generation per frame, however many requests
+            with self._lock:
+                path = self._files.get(spec.key)
+                if path is not None:
+                    self._files.move_to_end(spec.key)
+                    return open(path, "rb")
+            data = frame_bytes(spec)
+            path = os.path.join(self.directory, spec.file_name)
+            write_bytes(path, data)
+            with self._lock:
+                self._files[spec.key] = path
+                self._sizes[spec.key] = len(data)
+                while len(self._files) > self.max_files:
+                    _, old = self._files.popitem(last=False)
+                    os.remove(old)           # readers that opened it keep their handle
+                return open(path, "rb")
+
+    def size(self, spec):
+        """The frame's size in bytes, without generating it where its layout fixes it."""
+        with self._lock:
+            known = self._sizes.get(spec.key)
+        if known is not None:
+            return known
+        if not _variable_size(spec):
+            return QR2_FRAME_BYTES
+        fixed = getattr(spec, "file_size", None)   # pipeline 7: padded to a known size
+        if fixed is not None:
+            return fixed
+        with self.open(spec) as f:
+            return os.fstat(f.fileno()).st_size
+
+    def clear(self):
+        with self._lock:
+            for path in self._files.values():
+                os.remove(path)
+            self._files.clear()
+
+    def close(self):
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+#: Every pipeline < 7 frame: six uncompressed HDUs of fixed shapes (a test checks it).
+QR2_FRAME_BYTES = 71_637_120
+
+
+def _variable_size(spec):
+    """Whether a frame's size depends on its content (tile-compressed FLAGS, pipeline 7)."""
+    return getattr(spec, "pipeline", 6) >= 7
+
+
+_frames = None
+_frames_lock = threading.Lock()
+
+
+def frame_cache():
+    """The process-wide frame cache (its directory is removed at exit)."""
+    global _frames
+    with _frames_lock:
+        if _frames is None:
+            _frames = FrameCache()
+            atexit.register(_frames.close)
+        return _frames
+
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def parse_range(header, size):
+    """``(start, stop)`` of a single-range ``Range`` header, None to send everything, or
+    ``'unsatisfiable'``."""
+    if not header:
+        return None
+    m = _RANGE.fullmatch(header.strip())
+    if not m or not (m.group(1) or m.group(2)):
+        return None                          # multi-range or malformed: RFC 9110 lets us ignore
+    if m.group(1):
+        start = int(m.group(1))
+        stop = min(int(m.group(2)) + 1, size) if m.group(2) else size
+        if m.group(2) and int(m.group(2)) < start:
+            return None
+    else:
+        start, stop = max(size - int(m.group(2)), 0), size
+    if start >= size or stop <= start:
+        return "unsatisfiable"
+    return start, stop
+
+
+def ranged(body_at, size, range_header, headers):
+    """Apply a Range header; ``body_at(start, stop)`` makes the body for a byte span."""
+    span = parse_range(range_header, size)
+    if span == "unsatisfiable":
+        return Response(416, "text/plain", b"", [("Content-Range", f"bytes */{size}")] + headers)
+    if span is None:
+        return Response(200, FITS_TYPE, body_at(0, size), headers)
+    start, stop = span
+    return Response(206, FITS_TYPE, body_at(start, stop),
+                    [("Content-Range", f"bytes {start}-{stop - 1}/{size}")] + headers)
+
+
+def _flag(value, name):
+    v = value.strip().lower()
+    if v in ("true", "1", "yes", "on"):
+        return True
+    if v in ("false", "0", "no", "off"):
+        return False
+    raise SpherexInputError(f"{name}={value!r}: use true or false")
+
+
+def serve_file(spec, params, range_header=None, gzip_default=False, cutout_flags="compressed"):
+    """Answer a GET/HEAD for one file (``params``: lower-case name -> first value);
+    ``cutout_flags`` says how FLAGS of a pipeline-7 cutout is written."""
+    headers = [("Accept-Ranges", "bytes"),
+               ("Content-Disposition", f'inline; filename="{spec.file_name}"')]
+    if "center" not in params and "size" not in params:
+        f = frame_cache().open(spec)           # the HTTP layer closes it after sending
+        size = os.fstat(f.fileno()).st_size
+        response = ranged(lambda a, b: FileBody(f, a, b - a), size, range_header, headers)
+        if not isinstance(response.body, FileBody):
+            f.close()
+        return response
+    try:
+        cut = parse_cutout(params.get("center"), params.get("size"))
+        use_gzip = _flag(params["gzip"], "gzip") if "gzip" in params else gzip_default
+    except SpherexInputError as e:
+        return error_document(400, f"UsageFault: BAD_REQUEST: {e}")
+    body = _cutout_body(spec, cut, use_gzip, cutout_flags)
+    if body is None:
+        return error_document(400, "UsageFault: BAD_REQUEST: the requested region does not "
+                                   f"overlap the image {spec.file_name}")
+    return ranged(lambda a, b: body[a:b], len(body), range_header, headers)
+
+
+def _cutout_body(spec, cut, use_gzip, cutout_flags="compressed"):
+    from .synthetic import cutout_bytes, cutout_window, frame_wcs
+
+    ra, dec = cut.ra, cut.dec
+    if cut.in_pixels:
+        ra, dec = (float(v) for v in frame_wcs(spec).all_pix2world(cut.x, cut.y, 0))
+    window = cutout_window(spec, ra, dec, cut.width_px, cut.height_px)
+    if window is None:
+        return None
+    body = cutout_bytes(spec, *window, flags=cutout_flags)
+    return gzip.compress(body, compresslevel=6, mtime=0) if use_gzip else body
