@@ -4,6 +4,7 @@ Public names: :func:`fetch_cutouts`, :func:`fetch_to_file`, :class:`FetchResult`
 :class:`FetchSummary`, :class:`RetryPolicy`.
 """
 
-from .fetcher import FetchResult, FetchSummary, RetryPolicy, fetch_cutouts, fetch_to_file
+from .fetcher import FetchResult, FetchSummary, fetch_cutouts, fetch_to_file
+from .retry import RetryPolicy
 
 __all__ = ["fetch_cutouts", "fetch_to_file", "FetchResult", "FetchSummary", "RetryPolicy"]

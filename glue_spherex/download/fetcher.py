@@ -47,7 +47,6 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -60,13 +59,20 @@ from ..fitsbytes.scan import scan_spectral_image, unwrap
 from ..irsa.config import IRSA_URL, settings
 from .cache import CutoutCache
 from .http import ConnectionTracker, make_session
+from .retry import (
+    PUSHBACK_STATUSES,
+    RetryPolicy,
+    body_error_decision,
+    parse_retry_after,
+    status_decision,
+    transfer_error_decision,
+)
 
-__all__ = ["FetchResult", "FetchSummary", "Fetcher", "RetryPolicy", "fetch_cutouts",
-           "fetch_to_file", "parse_retry_after", "plausible_size", "MAX_BODY_BYTES",
+__all__ = ["FetchResult", "FetchSummary", "Fetcher", "fetch_cutouts",
+           "fetch_to_file", "plausible_size", "MAX_BODY_BYTES",
            "MAX_REDIRECTS", "MAX_URL_CHARS"]
 
 OK, FAILED, CANCELLED = "ok", "failed", "cancelled"
-PUSHBACK_STATUSES = frozenset({429, 503})
 _POLL = 0.1
 
 #: The largest cutout body accepted, before and after gzip: a whole-detector cutout (2040 x
@@ -78,44 +84,6 @@ MAX_REDIRECTS = 5
 MAX_URL_CHARS = 8192
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _READ_CHUNK = 1 << 20
-_REASON_CHARS = 400
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """When and how long to wait before trying a cutout again.
-
-    The n-th retry waits ``uniform(0, min(backoff_cap, backoff_base * 2**(n-1)))`` seconds
-    ("full jitter"), but never less than the server's ``Retry-After`` (capped at
-    ``retry_after_cap``).
-    """
-
-    max_retries: int = 5
-    backoff_base: float = 0.5
-    backoff_cap: float = 30.0
-    retry_after_cap: float = 120.0
-
-    def delay(self, retry_number, retry_after=None, rng=random):
-        wait = rng.uniform(0.0, min(self.backoff_cap, self.backoff_base * 2 ** (retry_number - 1)))
-        if retry_after is not None:
-            wait = max(wait, min(retry_after, self.retry_after_cap))
-        return wait
-
-
-def parse_retry_after(value, now=None):
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), or None."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 @dataclass
@@ -820,23 +788,10 @@ class _Run:
                 return _Outcome("fail", f"more than {MAX_REDIRECTS} redirects")
         except _TooLarge as exc:
             return _Outcome("fail", str(exc), nbytes=exc.nbytes)
-        except requests.exceptions.ConnectTimeout as exc:
-            return _Outcome("retry", f"connect timeout ({_brief(exc)})")
-        except (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError):
-            return _Outcome("retry", "read timeout (server stalled)")
-        except (requests.exceptions.ChunkedEncodingError, http.client.IncompleteRead,
-                urllib3.exceptions.ProtocolError) as exc:
-            return _Outcome("retry", f"truncated or broken transfer ({_brief(exc)})")
-        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
-                requests.exceptions.MissingSchema, requests.exceptions.InvalidHeader,
-                urllib3.exceptions.LocationParseError) as exc:
-            return _Outcome("fail", f"invalid URL or header ({_brief(exc)})")
-        except requests.exceptions.ConnectionError as exc:
-            if "Read timed out" in str(exc):
-                return _Outcome("retry", "read timeout (server stalled)")
-            return _Outcome("retry", f"connection failed ({_brief(exc)})")
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-            return _Outcome("retry", f"transfer error ({_brief(exc)})")
+        except (requests.RequestException, urllib3.exceptions.HTTPError,
+                http.client.HTTPException, OSError) as exc:
+            kind, reason = transfer_error_decision(exc)
+            return _Outcome(kind, reason)
         nbytes = len(body)
         length = resp.headers.get("Content-Length")
         if (length is not None and length.isdigit() and "Content-Encoding" not in resp.headers
@@ -846,9 +801,7 @@ class _Run:
         try:
             data = unwrap(body, label="response", max_size=limit)
         except SpherexFormatError as exc:
-            # a gzip bomb is final; a corrupt gzip body may be a transfer fault
-            kind = "fail" if "inflates to more than" in str(exc) else "retry"
-            return _Outcome(kind, f"invalid body with HTTP 200: {exc}", nbytes=nbytes)
+            return _Outcome(body_error_decision(exc), f"invalid body with HTTP 200: {exc}", nbytes=nbytes)
         del body
         try:
             scan_spectral_image(data, label="response")
@@ -906,8 +859,7 @@ def _http_error(resp):
         text = b""
     message = _error_text(text) or resp.reason or ""
     reason = f"HTTP {status}: {message}" if message else f"HTTP {status}"
-    kind = "retry" if status in (408, 429) or status >= 500 else "fail"
-    return _Outcome(kind, reason, status=status, retry_after=retry_after)
+    return _Outcome(status_decision(status), reason, status=status, retry_after=retry_after)
 
 
 def _error_text(raw):
@@ -919,27 +871,3 @@ def _error_text(raw):
     text = re.sub(r"<[^>]+>", " ", text)
     text = " ".join(text.split())
     return text[:200]
-
-
-def _brief(exc):
-    """One line saying what went wrong, ending with the root cause (``[Errno 111] Connection
-    refused``): the outermost of the chain of wrapped exceptions (requests' around urllib3's
-    around the OSError) short enough to read, without object addresses."""
-    chain, cause = [], exc
-    while cause is not None and all(cause is not c for c in chain):
-        chain.append(cause)
-        inner = getattr(cause, "reason", None)
-        if not isinstance(inner, BaseException):
-            inner = next((a for a in cause.args if isinstance(a, BaseException)), None)
-        cause = inner if inner is not None else (cause.__cause__ or cause.__context__)
-    texts = [_clean(c) for c in chain]
-    text = next((t for t in texts if len(t) <= _REASON_CHARS // 2), texts[-1])
-    if len(text) > _REASON_CHARS:      # keep the head and the tail, where the cause is
-        half = _REASON_CHARS // 2
-        text = text[:half] + " ... " + text[-half:]
-    return text
-
-
-def _clean(exc):
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return re.sub(r"<[\w.]+ object at 0x[0-9a-fA-F]+>:? ?", "", text)

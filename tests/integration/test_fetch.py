@@ -12,12 +12,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from glue_spherex.download.fetcher import (
-    RetryPolicy,
-    fetch_cutouts,
-    fetch_to_file,
-    parse_retry_after,
-)
+from glue_spherex.download.fetcher import fetch_cutouts, fetch_to_file
+from glue_spherex.download.retry import RetryPolicy, parse_retry_after
 from glue_spherex.errors import SpherexInputError, SpherexOutputError
 from glue_spherex.fitsbytes.scan import scan_spectral_image
 from glue_spherex.irsa.core import SpherexArchive
