@@ -1,51 +1,13 @@
 """The spectrum (SED) of one sky position, measured on every SPHEREx cutout that covers it.
 
-Each SPHEREx exposure samples one narrow band at each pixel, so the spectrum of a source is
-one aperture measurement per cutout, placed at the wavelength the detector sees at the
-source. :func:`extract_spectrum` does that measurement on each cutout's own pixel grid:
-
-* **Aperture** -- a circle on the sky placed on each cutout with its WCS (SIP included) and
-  its local pixel scale at the position (what photutils' ``SkyCircularAperture.to_pixel``
-  does, here from low-level WCS calls, 10x faster), measured as a photutils
-  :class:`~photutils.aperture.CircularAperture` with exact pixel overlap.
-* **Masking** -- pixels with any of ``bad_flags`` set (default
-  :data:`glue_spherex.products.flags.DEFAULT_BAD_FLAGS`), or a non-finite value or variance, are left
-  out. The measurement is then rescaled by the light the expected profile puts in the pixels
-  that were kept (see *aperture correction*), so a masked pixel costs signal-to-noise, not flux.
-* **Background** -- the ZODI model is subtracted by default (IMAGE is not zodi-subtracted);
-  an optional annulus adds a sigma-clipped median of its unmasked pixels as a local level.
-* **Aperture correction** -- ``'psf'`` (default, for point sources): the measurement is
-  divided by the fraction of a point source's light that falls in the kept aperture pixels,
-  for the PSF centred on the sub-pixel source position and integrated over each pixel; the
-  result is the total flux density. The PSF is the cutout's own: the PSF-extension plane of
-  the zone holding the source (sampled ``OVERSAMP`` = 10 times finer than the detector
-  pixels, normalised to unit sum over its 10x10-pixel box). A pipeline-7 cutout carries an
-  ``EPSF`` table instead: the zone with the nearest centre gives a 5x oversampled *effective*
-  PSF (pixel response included), point-sampled at the pixel centres with photutils'
-  ``ImagePSF`` as IRSA's PSF tutorial does, not integrated again
-  (:mod:`glue_spherex.products.epsf`). Without a PSF extension (a
-  dataset restored from a glue session) a circular Gaussian of the header's ``PSF_FWHM``
-  is used: only an approximation of a zone's PSF (synthetic zones are up to 4 % broader,
-  real PSFs are not Gaussian), costing 0.2-0.4 % of flux per 1 % of FWHM error at a 6"
-  radius and < 0.05 % at 12".
-  ``'none'`` (for extended sources): the flux in the aperture; a masked (or off-image)
-  aperture pixel takes the value at its mirror position about the centre, interpolated from
-  the pixels there, and the error grows by the uncertainty of that interpolation.
-* **Units** -- surface brightness (MJy/sr) times the pixel solid angle gives flux density.
-  The solid angle is that of a pixel of the cutout's linear WCS (its PC matrix: 37.86
-  arcsec^2, the header's ``OMEGA_MEDIAN``), the nominal pixel the surface brightness is
-  calibrated to. The SIP distortion makes the true sky area of a pixel vary by up to ~1 %
-  across the array; correcting for it needs SPHEREx's solid-angle pixel map, a calibration
-  product not carried by Level-2 files, so it is not applied.
-* **Errors** -- VARIANCE propagated through the weighted aperture sum and the same
-  rescaling (or mirror fill), plus the uncertainty of the fills and of the annulus level.
-
-Every cutout gives one row, sorted by wavelength. A cutout on which the aperture falls off
-the image, is fully masked or keeps less than ``min_unmasked_fraction`` of the expected
-light keeps its row with a NaN flux and a ``status`` saying why. The ``pipeline`` column
-says which pipeline made each cutout; a spectrum that mixes pipeline < 7 and pipeline 7
-points mixes two absolute calibrations (pipeline 7 re-derived the gain, by up to a few per
-cent) and says so: a :class:`MixedPipelineWarning` and ``meta['mixed_pipelines']``.
+Each SPHEREx exposure samples one narrow band at each pixel, so a source's spectrum is one
+aperture measurement per cutout, at the wavelength the detector sees at the source.
+:func:`extract_spectrum` measures each cutout on its own pixel grid: a sky circle placed
+with the cutout's WCS, bad-flag pixels masked, ZODI subtracted, a PSF aperture correction
+(or a mirror fill for extended sources), VARIANCE propagated; one row per cutout, sorted by
+wavelength, with a ``status`` for cutouts that gave no flux. Spectra can be written as
+ECSV/FITS tables and plotted. The method, step by step, is in the documentation
+(``docs/methods.rst``, "Methods: spectra, wavelengths and the PSF correction").
 """
 
 from __future__ import annotations

@@ -2,37 +2,12 @@
 
 :func:`fetch_cutouts` yields one :class:`FetchResult` per requested cutout *as each completes*;
 :func:`fetch_to_file` streams them into a combined MEF (:class:`~glue_spherex.products.combined.
-CombinedWriter`) so memory stays bounded however many cutouts there are.
-
-How a batch runs (:class:`Fetcher`):
-
-- A bounded pool of worker threads, each with its own keep-alive HTTP connection, takes tasks
-  from a schedule ordered by the time each may next be tried. A task waiting out a back-off
-  does not occupy a worker.
-- Every body is checked before it is accepted: gzip is undone, then the bytes must be a
-  complete FITS file with every Level-2 extension (:mod:`glue_spherex.fitsbytes.scan`). An HTML page
-  served with status 200, a short body or a reset connection is a transient failure.
-- Transient failures (timeouts, resets, truncated or invalid bodies, HTTP 408, 429 and 5xx)
-  are retried with exponential back-off and full jitter, waiting at least as long as the
-  server's ``Retry-After``. Other 4xx (400 "cutout does not overlap the image", 404) are final.
-- 429 and 503 are push-back: an AIMD limiter halves the number of requests allowed in flight
-  and recovers by one per window of successes.
-- With a cache directory, each validated cutout is written atomically (``.part`` then
-  :func:`os.replace`); a rerun takes complete files from the cache and fetches only the rest.
-- Hosts and schemes (see docs/python.rst, "Which hosts the fetcher follows"): rows of a query
-  table are fetched only from the archive that answered the query (its scheme, host and port,
-  ``table.meta['archive_url']``) or IRSA's own host over https; URLs given as a list (or a
-  table without ``archive_url``) are taken as given. A redirect is followed only to those
-  same origins, over http(s), at most :data:`MAX_REDIRECTS` times. Anything else is a
-  recorded failure, never retried.
-- Bodies are bounded: one announced or found larger than a cutout of the requested size
-  can plausibly be (:func:`plausible_size`, at most :data:`MAX_BODY_BYTES`; endless chunked
-  bodies included), or gzip content inflating past that, is a recorded failure, never
-  retried; memory stays below about twice that per worker.
-- Setting the ``cancel`` event (or closing the iterator, e.g. on Ctrl-C) marks queued cutouts
-  ``'cancelled'`` and cuts the sockets of in-flight requests so they stop at once.
-- Nothing is dropped: every cutout ends as ``'ok'``, ``'failed'`` (with the reason) or
-  ``'cancelled'``, and a failure never stops the batch.
+CombinedWriter`) so memory stays bounded however many cutouts there are. :class:`Fetcher`
+runs the batch: a pool of keep-alive workers, every body validated as a complete Level-2
+FITS file, transient failures retried with jittered back-off, an AIMD limit on 429/503,
+only trusted hosts and bounded bodies, an optional cache, prompt cancellation; every cutout
+ends ``'ok'``, ``'failed'`` (with the reason) or ``'cancelled'``. How a batch runs and which
+hosts are followed: ``docs/python.rst`` ("Downloading the cutouts into one file").
 """
 
 from __future__ import annotations

@@ -1,17 +1,14 @@
 """Write files so that a final name never holds a partial file, nor a mix of two writers.
 
-Every writer in glue-spherex goes through :func:`atomic_path` (or, for a file built in place,
-:func:`temporary_path`): a fresh hidden name beside the destination
-(``.NAME.<pid>-<thread>-<n>.part``, same directory, so the rename is atomic) that no other
-writer can share, renamed onto the destination when the block succeeds and removed when the
-block raises. The temporary file is created by the writer itself, so the user's umask applies
-as for any new file. A killed process leaves at most such a file, which nothing reads and
-:func:`remove_stale_temporaries` deletes once its process is gone.
-
-:func:`output_lock` keeps two processes (or threads) from writing the same output at once: the
-second gets one clear :class:`~glue_spherex.errors.SpherexOutputError` instead of a file that
-mixes both runs. :func:`check_output` tells before any work starts whether a path can be
-written at all (directory exists and is writable, the path is not a directory, enough space).
+:func:`temporary_path` gives a fresh hidden name beside the destination
+(``.NAME.<pid>-<thread>-<n>.part``, so the rename is atomic); :func:`atomic_path` writes
+there and renames onto the destination on success (spectra, quick-looks, tables, single
+exported cutouts, the cache via :func:`write_bytes`). :class:`~glue_spherex.products.combined.
+CombinedWriter` builds its file in place under a :func:`temporary_path` name and renames it
+itself on close; :func:`~glue_spherex.plugin.exporter.export_combined` stages to its own
+``.NAME.<pid>.export`` name before renaming. :func:`remove_stale_temporaries` deletes
+``.part`` files of dead processes. :func:`output_lock` stops two writers of one output;
+:func:`check_output` tells before any work whether a path can be written.
 """
 
 from __future__ import annotations

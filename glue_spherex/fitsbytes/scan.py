@@ -1,21 +1,14 @@
 """FITS files read at the byte level: where each HDU is, and the few keywords we need.
 
-A download is accepted only if its bytes are a complete FITS file holding every HDU of a
-Level-2 spectral image. :func:`scan_spectral_image` walks the headers (a few hundred cards),
-computes each HDU's data size from BITPIX/NAXISn/PCOUNT/GCOUNT and checks that the byte string
-is long enough to hold them all: it catches HTML error pages, truncated bodies and files missing
-an extension for well under a millisecond, where a full ``fits.open`` takes tens.
-:func:`unwrap` undoes a gzip body (IRSA's cutout service may gzip cutouts).
-
-The same scan is how :mod:`glue_spherex.products.spectral_image` opens files: astropy parses a whole header
-(milliseconds each, six per cutout) where :func:`header_cards` and :func:`card_value` read the
-handful of keywords a reader needs, :func:`image_array` maps the data without copying and
-:func:`table_row` reads the one-row WCS-WAVE table from its bytes.
-
-Hostile bytes: every count, length and offset a header claims is checked before it is used
-(against the FITS rules, the limits below and the bytes present), so any input ends in a
-:class:`~glue_spherex.errors.SpherexFormatError` naming the HDU and keyword, in time and
-memory proportional to the input (the contract is in ``docs/errors.rst``).
+:func:`scan_spectral_image` accepts a download only if its bytes are a complete FITS file
+holding every HDU of a Level-2 spectral image, from the headers alone (HTML pages, truncated
+bodies and missing extensions are caught in well under a millisecond; ``fits.open`` takes
+tens). :func:`unwrap` undoes a gzip body. The reader (:mod:`glue_spherex.products.spectral_image`)
+opens files through the same scan: :func:`header_cards`/:func:`card_value` read the keywords
+it needs, :func:`image_array` maps data without copying, :func:`table_row` reads WCS-WAVE.
+Every count, length and offset a header claims is checked before use, so any input ends in a
+:class:`~glue_spherex.errors.SpherexFormatError` in time and memory proportional to its size
+(the contract is in ``docs/errors.rst``).
 """
 
 from __future__ import annotations

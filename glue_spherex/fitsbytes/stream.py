@@ -1,17 +1,13 @@
 """Append-only output for big files, written past the page cache where the system allows.
 
-A combined file of 700 cutouts is 3.5 GB written once, then read back only in small parts
-(glue maps the image planes, never the 4.9 MB PSF cubes). Written through the page cache,
-every byte is copied by the kernel into freshly allocated cache pages; on the project's
-2-core virtual machines that took 5-9 s of CPU for 3.5 GB -- more than downloading it -- and
-it pushes the user's other files out of the cache. With ``O_DIRECT`` the disk reads the data
-from one reused, page-aligned buffer instead (0.3 s of CPU for the same 3.5 GB).
-
-:class:`StreamFile` stages appended bytes in that buffer and writes it in whole aligned
-blocks; :meth:`~StreamFile.truncate` drops bytes again (also ones already on disk) and
-:meth:`~StreamFile.overwrite` rewrites bytes in place. Where ``O_DIRECT`` is missing
-(macOS, Windows) or refused by the file system, it writes through an ordinary buffered
-file instead -- same bytes, same calls.
+A combined file of hundreds of cutouts is gigabytes written once and read back only in small
+parts. :class:`StreamFile` stages appended bytes in one reused, page-aligned buffer and
+writes it in whole aligned blocks with ``O_DIRECT``, which costs a small fraction of the CPU
+of writing through the page cache and leaves the user's cached files alone (measured in
+``docs/performance.rst``, "Writing the combined file"); :meth:`~StreamFile.truncate` drops
+bytes again (also ones on disk) and :meth:`~StreamFile.overwrite` rewrites bytes in place.
+Where ``O_DIRECT`` is missing (macOS, Windows) or refused by the file system, it writes
+through an ordinary buffered file -- same bytes, same calls.
 """
 
 from __future__ import annotations

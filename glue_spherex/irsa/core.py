@@ -3,25 +3,13 @@
 >>> from glue_spherex.irsa.core import Spherex                      # doctest: +SKIP
 >>> table = Spherex.query_region('M101', size=0.1 * u.deg, bandpass='D2')   # doctest: +SKIP
 
-:class:`SpherexArchive` queries IRSA's TAP service (default; it sees new data at once) or its
-SIA2 service (``via='sia'``; lags ingestion by about a day) through pyvo, and returns one
-:class:`~astropy.table.Table` row per image containing the target, sorted by time, with a ready
-cutout URL. ``Spherex`` is a module-level instance that follows :data:`glue_spherex.irsa.config.conf`
-and ``GLUE_SPHEREX_ARCHIVE_URL`` at each call.
-
-Releases: ``release='qr2'`` (default) gives QR2 as first processed (pipeline < 7, the files
-this tool always served); ``'qr3'`` the pipeline-7 products (QR3, and QR2 exposures IRSA has
-reprocessed with pipeline 7); ``'all'`` both. An exposure found in several processing
-versions (e.g. ``l2b-v21-...`` and its reprocessings ``l2b-v26-2026-196`` and
-``l2b_retry-v26-...``) gives one row, the newest (:func:`version_key`), unless
-``versions='all'``. Every row says its ``release`` and ``version`` (processing tag).
-
-Every argument is validated first and the ADQL is assembled only from validated numbers and
-whitelisted names, so no input can change the query; bad input raises
-:class:`~glue_spherex.errors.SpherexInputError` with a one-line message. An answer the client
-cannot trust (non-numeric or non-finite numbers, control characters, absurdly long URLs, ids
-of an unexpected form) raises :class:`~glue_spherex.errors.SpherexServiceError` naming the
-column and the row. The result table is built column by column (10^6 rows in seconds).
+:class:`SpherexArchive` queries IRSA's TAP (default) or SIA2 (``via='sia'``) service through
+pyvo and returns one row per image containing the target, sorted by time, with a cutout URL;
+``Spherex`` follows :data:`glue_spherex.irsa.config.conf` and ``GLUE_SPHEREX_ARCHIVE_URL``.
+``release`` (``'qr2'``, ``'qr3'``, ``'all'``) and ``versions`` choose processing versions
+(``docs/python.rst``, "Releases and processing versions"). Input is validated before any ADQL
+is built (:class:`~glue_spherex.errors.SpherexInputError`); an untrustworthy answer raises
+:class:`~glue_spherex.errors.SpherexServiceError` naming the column and row.
 """
 
 from __future__ import annotations

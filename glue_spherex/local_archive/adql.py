@@ -1,20 +1,12 @@
 """The archive's ADQL engine: sqlglot translates ADQL to SQLite, SQLite evaluates it.
 
-ADQL is parsed with sqlglot's T-SQL dialect (it understands ``TOP``), checked against the
-declared tables (:mod:`.schema`: unknown tables and columns are reported by name), typed, and
-written out as SQLite (``TOP`` -> ``LIMIT``, ``LOG`` -> ``LN``, ``LOG10(x)`` -> ``LOG(10, x)``,
-``MOD`` -> ``%``, ``CEILING`` -> ``CEIL``, ``TRUNCATE`` -> ``TRUNC``, a bare ``OFFSET`` ->
-``LIMIT -1 OFFSET``).  The spherical functions come from :mod:`.geometry`.  Schemas are
-attached in-memory databases, so ``spherex.plane`` resolves as written; ``LIKE`` is
-case-sensitive as ADQL requires.
-
-What a query may do is bounded (:data:`LIMITS`): its length, nesting and size before it is
-translated; while it runs, an authorizer lets SQLite read only the declared tables (checked
-by SQLite after it resolved CTEs and aliases) and call only the functions of
-:data:`ALLOWED_FUNCTIONS`; every value is at most ``value_bytes`` long, the answer at most
-``result_bytes``, and each query has its own deadline.  Queries run on a small pool of
-connections, each holding its own copy of the tables, so one slow query does not hold up the
-others.
+ADQL is parsed with sqlglot's T-SQL dialect (it knows ``TOP``), checked against the declared
+tables (:mod:`.schema`; unknown tables and columns are named), and written out as SQLite
+(``TOP`` -> ``LIMIT``, ``LOG`` -> ``LN`` and the like); the spherical functions come from
+:mod:`.geometry`. What a query may do is bounded (:data:`LIMITS`: length, nesting, value and
+answer sizes, a deadline), and an authorizer lets SQLite read only the declared tables and call
+only :data:`ALLOWED_FUNCTIONS`. Queries run on a small pool of connections, each with its own
+copy of the tables, so one slow query does not hold up the others.
 """
 
 from __future__ import annotations

@@ -1,22 +1,11 @@
 """Seeded fault injection for the local archive: the failures a client of IRSA meets.
 
-A :class:`FaultConfig` says how often each fault happens and on which routes.  For every
+A :class:`FaultConfig` says how often each fault happens and on which routes. For every
 request on a covered route the server draws, from one seeded random stream, a latency and at
-most one fault:
-
-=============  ==============================================================================
-``500``        HTTP 500 with a short HTML body
-``502``        HTTP 502 Bad Gateway with an HTML body (what IRSA's proxy sends)
-``503``        HTTP 503 with ``Retry-After``
-``429``        HTTP 429 Too Many Requests with ``Retry-After``
-``reset``      headers and part of the body, then the TCP connection is reset (RST)
-``truncate``   headers announce the full Content-Length; part of the body, then the
-               connection is closed cleanly (client sees an incomplete read)
-``stall``      part of the body, a pause of ``stall_seconds``, then the rest
-``html200``    HTTP 200 whose body is an HTML error page instead of the product
-=============  ==============================================================================
-
-Latency is slept in the handling thread, so concurrent requests overlap their latencies.
+most one fault: HTTP 500, 502 (what IRSA's proxy sends), 503 or 429 with ``Retry-After``, a
+connection reset mid-body, a body truncated under a full Content-Length, a stall, or an HTML
+error page with status 200. Latency is slept in the handling thread, so concurrent requests
+overlap. The table of faults and the settings are in ``docs/archive.rst`` ("Injecting faults").
 """
 
 from __future__ import annotations

@@ -1,21 +1,12 @@
 """``/ibe/data/spherex/<key>``: whole Level-2 files and IBE cutouts, with HEAD and byte ranges.
 
-Whole frames (70 MB each) are generated on first request by ``synthetic.frame_bytes`` into a
-per-process temporary directory holding at most a few of them (LRU); they are served from disk
-with ``Accept-Ranges: bytes`` and single-range ``206`` answers, so ``fits.open(url,
-use_fsspec=True)`` reads sections without downloading the file.
-
-``?center=..&size=..`` makes an IBE cutout (parameters in :mod:`.cutout_params`): no overlap
-with the frame is HTTP 400, partial overlap is clipped.  Cutouts are **not gzipped by
-default**: IRSA's page says IBE gzips cutouts, but that is unconfirmed for SPHEREx and the
-observed 5.3 MB size of a SPHEREx cutout indicates plain FITS; ``gzip=true`` asks for the
-gzipped body, sent like an IBE file download (``application/fits`` without
-``Content-Encoding``), so a client must recognise the gzip magic itself.  Cutouts are rendered
-per request (about 10 ms for a 0.1 deg cutout).
-
-Cutouts of pipeline-7 files keep the EPSF table whole; their FLAGS is RICE_1-compressed over
-the window (``cutout_flags='compressed'``, the default, like the full file) or a plain int32
-image (``'plain'``): the archive's ``--cutout-flags`` option, since what IRSA does is unknown.
+Whole frames (70 MB) are generated on first request into a small per-process LRU directory
+and served with ``Accept-Ranges: bytes`` and single-range ``206`` answers, so
+``fits.open(url, use_fsspec=True)`` reads sections without downloading the file.
+``?center=..&size=..`` renders an IBE cutout per request (:mod:`.cutout_params`; no overlap is
+HTTP 400, partial overlap is clipped), plain FITS unless ``gzip=true``. Pipeline-7 cutouts keep
+the EPSF table whole, FLAGS compressed or plain (``cutout_flags``). Where IRSA's behaviour is
+unknown, the choices are in ``docs/archive.rst``.
 """
 
 from __future__ import annotations

@@ -1,32 +1,14 @@
 """The local IRSA-compatible archive: a threaded HTTP/1.1 server on 127.0.0.1.
 
-Routes mirror IRSA's layout, so a client configured with ``arch.url`` instead of
-``https://irsa.ipac.caltech.edu`` works unchanged:
-
-==================================  ============================================================
-``/TAP/sync``                        ADQL queries (GET or POSTed form), :mod:`.tap`
-``/TAP/capabilities|tables|availability``  VOSI
-``/SIA``, ``/SIA/capabilities``      SIA2 image search, :mod:`.sia`
-``/ibe/data/spherex/<key>``          whole files (HEAD, Range) and ``?center=&size=`` cutouts
-``/nasa-irsa-spherex/<key>``         the public S3 bucket (path-style, anonymous), :mod:`.s3`
-==================================  ============================================================
-
-Every response carries Content-Length and connections are kept alive.  Each connection gets
-its own daemon thread, so slow responses (injected latency, bandwidth caps, stalls) overlap.
-Faults (:mod:`.faults`) are drawn per request from one seeded stream; every request is
-recorded in :attr:`LocalArchive.log`.
-
-The server accepts connections as soon as :meth:`LocalArchive.start` returns; the tables (and
-the SQL engine, sqlglot and spherical-geometry with them) are built in a background thread,
-which TAP and SIA requests wait for.
-
-It refuses what IRSA refuses, with IRSA's error document (a VOTable, HTTP 4xx) and never a
-Python exception: a request body over :data:`MAX_BODY_BYTES` (413) or not sent within
-:data:`BODY_SECONDS` (408), a malformed or missing ``Content-Length`` (400, 411), a malformed
-request line, header or parameter (400), too many parameters (400).  At most
-:data:`RENDER_SLOTS` cutouts are rendered at once, and only one larger than
-:data:`BIG_CUTOUT_PX` pixels, which bounds the memory they take; query
-bounds are in :mod:`.adql`.  It binds to 127.0.0.1 unless given another ``host``.
+Routes mirror IRSA's layout -- ``/TAP`` (:mod:`.tap`), ``/SIA`` (:mod:`.sia`),
+``/ibe/data/spherex/<key>`` (files and cutouts, :mod:`.files`) and the S3 bucket
+``/nasa-irsa-spherex/<key>`` (:mod:`.s3`) -- so a client given ``arch.url`` instead of IRSA's
+works unchanged. Each connection has its own daemon thread (slow answers overlap), faults
+(:mod:`.faults`) are drawn per request from one seeded stream, and every request is recorded
+in :attr:`LocalArchive.log`. Connections are accepted as soon as :meth:`LocalArchive.start`
+returns; the tables are built in the background. It refuses what IRSA refuses with IRSA's
+error document, never a Python exception, and bounds body size, time and concurrent
+rendering. Endpoints and limits: ``docs/archive.rst``.
 """
 
 from __future__ import annotations

@@ -1,27 +1,13 @@
 """The glue plugin for SPHEREx spectral images (non-Qt part; Qt lives in ``glue_spherex.qt``).
 
-``setup()`` is the ``glue.plugins`` entry point.  It registers
-
-* the data factory for SPHEREx files (:mod:`.factory`) -- full frames, IRSA cutouts and
-  combined cutout files (a list of datasets, one per cutout);
-* the data exporter writing one dataset as a SPHEREx cutout file (:mod:`.exporter`);
-* the 'SPHEREx sky' autolinker (:mod:`.links`);
-* ``data.get_object(specutils.Spectrum)`` for live-spectrum tables and cubes, in front of
-  glue-astronomy's translator (:mod:`.translators`);
-
-and applies the changes to glue-core listed in :mod:`.patches` (the indexed link manager of
-any collection that receives SPHEREx data, linear-time session names, glue's WCS autolinker
-seeing the cutouts as one image, cutouts added through glue-core's ``Application`` -- e.g.
-in glue-jupyter -- linked); :func:`teardown` undoes them.
-
-Public helpers for other code (e.g. the Qt importer)::
-
-    product_to_data(product) -> Data           products_to_data(products) -> list[Data]
-    link_cutouts(data_collection, datasets=None) -> list of links added
-    sky_subset(dc, ra, dec, radius) / wavelength_subset(dc, lo, hi) -> SubsetGroup
-    export_combined(datasets, path, order='wavelength', target=None) -> path
-    is_spherex_data(data) -> bool
-    fetch_into(app_or_data_collection, target, size=..., bandpass=...) -> SessionFetch
+``setup()``, the ``glue.plugins`` entry point, registers the data factory (:mod:`.factory`),
+the single-cutout exporter (:mod:`.exporter`), the 'SPHEREx sky' autolinker (:mod:`.links`)
+and the ``specutils.Spectrum`` translator (:mod:`.translators`), and applies the glue-core
+patches of :mod:`.patches`; :func:`teardown` undoes the patches and the translator (glue's
+registries cannot remove the others). Importing the package registers where classes of older
+session files moved (:mod:`.session_paths`). Public helpers for other code (e.g. the Qt
+importer) are listed in ``__all__``: conversion to glue ``Data``, :func:`link_cutouts`, sky and
+wavelength subsets, :func:`build_cube`, :func:`export_combined` and :func:`fetch_into`.
 """
 
 from __future__ import annotations

@@ -1,17 +1,15 @@
 """Write SPHEREx datasets back to SPHEREx files.
 
-* :func:`export_combined` -- many cutouts as one combined file (the layout of IRSA's cutouts
-  tutorial, written by :class:`~glue_spherex.products.combined.CombinedWriter`), cutout_index
-  assigned in wavelength or time order.
+* :func:`export_combined` -- many cutouts as one combined file (IRSA's cutouts-tutorial
+  layout, written by :class:`~glue_spherex.products.combined.CombinedWriter` under a hidden
+  staging name renamed onto the path when complete), in wavelength or time order.
 * :func:`export_cutout` -- one dataset (or a subset of one) as a single spectral-image file,
-  registered as a glue data exporter ('SPHEREx spectral image (FITS)'), since glue's export
-  dialog hands exporters one dataset at a time.
+  the glue data exporter 'SPHEREx spectral image (FITS)' (glue's dialog exports one dataset).
 
-The original extensions of each cutout are used (headers, PSF cube, WCS-WAVE table) --
-copied byte for byte when the dataset still holds the file's arrays.  If the dataset's
-``flux``, ``variance``, ``flags`` or ``zodi`` were replaced, the values the dataset holds
-are written instead.  A dataset whose source file can no longer be found is recorded as a
-failed row of CUTOUT_INFO, with the reason, rather than aborting the export.
+Each cutout's own extensions are used (headers, PSF cube or EPSF table, WCS-WAVE), byte for
+byte while the dataset still holds the file's arrays; replaced ``flux``, ``variance``,
+``flags`` or ``zodi`` values are written instead. A dataset whose source file is gone becomes
+a failed CUTOUT_INFO row with the reason, not an aborted export.
 """
 
 from __future__ import annotations

@@ -1,19 +1,12 @@
 """glue data factory for SPHEREx files: full frames, IRSA cutouts and combined cutout files.
 
-Recognised by content (the reader, :mod:`glue_spherex.products.spectral_image`), not by name, with priority
-200 so it wins over glue's generic FITS reader (priority 100).  A combined file opens as a
-list of datasets, one per cutout.
-
-glue calls the identifier and then, for the winning factory, the factory on the same file.
-Identifying a combined file means reading its headers, which is most of the cost of opening
-it (thousands of headers for hundreds of cutouts), so the identifier keeps what it opened
-and the factory takes it over -- keyed by path, size and modification time, at most one file,
-dropped as soon as the factory takes it or another file is identified.
-
-A file that cannot be read but whose first headers say it is a SPHEREx product (a truncated
-or damaged download) is still claimed, so that glue shows the reader's one-line reason
-instead of opening part of it with its generic FITS reader. The reader's bounds make both
-answers prompt whatever the bytes.
+Recognised by content (:mod:`glue_spherex.products.spectral_image`), not by name, with
+priority 200 so it wins over glue's generic FITS reader (100); a combined file opens as one
+dataset per cutout. Identifying a combined file means reading its headers, most of the cost
+of opening it, so the identifier keeps what it opened (one file, keyed by path, size and
+modification time) for the factory to take over. A damaged file whose first headers say it
+is a SPHEREx product is still claimed, so glue shows the reader's one-line reason instead
+of opening part of it with its generic reader.
 """
 
 from __future__ import annotations

@@ -1,20 +1,13 @@
 """Query the archive and add the cutouts to a running glue session as they arrive.
 
 :func:`fetch_into` is the import dialog's search-and-fetch without the dialog: the same
-validation (:func:`glue_spherex.plugin.import_request.build_request`, Qt-free), the same query
-(:meth:`~glue_spherex.irsa.core.SpherexArchive.query_region`) and download
-(:func:`~glue_spherex.download.fetcher.fetch_cutouts`), and the same batches: every ``batch_seconds``
-the cutouts that arrived are added to the data collection in one ``extend`` and linked
-(:func:`~glue_spherex.plugin.link_cutouts`). Downloads run on worker threads; glue's data
-collection is only ever touched on the session's own thread:
-
-* a glue-qt ``GlueApplication``: the Qt GUI thread, from a Qt timer (the call returns at once);
-* an asyncio loop running in the calling thread -- the Jupyter kernel's, so in a notebook the
-  call returns at once and the cutouts appear while the kernel is idle;
-* otherwise (a script): the calling thread, which waits until everything has arrived.
-
-Failed cutouts are kept as ``(cutout_index, reason)`` in :attr:`SessionFetch.failures`;
-cutouts that arrived stay in the session whatever happens later (cancel, Ctrl-C, an error).
+validation (:func:`glue_spherex.plugin.import_request.build_request`), query and download, and
+the same batches (every ``batch_seconds`` the arrived cutouts are added in one ``extend`` and
+linked). Downloads run on worker threads; the data collection is touched only on the
+session's own thread -- the Qt GUI thread (a glue-qt ``GlueApplication``), the asyncio loop
+of the calling thread (a Jupyter kernel: the call returns at once), or else the calling
+thread, which waits. Failures are kept in :attr:`SessionFetch.failures`; arrived cutouts stay
+whatever happens later. Usage: ``docs/glue.rst``.
 """
 
 from __future__ import annotations

@@ -1,68 +1,14 @@
 """Link bookkeeping that stays linear in the number of datasets (issue #6).
 
-Why
----
-glue-core 1.28's :class:`~glue.core.link_manager.LinkManager` recomputes, after every link
-or dataset change, *every* component each dataset can derive through the whole link graph
-and stores one :class:`~glue.core.component.DerivedComponent` per derivable component:
-
-* ``discover_links`` rescans the full link list after each newly found component, so one
-  dataset costs (#derivable components) x (#links); in a star of N linked images both are
-  O(N), and the N datasets make it O(N^3);
-* every dataset ends up holding ~4N DerivedComponents (O(N^2) objects);
-* the pixel-alignment pass calls ``equivalent_pixel_cids`` on all N^2 dataset pairs, each
-  call rebuilding component lists -- which is why a plain ``DataCollection.extend`` of 700
-  images takes 12 s even without links.
-
-Profile (cProfile, glue 1.28): star-linking 40 synthetic 58x58 SPHEREx cutouts with
-:class:`~glue_spherex.plugin.links.CutoutLink` takes 27 s of CPU in one
-``update_externally_derivable_components``: ``discover_links`` 31.3 of 31.6 s profiled
-(0.8 s per dataset), 19 538 ``accessible_links`` list comprehensions, 25.5 M
-``ComponentLink.get_from_ids`` calls, 7.1 M link relaxations; the WCS maths is nowhere in
-the profile.  ``bench/bench_glue_load.py --core --glue-link-manager``: linking 100 cutouts
-takes 130 s of CPU; 300 do not finish within 15 min (glue-plugin-notes: 100/200/300 WCS-linked
-images in 14/171/359 s).  With this module: 0.06 s for 40, 0.04 s for 100, 0.3 s for 700.
-
-What this module changes
-------------------------
-:class:`IndexedLinkManager` is a drop-in :class:`~glue.core.link_manager.LinkManager`
-subclass with the same semantics and a different algorithm:
-
-* one pass over the links per update builds an index (links by output and by input
-  component) and a union-find of connected components: O(#links + #components);
-* each dataset gets a lazy mapping (:class:`LazyDerivableComponents`) in place of the
-  eager dict.  A component is resolved only when something asks for it -- by iterative
-  deepening over the links producing it, which finds glue's minimum-depth link chain --
-  and its DerivedComponent is built then.  Membership of a component from an unconnected
-  part of the graph is answered in O(1) from the union-find; iterating the mapping (rare:
-  ``Data.externally_derivable_components``) computes the full closure with an indexed
-  breadth-first search that is linear in the size of the connected component;
-* pixel alignment is only tested for dataset pairs whose pixel components are joined by
-  identity links (a necessary condition for glue's ``equivalent_pixel_cids``), and then
-  with glue's own function;
-* :class:`~glue.core.message.ExternallyDerivableComponentsChangedMessage` is sent for a
-  dataset when the links or components of its connected part of the graph changed (glue
-  sends it when the derived set changed, which that implies);
-* a list of links is added, and a removed dataset's links are dropped, in one pass with one
-  update (glue tests each new link against the whole list, and updates after each removal);
-* ``Data.find_component_id`` must then not list every derivable component before the
-  dataset's own ones: the ``component-lookup`` patch (:mod:`.patches`) sees to that.
-
-Links are never dropped or approximated: a dataset can derive exactly the components glue
-would derive, through a link chain of the same (minimal) depth, so subset propagation,
-image-viewer reprojection (``translate_pixel`` follows ``Data._get_external_link``) and
-session save/restore behave as before.
-
-Scope
------
-A collection gets the subclass when its first SPHEREx dataset arrives (the
-``indexed-link-manager`` patch, :mod:`.patches`) or when :func:`link_cutouts
-<glue_spherex.plugin.links.link_cutouts>` is given it, through
-:func:`use_indexed_link_manager`.  The new algorithm is only used while the collection
-contains a SPHEREx cutout (:meth:`IndexedLinkManager.applies_to`); otherwise glue's own
-code runs, unchanged.  glue's own link-manager, data-collection, link,
-fixed-resolution-buffer, state and image-viewer tests pass with the subclass forced on for
-every collection.
+glue-core's :class:`~glue.core.link_manager.LinkManager` recomputes every derivable component
+of every dataset after each change: O(N^3) to star-link N images, O(N^2) objects.
+:class:`IndexedLinkManager` is a drop-in subclass with the same results (same components,
+same minimal link depth) computed from an index of the links and a union-find, with each
+dataset's derivable components resolved lazily (:class:`LazyDerivableComponents`). It is
+installed by the ``indexed-link-manager`` patch (:mod:`.patches`) or
+:func:`use_indexed_link_manager`, and only used while the collection holds a SPHEREx cutout.
+The algorithm is described in ``docs/glue_changes.rst`` ("The indexed link manager"), the
+profile and timings in ``docs/performance.rst``.
 """
 
 from __future__ import annotations

@@ -1,38 +1,14 @@
 """Link every SPHEREx cutout of a session by sky position, in linear time.
 
 :func:`link_cutouts` joins each cutout to one *reference* cutout (a star: N-1 links for N
-cutouts) with a :class:`CutoutLink`: identity links between
-
-* the world coordinates ``Right Ascension`` and ``Declination`` (all SPHEREx WCSs are
-  ICRS), and
-* the per-pixel quantities ``flux``, ``variance``, ``flags``, ``zodi``, ``wavelength`` and
-  ``bandwidth``;
-
-plus each cutout's pixel x and y from the other's (pixel -> sky -> pixel through both WCSs
-with SIP, exactly: one WCS round trip, the cheapest chain glue can find).  That gives
-
-* a pixel or sky ROI drawn on any cutout selects the same sky in every cutout;
-* a condition on ``wavelength`` (or flux, flags, ...) of any cutout selects, in every
-  cutout, the pixels whose own value meets it -- e.g. 1.30 <= λ < 1.35 µm;
-* glue's image viewer can reproject any cutout onto any other (the reference dataset can
-  derive every layer's pixel components);
-* a scatter plot of one cutout's ``wavelength`` vs ``flux`` shows every cutout's pixels,
-  i.e. a spectrum.
-
-A :class:`CutoutLink` is a plain glue :class:`~glue.core.link_helpers.LinkCollection` of
-:class:`~glue.core.component_link.ComponentLink` objects (the identity ones are what
-:class:`~glue.core.link_helpers.LinkSame` makes), shown as one entry per cutout in glue's
-link editor, and saved and restored with the session (rebuilt from the two datasets).  The
-cost of the link graph is kept linear by :mod:`glue_spherex.plugin.linkmanager`.
-
-glue's 'Astronomy WCS' autolinker would instead suggest a WCS link for every pair of images
-(N(N-1)/2 links, O(N^2) work on every data addition, and a modal dialog).  :func:`setup
-<glue_spherex.plugin.setup>` therefore registers the 'SPHEREx sky' autolinker
-(:func:`spherex_autolink`), which runs :func:`link_cutouts` whenever data are added to a
-GlueApplication and suggests nothing (so no dialog) -- set
-``glue.config.settings.AUTOLINK['SPHEREx sky'] = 'always_ignore'`` to switch that off --
-and the ``wcs-autolinker`` patch (:mod:`.patches`) has glue's autolinker see the cutouts as
-one image.
+cutouts) with a :class:`CutoutLink`: identity links between RA/Dec and the per-pixel
+quantities (flux, variance, flags, zodi, wavelength, bandwidth), plus pixel x and y through
+both WCSs. So a region drawn on any cutout selects the same sky in all of them, a condition
+on ``wavelength`` selects each cutout's own pixels, and the image viewer can reproject any
+cutout onto any other. glue's WCS autolinker would suggest N(N-1)/2 links and a dialog;
+the 'SPHEREx sky' autolinker (:func:`spherex_autolink`, registered by :func:`setup
+<glue_spherex.plugin.setup>`) runs :func:`link_cutouts` instead. The graph stays cheap
+through :mod:`glue_spherex.plugin.linkmanager`; what users see is in ``docs/glue.rst``.
 """
 
 from __future__ import annotations

@@ -1,31 +1,13 @@
 """A live SPHEREx spectrum in glue: the SED inside a subset, from every cutout in the session.
 
-:class:`LiveSpectrum` follows one subset group of a glue ``DataCollection``. It turns the
-group's region into a sky circle (a sky-circle subset state is used as is; a region drawn on a
-cutout becomes the circle with the same centroid and area, through that cutout's WCS), runs
-:func:`glue_spherex.analysis.spectrum.measure_frames` on every SPHEREx cutout of the session -- each on
-its own pixel grid, so the cost is linear in the number of cutouts and needs no glue links --
-and keeps the result as a glue table dataset ``"SPHEREx spectrum: <subset label>"`` with
-components wavelength, flux, error, mjd, cutout_index, detector, obs_id, status and cutout
-(the cutout's dataset label).
-
-* **Moving the region** updates the table: the object listens to glue's
-  ``SubsetUpdateMessage`` for its group and recomputes when the sky circle has changed. The
-  N messages glue sends per move (one per dataset in the group) collapse into one computation:
-  requests go through ``schedule`` (the Qt action passes a short single-shot timer; without
-  one the computation runs at once) and repeated requests for the same circle are dropped.
-* **Off the GUI thread**: given ``background``, the measurement (frames and photometry; no
-  glue object is changed there) runs through it, and the table is published when it is
-  done; a move made meanwhile is measured next, so only the latest region is shown.
-  :attr:`LiveSpectrum.spectrum_callbacks` are called after every publish.
-* **Selecting spectrum points** (any subset of the spectrum table, e.g. a lasso in the scatter
-  viewer) identifies the cutouts they came from: :attr:`LiveSpectrum.selected_cutouts`, and a
-  companion subset group ``"SPHEREx selection: <subset label>"`` whose mask is the aperture on
-  exactly those cutouts and empty on all others -- in an image viewer the selected cutouts
-  show the highlighted aperture, and in the data collection the companion subset of the other
-  cutouts is empty. Callbacks in :attr:`LiveSpectrum.selection_callbacks` get the list too.
-
-Nothing here imports Qt.
+:class:`LiveSpectrum` follows one subset group: it turns the group's region into a sky circle,
+runs :func:`glue_spherex.analysis.spectrum.measure_frames` on every SPHEREx cutout (each on its
+own pixel grid, so linear in the number of cutouts and needing no links) and keeps the result
+as a table dataset ``"SPHEREx spectrum: <subset label>"``. Moving the region recomputes it --
+the N update messages of one move collapse into one computation, optionally run off the GUI
+thread, latest region wins. Selecting spectrum points gives :attr:`LiveSpectrum.selected_cutouts`
+and a companion subset ``"SPHEREx selection: <subset label>"`` that shows the aperture on
+exactly those cutouts. Nothing here imports Qt; the user's view is in ``docs/glue.rst``.
 """
 
 from __future__ import annotations

@@ -1,24 +1,13 @@
 """``data.get_object(Spectrum)`` for the live-spectrum dataset, through glue's translators.
 
-glue-astronomy registers the ``specutils.Spectrum`` translator for glue ``Data`` whose
-``coords`` is a spectral WCS or its ``SpectralCoordinates``. The live-spectrum dataset
-(:mod:`glue_spherex.plugin.live_spectrum`) is a table instead (no ``coords``): one row per
-cutout, rows off every cutout without a wavelength, and its uncertainty in a component called
-``error``. :class:`SpherexSpectrumHandler` adds one case in front of glue-astronomy's
-handler: for a SPHEREx spectrum table (``meta['spherex_spectrum']``) -- or a subset of one --
-it returns :func:`glue_spherex.analysis.spectrum.to_spectrum1d` of the rows (wavelength in µm,
-flux and a standard-deviation uncertainty in µJy, rows without a flux masked, rows outside
-the subset masked). The same for a SPHEREx cube (:func:`glue_spherex.plugin.build_cube`),
-whose coordinates glue-astronomy's handler does not know: with glue-astronomy's default
-``statistic='mean'`` the mean spectrum over the cube's (or the subset's) pixels, variance
-propagated; with ``statistic=None`` the cube itself, spectral axis first. Everything else
-goes to the next handler in glue's registry -- glue-astronomy's -- unchanged.
-
-:func:`register` puts it in glue's ``data_translator`` registry ahead of glue-astronomy's
-(higher priority) for ``Spectrum`` and, when specutils still has it, ``Spectrum1D``;
-:func:`unregister` takes out only our entries. glue-astronomy itself is not imported here:
-it registers its own handlers when glue loads its plugin, so switching that plugin off in
-the Plugin Manager leaves only the SPHEREx case working.
+glue-astronomy's ``specutils.Spectrum`` translator needs spectral ``coords``; the live-spectrum
+table (:mod:`glue_spherex.plugin.live_spectrum`) and the SPHEREx cube
+(:func:`glue_spherex.plugin.build_cube`) have none. :class:`SpherexSpectrumHandler` handles
+those two (and their subsets: rows or pixels outside are masked; a cube gives its mean
+spectrum, or itself with ``statistic=None``) and passes everything else to the next handler,
+glue-astronomy's, unchanged. :func:`register` puts it ahead of glue-astronomy's for
+``Spectrum`` (and ``Spectrum1D`` where specutils has it); :func:`unregister` removes only
+our entries. glue-astronomy is not imported here.
 """
 
 from __future__ import annotations

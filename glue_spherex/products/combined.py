@@ -1,30 +1,15 @@
 """The combined cutout file of IRSA's SPHEREx cutouts tutorial, written as a stream.
 
-Layout (readable by the tutorial's own code: ``Table.read(f, hdu=1)``, ``hdul['IMAGE3']``)::
-
-    HDU 0   PRIMARY       ORIGIN, RA_TARG/DEC_TARG, CUTSIZE/CUTUNIT, NCUTOUT, NFAILED, NMISSING
-    HDU 1   CUTOUT_INFO   one row per planned cutout (columns below)
-    then, per cutout that arrived, IMAGEn FLAGSn VARIANCEn ZODIn PSFn WCS-WAVEn (n = cutout_index)
-    -- for a pipeline-7 cutout EPSFn instead of PSFn, and FLAGSn tile-compressed if it was
-
-Each cutout's extensions are its own bytes, renamed, so QR2 and pipeline-7 cutouts mix in one
-file and astropy reads each as it would the cutout (``hdul['FLAGS3'].data`` decompresses).
-``PS1_0W``/``PS2_0W`` of each image header name ``WCS-WAVEn``, so that
-``WCS(hdul['IMAGEn'].header, fobj=hdul, key='W')`` works on every cutout (it does not on the
-tutorial's file). CUTOUT_INFO lists successes first, in cutout_index order, then failures
-and cutouts that never arrived, with ``status`` and ``reason``; ``version`` keeps each
-product's PRIMARY ``VERSION`` (the pipeline version, which a cutout in this file no longer
-carries), ``release`` (``qr2``/``qr3``) and ``processing`` (IRSA's processing tag, e.g.
-``l2b-v27-2026-222``) come from the planned row (query table) or the access URL.
-
-:class:`CombinedWriter` appends each cutout to a temporary file beside ``path`` (a name of its
-own, :func:`~glue_spherex.fitsbytes.atomic.temporary_path`) as it arrives, holding at most one in
-memory, and on :meth:`~CombinedWriter.close` rewrites the fixed-size CUTOUT_INFO in place and
-renames the file to ``path``: nothing half-written ever sits at ``path``, and an interrupted
-download still leaves a valid file with every cutout that arrived. While it writes it holds
-:func:`~glue_spherex.fitsbytes.atomic.output_lock` on ``path``, so a second writer of the same file
-fails at once instead of mixing its cutouts into this one. A cutout that cannot be read, for
-whatever reason, is recorded as failed in its own row; it never costs the others.
+HDU 0 PRIMARY, HDU 1 CUTOUT_INFO (one row per planned cutout), then per cutout that arrived
+its own extensions, renamed ``IMAGEn FLAGSn VARIANCEn ZODIn PSFn|EPSFn WCS-WAVEn``, so QR2 and
+pipeline-7 cutouts mix in one file and the tutorial's code reads it (the layout, and the
+``PS1_0W`` fix that makes ``WCS(..., key='W')`` work, are in ``docs/format.rst``).
+:class:`CombinedWriter` appends each cutout to a :func:`~glue_spherex.fitsbytes.atomic.
+temporary_path` file beside ``path`` as it arrives (at most one in memory), rewrites the
+fixed-size CUTOUT_INFO on close and renames the file onto ``path`` itself, holding
+:func:`~glue_spherex.fitsbytes.atomic.output_lock` meanwhile. An interrupted download leaves
+a valid file of what arrived; a cutout that cannot be read is a failed row, never costing
+the others.
 """
 
 from __future__ import annotations

@@ -1,23 +1,13 @@
 """Open SPHEREx Level-2 spectral images: full frames, IRSA cutouts and combined cutout files.
 
-A product is recognised by content, not by file name: an ``IMAGE`` extension with
-``DETECTOR`` and the ``W`` (``WAVE-TAB``) spectral WCS, plus ``FLAGS``, ``VARIANCE``,
-``ZODI``, a PSF and the ``WCS-WAVE`` lookup table. Both layouts are read, each told by its
-own extensions, never by position, file name or release:
-
-* pipeline < 7 (QR2 as first served): FLAGS an int32 image, ``PSF`` an image cube;
-* pipeline 7 (QR3, and QR2 reprocessed): FLAGS an int32 image or a tile-compressed image
-  (a BINTABLE with ``ZIMAGE = T``, decompressed by astropy), ``EPSF`` a table of effective
-  PSFs (:mod:`glue_spherex.products.epsf`), ``MSKNnnnn`` flag cards.
-
-A combined file (see :mod:`glue_spherex.products.combined`) holds the same six extensions per cutout,
-named ``IMAGEn`` ... ``WCS-WAVEn`` with ``n`` the cutout index (``PSFn`` or ``EPSFn``); files
-written by IRSA's cutouts tutorial, whose ``PS1_0W`` still says ``'WCS-WAVE'``, are read too.
-
-Files opened from a path are memory-mapped, and no pixel data (in particular not the 4.9 MB
-PSF cube or the 3.9 MB EPSF table) is read until an attribute asks for it. Everything a user
-can get wrong raises :class:`~glue_spherex.errors.SpherexFormatError` naming the problem and
-the source.
+A product is recognised by content, never by file name, position or release: an ``IMAGE``
+extension with ``DETECTOR`` and the ``W`` spectral WCS, plus ``FLAGS``, ``VARIANCE``,
+``ZODI``, a PSF and ``WCS-WAVE``. Both layouts are read -- pipeline < 7 (int32 FLAGS, a
+``PSF`` cube) and pipeline 7 (FLAGS possibly tile-compressed, an ``EPSF`` table,
+:mod:`glue_spherex.products.epsf`) -- and combined files (:mod:`glue_spherex.products.combined`,
+and those of IRSA's cutouts tutorial). Files opened from a path are memory-mapped and no pixel
+data is read until asked for; what a user can get wrong raises
+:class:`~glue_spherex.errors.SpherexFormatError`. Layouts: ``docs/format.rst``.
 """
 
 from __future__ import annotations

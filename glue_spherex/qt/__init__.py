@@ -1,20 +1,13 @@
 """The Qt half of the glue-spherex plugin: menu entries, dialogs and the wavelength grid.
 
 glue calls :func:`setup` through the ``glue_spherex_qt`` entry point (switch it off in
-Plugins ▸ Plugin Manager). It registers:
-
-* File ▸ Import data ▸ **SPHEREx cutouts…** — opens :class:`SpherexImportDialog`, which is
-  non-modal and adds cutouts to the session itself as they download; the importer therefore
-  returns an empty list to glue.
-* Plugins ▸ **Export SPHEREx cutouts as MEF…** — every cutout in the session, one file.
-* Plugins ▸ **Compare SPHEREx cutouts across wavelengths** — a grid of linked image viewers.
-* Right-click in the data collection (and the Data Manager menu): **Export selected SPHEREx
-  cutouts as MEF…** and **Compare selected SPHEREx cutouts across wavelengths**; on a subset,
-  **SPHEREx: live spectrum of this region** (:mod:`.spectrum_action`).
-
-and applies the changes to glue-qt listed in :mod:`.patches`: the data-collection tree
-refreshes once per batch of added cutouts or subsets, not once per item, and wavelength
-grids of restored sessions pan and zoom together again. :func:`teardown` undoes them.
+Plugins ▸ Plugin Manager). It registers File ▸ Import data ▸ **SPHEREx cutouts…** (the
+non-modal :class:`SpherexImportDialog`, which adds cutouts itself as they download, so the
+importer returns an empty list to glue), the Plugins menu entries to export all cutouts as
+one MEF and to compare them across wavelengths, and the data-collection context-menu entries
+(export or compare the selected cutouts; live spectrum of a subset, :mod:`.spectrum_action`).
+It applies the glue-qt patches of :mod:`.patches`; :func:`teardown` undoes them. The menus
+are described in ``docs/glue.rst``.
 """
 
 from __future__ import annotations

@@ -1,23 +1,14 @@
 """glue's data-collection tree, refreshed once per batch when SPHEREx cutouts arrive.
 
-glue-qt's :class:`~glue_qt.core.data_collection_model.DataCollectionModel` rebuilds the
-whole tree for every dataset added and for every subset created: it emits
-``layoutChanged``, on which the view re-expands every row (``expandToDepth``) and the layer
-list re-reads the selection. A subset group over N cutouts creates N subsets, so adding N
-cutouts or defining one selection on them costs O(N²) -- at N = 700 that was 7 s to add
-them and 15 s to draw one region, the application frozen meanwhile.
-
-:class:`BatchedDataCollectionModel` keeps glue's behaviour but, for SPHEREx datasets and
-their subsets, defers the rebuild to a zero-delay single-shot timer: everything added
-before Qt next processes events is shown by one rebuild, which then selects the last item
-added, as glue's own model does after each addition. Nothing can be painted before that
-rebuild, so a person sees the same tree; selecting layers from code first completes a pending
-rebuild, so such a selection still wins. Other data (and deletions) keep glue's immediate
-refresh.
-
-The ``batched-tree`` patch (:mod:`glue_spherex.qt.patches`) makes glue-qt's data-collection
-views create this model; the Qt plugin's ``setup`` applies it, before glue creates its main
-window.
+glue-qt's :class:`~glue_qt.core.data_collection_model.DataCollectionModel` rebuilds and
+re-expands the whole tree for every dataset added and every subset created, so adding N
+cutouts or one selection on them costs O(N²) (the figures are in ``docs/performance.rst`` and
+``docs/glue_changes.rst``). :class:`BatchedDataCollectionModel` keeps glue's behaviour but,
+for SPHEREx datasets and their subsets, defers the rebuild to a zero-delay single-shot timer:
+one rebuild shows everything added before Qt next processes events, then selects the last
+item as glue does; a selection made from code first completes a pending rebuild. Other data
+(and deletions) keep glue's immediate refresh. Installed by the ``batched-tree`` patch
+(:mod:`glue_spherex.qt.patches`).
 """
 
 from __future__ import annotations

@@ -1,17 +1,12 @@
 """Compare across wavelengths: a grid of image viewers showing one sky region at several λ.
 
 :func:`open_wavelength_grid` picks cutouts spread evenly in central wavelength (or takes the
-ones given), opens a new tab with one image viewer per cutout laid out in a grid (2×2, 2×3 or
-3×3), and makes them share the sky view: every viewer uses the same reference dataset (shown
-only in its own panel), so their pixel axes are the same sky grid, and their x/y limits are
-kept in sync — pan or zoom one and all follow. Each panel is titled with its band and
-central wavelength. From the menus the panels are built one per turn of the event loop,
-so the window never freezes while they appear.
-
-glue saves the tab, its viewers and their limits in a session, but not the Python
-callbacks that keep the panels in step: :func:`reattach_wavelength_grids` finds the grids of
-a restored application and links them again; glue calls it after restoring a session with
-SPHEREx cutouts (the ``restored-grids`` patch, :mod:`glue_spherex.qt.patches`).
+ones given) and opens a tab of image viewers in a grid (2×2, 2×3 or 3×3), each titled with
+its band and wavelength, sharing one reference dataset so their pixel axes are one sky grid
+and their limits stay in sync (pan or zoom one, all follow). From the menus the panels are
+built one per turn of the event loop, so the window never freezes. glue saves the viewers
+but not the callbacks that keep them in step: :func:`reattach_wavelength_grids` links the
+grids of a restored session again (the ``restored-grids`` patch, :mod:`glue_spherex.qt.patches`).
 """
 
 from __future__ import annotations

@@ -1,17 +1,12 @@
 """File ▸ Import Data ▸ SPHEREx cutouts…: search the archive, preview, and stream cutouts into glue.
 
-The dialog is non-modal and works in two steps, both off the GUI thread:
-
-1. **Search** validates the fields (a bad Dec or size is reported before any request), runs
-   the archive query and shows a count-first preview: cutouts per band and the estimated
-   download size.
-2. **Fetch** downloads the cutouts in parallel. Every half second the cutouts that arrived are
-   added to the data collection in one batch and linked by sky position with
-   :func:`glue_spherex.plugin.link_cutouts` (never through glue's pairwise autolinker, so no
-   link dialog appears). **Cancel** stops the download and keeps what arrived; cutouts that
-   failed are listed with their reasons and can be retried.
-
-Every error is shown in the dialog as one line.
+The dialog is non-modal and works in two steps, both off the GUI thread. **Search** validates
+the fields (a bad Dec or size is reported before any request), runs the query and shows a
+count-first preview: cutouts per band and the estimated download size. **Fetch** downloads in
+parallel; every half second the arrived cutouts are added to the data collection in one batch
+and linked by sky position with :func:`glue_spherex.plugin.link_cutouts` (never glue's
+pairwise autolinker, so no link dialog). **Cancel** keeps what arrived; failed cutouts are
+listed with their reasons and can be retried. Every error is one line in the dialog.
 """
 
 from __future__ import annotations

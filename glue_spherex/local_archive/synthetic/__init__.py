@@ -1,19 +1,12 @@
 """A synthetic SPHEREx universe: faithful Level-2 files of a deterministic sky with known truth.
 
-- :mod:`.spec` -- :class:`FrameSpec`, the few numbers that identify an exposure;
-- :mod:`.sky` -- the sky (sources with analytic SEDs, a galaxy at M101, zodiacal light) and
-  its truth; the unit conventions are documented there;
-- :mod:`.geometry` -- the real TAN-SIP WCS re-pointed per frame, footprints, cutout windows;
-- :mod:`.psf`, :mod:`.flags`, :mod:`.render` -- PSF cube, FLAGS bits, pixel data of a window;
-- :mod:`.headers` -- the real keyword set filled in per frame;
-- :mod:`.pipeline7` -- what pipeline-7 files (QR3, QR2 reprocessed) have instead: the QR3
-  keyword set, RICE_1 FLAGS with MSKN/MSKM cards, the EPSF table, the R7 WCS-WAVE;
-- :mod:`.frames` -- whole files and IRSA-style cutouts, as HDU lists or bytes;
-- :mod:`.plan` -- the observation plan of the local archive (QR2, its pipeline-7
-  reprocessings, QR3).
-
-The names below are imported from their module on first use, so that the plan and the
-footprints (all the local archive needs to build its tables) load without astropy or scipy.
+:mod:`.spec` (the numbers that identify an exposure), :mod:`.sky` (sources, galaxy, zodi and
+their truth), :mod:`.geometry` (WCS, footprints, cutout windows), :mod:`.psf`, :mod:`.flags`,
+:mod:`.render` (PSF, FLAGS, pixels of a window), :mod:`.headers`, :mod:`.pipeline7` (the
+pipeline-7 layout), :mod:`.frames` (files and cutouts) and :mod:`.plan` (the observation plan).
+The names below are imported from their module on first use, so the plan and the footprints
+(all the local archive needs for its tables) load without astropy or scipy. How the data are
+made: ``docs/archive.rst``.
 """
 
 from importlib import import_module

@@ -1,18 +1,12 @@
 """FLAGS of synthetic frames: which pixels carry which bits, cheaply and window-independently.
 
-Bits are the real ``MP_*`` bit numbers (§3.1). A cutout never needs the flags of the whole
-frame, yet the header's ``L2 N_*`` counts are exact:
-
-- per detector (the same in every exposure, as on a real array): HOT, COLD and NONFUNC pixels,
-  one dead column segment, and for D3/D4 a band of DICHROIC rows; kept as a sorted list of flat
-  parent-pixel indices, searched by row range;
-- per exposure: TRANSIENT, OUTLIER, PERSIST, SUR_ERROR and FULLSAMPLE, one candidate pixel per
-  91-pixel stride of the flat index with offset and bit from a hash of (frame seed, stride), so
-  the rows of a window are drawn alone and the full set only for the counts;
-- SOURCE: pixels within a brightness-dependent radius of a sky source (set by the renderer).
-
-About 1.5 % of the pixels carry a "bad" bit, whose values the renderer corrupts (see
-:mod:`.render`).
+Bits are the real ``MP_*`` bit numbers (§3.1); a cutout never needs the whole frame's flags,
+yet the header's ``L2 N_*`` counts are exact. Per detector (as on a real array): HOT, COLD,
+NONFUNC pixels, a dead column segment, DICHROIC rows on D3/D4, kept as sorted flat indices.
+Per exposure: TRANSIENT, OUTLIER, PERSIST, SUR_ERROR and FULLSAMPLE, one candidate pixel per
+91-pixel stride with offset and bit hashed from (frame seed, stride), so a window's rows are
+drawn alone. SOURCE is set by the renderer near sky sources. About 1.5 % of pixels carry a
+"bad" bit, whose values :mod:`.render` corrupts.
 """
 
 from __future__ import annotations

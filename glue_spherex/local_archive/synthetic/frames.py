@@ -1,20 +1,12 @@
 """Whole synthetic Level-2 files and IRSA-style cutouts, as HDU lists or as bytes.
 
-HDU order and types follow the real QR2 files: PRIMARY (no data), IMAGE (float32), FLAGS
-(int32), VARIANCE (float32), ZODI (float32), PSF (float32 121x101x101), WCS-WAVE (binary
-table). A cutout is made the way IRSA makes it (§10.3): the window is clipped to the frame,
-only the window is rendered, ``NAXISn``, ``CRPIXn``, ``CRPIXnA`` and ``CRPIXnW`` are shifted,
-and PRIMARY, PSF and WCS-WAVE are the parent's, unchanged.
-
-Pipeline-7 frames (``spec.pipeline7``, :mod:`.pipeline7`) have PRIMARY, IMAGE, FLAGS (RICE_1
-tile-compressed by astropy, one tile per row), VARIANCE, ZODI, EPSF (binary table) and
-WCS-WAVE. Their cutouts keep EPSF and WCS-WAVE whole; FLAGS is compressed over the window only
-(``flags='compressed'``, the default) or a plain int32 image (``flags='plain'``): whether IRSA
-keeps FLAGS compressed in a cutout is not known.
-
-``frame_bytes``/``cutout_bytes`` write the FITS byte stream directly (cached PSF and WCS-WAVE
-blocks, card images joined as strings); ``make_frame``/``make_cutout`` open those bytes as an
-``astropy.io.fits.HDUList`` (the tests check that astropy writes them back byte for byte).
+HDUs follow the real QR2 files (PRIMARY, IMAGE, FLAGS, VARIANCE, ZODI, PSF cube, WCS-WAVE)
+or, for ``spec.pipeline7`` (:mod:`.pipeline7`), the pipeline-7 ones (RICE_1 FLAGS, EPSF
+table). A cutout is made as IRSA makes it: the window clipped to the frame, only the window
+rendered, ``NAXISn``/``CRPIXn`` shifted, the rest the parent's; a pipeline-7 cutout's FLAGS
+is compressed over the window (``flags='compressed'``) or plain int32 (``'plain'``), since
+IRSA's choice is unknown. ``frame_bytes``/``cutout_bytes`` write the FITS bytes directly;
+``make_frame``/``make_cutout`` open them as an ``HDUList``. Details: ``docs/archive.rst``.
 """
 
 from __future__ import annotations

@@ -1,24 +1,13 @@
 """The pipeline-7 layout (QR3, and QR2 reprocessed) of synthetic frames.
 
 What differs from the QR2 layout (``docs/spherex-r7.md`` of the project's reference notes):
-
-- PRIMARY ``VERSION = '7.0.5'``;
-- IMAGE: the keyword set and order of a real QR3 D5 header (shipped as
-  ``data/qr3_image_header.json``; values only, so comments come from the QR2 header where the
-  keyword exists there), the QR2 COMMENT/HISTORY lines with the R7 calibration types;
-- FLAGS: ``MSKNnnnn = '<NAME>'`` / ``MSKMnnnn = 1 << nnnn`` cards instead of ``MP_*``, the R7
-  bits (CROSSTALK 20, STREAK 25), written as a RICE_1 tile-compressed image by astropy
-  (``CompImageHDU(..., compression_type='RICE_1', tile_shape=(1, nx))``, one tile per row);
-- an ``EPSF`` binary table instead of the ``PSF`` cube: 21x21 zones (11x41 on D3), each a
-  33x33 effective PSF at 5x oversampling that sums to 1;
-- WCS-WAVE: the real R7 D5 HDU byte for byte (``data/qr3_d5_wcs_wave.fits``); the other
-  detectors the same cards around their QR3 tables;
-- PSF FWHM of the R7 headers (7.5-9.0"), and the R7 absolute gain: IMAGE is the QR2
-  calibration times :data:`R7_GAIN` (VARIANCE times its square), so QR2 and QR3 pixels of one
-  field agree within their calibrations.
-
-Calibration UUIDs (``HISTORY [CALIB] <type> <uuid>``) are derived from (generation, type,
-detector): WCS-WAVE and EPSF are identical wherever their UUIDs are.
+``VERSION = '7.0.5'``; the keyword set of a real QR3 D5 header (``data/qr3_image_header.json``);
+``MSKN``/``MSKM`` flag cards and the R7 bits in a RICE_1 tile-compressed FLAGS image; an
+``EPSF`` table instead of the PSF cube; the real R7 WCS-WAVE (``data/qr3_d5_wcs_wave.fits``);
+the R7 PSF FWHM and absolute gain (:data:`R7_GAIN`). Calibration UUIDs derive from
+(generation, type, detector), so WCS-WAVE and EPSF are identical wherever their UUIDs are.
+The full list is in ``docs/archive.rst`` (pipeline-7 files, and "How the synthetic data
+are made").
 """
 
 from __future__ import annotations

@@ -1,29 +1,13 @@
 """The observation plan: which synthetic exposures the local archive holds.
 
-One survey year (MJD 60796 = 2025-05-01 onwards) around four targets (:data:`.sky.TARGETS`):
-
-- M101, M31 and a field at RA = 0.2° (whose footprints cross RA 0/360) in ``spherex_qr2``:
-  two survey passes, when the Sun is 90° from the target in ecliptic longitude, each spread
-  over ~3 weeks; the focal-plane y axis along ecliptic north (pass 1) or south (pass 2),
-  within a few degrees;
-- the north ecliptic pole deep field in ``spherex_qr2_deep``: visits all year round, the roll
-  turning with the season, about twice as many exposures.
-
-A visit is a large slew followed by 3-4 small slews, one 2-minute exposure each; every
-exposure yields all six detectors (D1-D3 side by side, D4-D6 co-pointed with them). In each
-visit one array (D1/D4, D2/D5 or D3/D6) covers the target, at a position that walks across
-the array from visit to visit, so the target is seen at wavelengths spanning each band.
-Obs ids are ``<ISO year>W<week>_<half>A_<large slew>_<small slew>``, with the half-week and
-the 9-minute large-slew slot taken from the exposure time. Everything is seeded and cached.
-
-Pipeline 7 (QR3, IRSA since 2026-09-16) adds, over the same sky:
-
-- ``spherex_qr3`` / ``spherex_qr3_deep``: a second, shorter season (2026-05-01 to 2026-08-20,
-  a third as many visits), processing tags ``l2b-v27-2026-{222,223,224,240}`` by date, and a
-  ``l2b_retry-v27-...`` side run of one detector file in ten;
-- the pipeline-7 reprocessing of one QR2 exposure in five (``l2b-v26-2026-196``, same
-  collection and obs id), and for a third of those detector files a side run
-  ``l2b_retry-v26-2026-203``: such an observation exists in two or three processing versions.
+One survey year (from MJD 60796 = 2025-05-01) of visits around the four targets of
+:data:`.sky.TARGETS` in ``spherex_qr2`` and ``spherex_qr2_deep``, each exposure yielding all
+six detectors, the target walking across an array from visit to visit so it is seen at
+wavelengths spanning each band; plus the pipeline-7 products over the same sky (QR3's shorter
+season, the reprocessing of one QR2 exposure in five, ``l2b_retry`` side runs), so one
+observation can exist in several processing versions. Everything is seeded and cached. The
+plan in detail (passes, slews, obs ids, processing tags): ``docs/archive.rst``, "How the
+synthetic data are made".
 """
 
 from __future__ import annotations

@@ -1,27 +1,13 @@
 """Pixel data of synthetic frames, computed only for the window asked for.
 
-For a window of a frame (0-based parent pixels ``x0 .. x0+nx-1``, ``y0 .. y0+ny-1``):
-
-- wavelength: each parent pixel's own λ from the detector's real WCS-WAVE table, so a source
-  is seen at a different λ in every frame;
-- ZODI: :func:`.sky.zodi` at that λ and the pixel's ecliptic latitude (bilinear in a 9x9 grid
-  of the frame), modulated over the year; IMAGE includes it, as in real files;
-- sources: every sky source on the frame as circular Gaussians (PSF of its zone, galaxy
-  components convolved with it) integrated exactly over each pixel with ``erf``, scaled so
-  that ``sum(image) * OMEGA_PIX_SR * 1e12`` equals the flux density in µJy;
-- VARIANCE: read noise + photon noise of zodi and sources; IMAGE = model + Gaussian noise of
-  exactly that variance;
-- FLAGS (see :mod:`.flags`); pixels with a bad bit get wrong values (hot pixels high, cold
-  pixels low, transients and persistence added, NONFUNC pixels NaN in IMAGE and VARIANCE).
-
-Pipeline-7 frames (:mod:`.pipeline7`) use the R7 WCS-WAVE table, the FWHM of the nearest EPSF
-zone, the R7 gain (IMAGE and its noise times ``R7_GAIN``, VARIANCE times its square) and add
-CROSSTALK and STREAK flags; the noise draws are the exposure's, so a reprocessing of a QR2
-exposure differs from it only by these calibrations.
-
-Noise and corrupted values come from a counter-based hash of (frame seed, y, x), and each
-source is evaluated on a fixed box around it, so a parent pixel gets the same value bit for
-bit whatever window it is rendered in.
+For a window of a frame (0-based parent pixels), each pixel gets its own wavelength from the
+detector's real WCS-WAVE table; IMAGE is ZODI plus the sky's sources integrated over the
+pixel, plus Gaussian noise of exactly VARIANCE (read noise and photon noise); FLAGS come from
+:mod:`.flags` and pixels with a bad bit get wrong values. Pipeline-7 frames (:mod:`.pipeline7`)
+use the R7 WCS-WAVE, EPSF-zone FWHM and gain and add CROSSTALK and STREAK flags. Noise comes
+from a counter-based hash of (frame seed, y, x), so a parent pixel gets the same value bit
+for bit whatever window it is rendered in. Details: ``docs/archive.rst``, "How the
+synthetic data are made".
 """
 
 from __future__ import annotations

@@ -1,28 +1,13 @@
 """The deterministic synthetic sky that every synthetic frame sees, with exact truth.
 
-Contents (built by :func:`default_sky`, identical in every process):
-
-- around each target of :data:`TARGETS`, a handful of bright point sources with analytic
-  spectral energy distributions (a cool star with the 1.6 µm H⁻ bump and CO bands, a 2500 K
-  blackbody, a dusty young star, a z = 0.2 quasar with broad H I lines) and ~30 fainter field
-  stars within 1°;
-- at M101 an extended face-on galaxy: a compact nucleus plus an exponential disc (scale length
-  30"), each with its own SED; the disc has the stellar 1.6 µm bump, 3.3 µm PAH emission and
-  Paα/Brα lines.
-
-Units and conventions (the spectrum extractor and the tests rely on them):
-
-- Flux densities are in µJy; surface brightness in MJy/sr, like the IMAGE extension.
-- A pixel is a 6.153" square, ``OMEGA_PIX_SR = (6.153"/206264.8")**2`` sr. A source of flux
-  density F (µJy) whose PSF lies fully inside an image contributes
-  ``sum(image) * OMEGA_PIX_SR * 1e12 == F``: image = F * (fraction of the PSF in the pixel)
-  / (OMEGA_PIX_SR * 1e12).
-- Each pixel samples the SED at its own central wavelength (from the ``W`` WCS); bandpass
-  smoothing is not simulated, so ``true_flux_density(name, λ)`` is exactly what a pixel at λ
-  sees.
-- Shapes are circular Gaussians (the galaxy disc is a fixed mixture of six Gaussians that
-  approximates an exponential to <0.1 % in enclosed flux beyond 0.3 scale lengths); the PSF is a circular Gaussian of
-  the detector's FWHM. Convolution and aperture fluxes are therefore analytic.
+:func:`default_sky` (identical in every process) puts around each target of :data:`TARGETS`
+a handful of bright point sources with analytic SEDs and ~30 fainter field stars, and at M101
+a face-on galaxy (nucleus plus exponential disc, each with its own SED); :func:`zodi` is the
+zodiacal light. Flux densities are in µJy, surface brightness in MJy/sr, a pixel is
+``OMEGA_PIX_SR``, and shapes are circular Gaussians, so the truth
+(``true_flux_density(name, λ)``, aperture fluxes) is analytic -- the conventions the
+spectrum extractor and the tests rely on are in ``docs/archive.rst``, "How the synthetic
+data are made".
 """
 
 from __future__ import annotations

@@ -1,26 +1,14 @@
 """Every change glue-spherex makes to glue-core and glue-qt, in one list.
 
-glue-core (registered here, one module each):
-
-* ``indexed-link-manager`` (:mod:`.link_manager`) -- a collection gets the indexed link
-  manager when its first SPHEREx dataset arrives;
-* ``component-lookup`` (:mod:`.component_lookup`) -- ``Data.find_component_id`` without
-  resolving every derivable component;
-* ``session-names`` (:mod:`.session_names`) -- linear-time names in saved sessions;
-* ``wcs-autolinker`` (:mod:`.wcs_autolinker`) -- glue's WCS autolinker sees the cutouts as
-  one image.
-* ``link-added-cutouts`` (:mod:`.add_datasets_links`) -- cutouts added through glue-core's
-  ``Application.add_datasets`` (glue-jupyter) are linked as in glue-qt;
-
-glue-qt (registered by :mod:`glue_spherex.qt.patches`): ``batched-tree`` and
-``restored-grids``.
-
-Each :class:`Patch` says what it changes, why, which versions it is for, how it is
-verified and when it can go; :func:`apply` applies those for the installed versions,
-:func:`undo` takes them back. ``glue_spherex.plugin.setup``/``teardown`` apply and undo the
-glue-core ones, ``glue_spherex.qt.setup``/``teardown`` the glue-qt ones. No patch changes
-what glue does for a collection without SPHEREx data. The costs measured behind each are in
-the documentation (Changes to glue).
+glue-core patches are registered here, one module each: ``indexed-link-manager``
+(:mod:`.link_manager`), ``component-lookup`` (:mod:`.component_lookup`), ``session-names``
+(:mod:`.session_names`), ``wcs-autolinker`` (:mod:`.wcs_autolinker`) and
+``link-added-cutouts`` (:mod:`.add_datasets_links`); the glue-qt ones (``batched-tree``,
+``restored-grids``, ``saved-view``) by :mod:`glue_spherex.qt.patches`. Each :class:`Patch`
+says what it changes, why, for which versions, how it is verified and when it can go;
+:func:`apply`/:func:`undo` apply and take back those for the installed versions. No patch
+changes what glue does for a collection without SPHEREx data. The table, with the costs
+measured behind each, is ``docs/glue_changes.rst``.
 """
 
 from __future__ import annotations
