@@ -392,6 +392,10 @@ def add_fetch_parser(subparsers):
     parser.add_argument("--retries", type=int, metavar="N",
                         help="retries per cutout after transient errors (default "
                              f"conf.max_retries, {conf.max_retries})")
+    parser.add_argument("--psf", choices=("full", "none"), default="full",
+                        help="full (default): every cutout's PSF extension, as IRSA sends "
+                             "it; none: leave PSFn (EPSFn) out of FILE (aperture corrections "
+                             "then use the header's PSF_FWHM)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_fetch)
 
@@ -416,12 +420,12 @@ def run_fetch(args):
         return EXIT_OK
     return fetch_and_report(table, output, workers=cfg.workers, cache_dir=cfg.cache_dir,
                             max_retries=cfg.max_retries, overwrite=args.overwrite,
-                            quicklook=args.quicklook,
+                            quicklook=args.quicklook, psf=args.psf,
                             progress_bar=not args.no_progress and sys.stderr.isatty())
 
 
 def fetch_and_report(table, output, *, workers, cache_dir, overwrite, quicklook,
-                     progress_bar, max_retries=None):
+                     progress_bar, max_retries=None, psf="full"):
     """Fetch ``table`` into ``output`` (and a quick-look); print a summary; exit code.
 
     ``output`` is resumed when it holds an unfinished file of the same query (see
@@ -433,7 +437,7 @@ def fetch_and_report(table, output, *, workers, cache_dir, overwrite, quicklook,
     try:
         summary = fetch_to_file(table, output, overwrite=overwrite, workers=workers,
                                 cache_dir=cache_dir, max_retries=max_retries,
-                                tqdm=progress_bar)
+                                tqdm=progress_bar, psf=psf)
     except KeyboardInterrupt:
         _ignore_interrupts()  # what follows is quick, and must be said whole
         print(f"glue-spherex: interrupted; {_where_they_are(output, before, cache_dir)}",
