@@ -451,6 +451,7 @@ def fetch_and_report(table, output, *, workers, cache_dir, overwrite, quicklook,
         print(f"wrote {summary.path}: {summary.ok} of {summary.total} cutouts "
               f"({kept}{summary.from_cache} from cache, {mb:.1f} MB downloaded, "
               f"{summary.seconds:.1f} s)")
+    print(_bytes_line(summary))
     for index, reason in summary.failures[:10]:
         print(f"  cutout {index} failed: {cli_words(reason)}")
     if len(summary.failures) > 10:
@@ -510,6 +511,19 @@ def _default_output(args, coord):
     else:
         stem = f"{coord.ra.deg:.4f}{coord.dec.deg:+.4f}"
     return f"spherex_{stem}.fits"
+
+
+def _bytes_line(summary):
+    """The closing line on bytes: downloaded (off the network, not the cache) and saved."""
+    fetched = summary.ok - summary.resumed - summary.from_cache
+    line = (f"downloaded {summary.bytes:,} bytes ({summary.bytes / 1e6:.1f} MB) over the "
+            f"network for {fetched} cutouts; {summary.from_cache} came from the cache, "
+            f"{summary.resumed} from the unfinished file")
+    if summary.psf == "none":
+        line += (f"; saved {summary.psf_bytes_saved:,} bytes "
+                 f"({summary.psf_bytes_saved / 1e6:.1f} MB) of PSF extensions not written "
+                 "(--psf none)")
+    return line
 
 
 def _check_fetch_output(path, overwrite):

@@ -4,6 +4,7 @@ measured with the Gaussian fallback, resumed; and the closing byte counts of ``f
 Everything against the local archive: two QR2 fetches of the same cutouts, one per choice.
 """
 
+import re
 import warnings
 
 import numpy as np
@@ -12,6 +13,7 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 
 from glue_spherex.analysis.spectrum import GaussianPSFWarning, extract_spectrum
+from glue_spherex.download.cache import CutoutCache
 from glue_spherex.download.fetcher import fetch_to_file
 from glue_spherex.errors import SpherexInputError
 from glue_spherex.irsa.core import SpherexArchive
@@ -139,3 +141,56 @@ def _alive(pid):
         return True
     return True
 
+
+# -- glue-spherex fetch: the closing byte counts -----------------------------------------------
+
+def _fetch(args, capsys):
+    from glue_spherex.cli import program as cli
+
+    with pytest.raises(SystemExit) as info:
+        cli.main(["fetch", "--ra", str(RA), "--dec", str(DEC), "-b", "D2", "--size", "20px",
+                  "--time", "60800", "60900", "--no-progress", *args])
+    out, err = capsys.readouterr()
+    return info.value.code, out, err
+
+
+def _bytes_line(out):
+    (line,) = [x for x in out.splitlines() if x.startswith("downloaded ")]
+    numbers = [int(n.replace(",", "")) for n in re.findall(r"(\d[\d,]*) bytes", line)]
+    return line, numbers
+
+
+def test_fetch_prints_the_bytes_off_the_network_and_those_saved(make_archive, tmp_path, capsys):
+    # truncated bodies are retried: their bytes came off the network too and are counted
+    arch = make_archive(p_truncate=0.3, seed=3)
+    cache = tmp_path / "cache"
+    n0 = len(arch.log)
+    code, out, err = _fetch(["--archive", arch.url, "-o", str(tmp_path / "a.fits"),
+                             "--cache", str(cache), "--psf", "none", "--retries", "10"],
+                            capsys)
+    assert code == 0, err
+    cutouts = [r for r in arch.log[n0:] if r.path.startswith("/ibe")]
+    sent = sum(r.bytes_sent for r in cutouts)
+    assert any(r.fault == "truncate" for r in cutouts)  # the test means something
+    line, numbers = _bytes_line(out)
+    table, products = read_combined(tmp_path / "a.fits")
+    n = len(products)
+    assert n == len(table) and numbers[0] == sent > 0, (line, sent)
+    assert f"over the network for {n} cutouts; 0 came from the cache" in line
+    assert "not written (--psf none)" in line
+    psf = 0
+    for url in table["access_url"]:
+        with SpectralImage.open(CutoutCache(cache).load(str(url))) as whole:
+            psf += whole.psf_nbytes
+    assert numbers[-1] == psf > 0
+    for p in products:
+        p.close()
+    # a rerun from the cache reads nothing off the network, and says so
+    n1 = len(arch.log)
+    code, out, _ = _fetch(["--archive", arch.url, "-o", str(tmp_path / "b.fits"),
+                           "--cache", str(cache)], capsys)
+    assert code == 0
+    line, numbers = _bytes_line(out)
+    assert numbers == [0] and f"0 cutouts; {n} came from the cache" in line
+    assert "saved" not in line
+    assert not [r for r in arch.log[n1:] if r.path.startswith("/ibe")]
