@@ -194,3 +194,27 @@ def test_fetch_prints_the_bytes_off_the_network_and_those_saved(make_archive, tm
     assert numbers == [0] and f"0 cutouts; {n} came from the cache" in line
     assert "saved" not in line
     assert not [r for r in arch.log[n1:] if r.path.startswith("/ibe")]
+
+
+def test_pipeline7_cutouts_lose_their_epsf_table(archive, tmp_path):
+    table = SpherexArchive(archive.url).query_region((RA, DEC), bandpass="D5", size="20px",
+                                                     release="qr3")[:3]
+    assert len(table) == 3
+    full = fetch_to_file(table, tmp_path / "full.fits")
+    none = fetch_to_file(table, tmp_path / "none.fits", psf="none")
+    with fits.open(tmp_path / "none.fits") as h:
+        assert not any(x.name.startswith(("PSF", "EPSF")) for x in h)
+        assert len(h) == 2 + 5 * len(table)
+        n = int(table["cutout_index"][0])
+        assert h[f"FLAGS{n}"].data.dtype.kind == "i"  # the compressed FLAGS still reads
+    assert none.psf_bytes_saved == \
+        (tmp_path / "full.fits").stat().st_size - (tmp_path / "none.fits").stat().st_size
+    _, products = read_combined(tmp_path / "none.fits")
+    _, reference = read_combined(tmp_path / "full.fits")
+    for p, q in zip(products, reference):
+        assert not p.has_psf and q.psf_kind == "epsf" and p.epsf is None
+        assert p.pipeline == q.pipeline == 7
+        assert np.array_equal(p.flags, q.flags)
+        p.close()
+        q.close()
+    assert full.bytes == none.bytes
