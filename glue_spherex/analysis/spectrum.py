@@ -41,11 +41,17 @@ __all__ = [
     "plot_spectrum",
     "STATUS",
     "MixedPipelineWarning",
+    "GaussianPSFWarning",
 ]
 
 
 class MixedPipelineWarning(UserWarning):
     """A spectrum holds points from pipeline < 7 and from pipeline 7 cutouts."""
+
+
+class GaussianPSFWarning(UserWarning):
+    """Aperture corrections of some points used a Gaussian of the header's PSF_FWHM: their
+    cutouts had no PSF extension (a file fetched with ``psf='none'``, a restored session)."""
 
 #: Meaning of the ``status`` column.
 STATUS = {
@@ -118,7 +124,7 @@ class Frame:
             bad=bad,
             wcs=product.wcs,
             wave=lambda x, y: tuple(_as_um(v) for v in product.pixel_to_wave(x, y)),
-            psf=lambda x, y: _product_psf(product, x, y),
+            psf=(lambda x, y: _product_psf(product, x, y)) if product.has_psf else None,
             psf_fwhm=float(product.psf_fwhm),
             info=dict(obs_id=str(product.obsid), detector=int(product.detector),
                       bandpass=str(product.bandpass), mjd=float(product.mjd_avg),
@@ -293,6 +299,7 @@ def _measure_all(frames, coord, radius, annulus, aperture_correction, min_unmask
             for i, f in enumerate(frames)]
     table = _rows_to_table(rows)
     _flag_mixed_pipelines(table)
+    _flag_gaussian_psf(table, rows)
     table.meta.update(
         ra=float(coord.ra.deg), dec=float(coord.dec.deg), radius_arcsec=float(radius.value),
         annulus_arcsec=None if annulus is None else [float(a.value) for a in annulus],
@@ -314,8 +321,22 @@ def _flag_mixed_pipelines(table):
         message = (f"this spectrum mixes {old} points from pipeline < 7 cutouts with {new} "
                    "from pipeline 7 (QR3 / reprocessed) cutouts, whose absolute calibrations "
                    "differ by up to a few per cent; see the 'pipeline' column")
-        table.meta["warnings"] = [message]
+        table.meta.setdefault("warnings", []).append(message)
         warnings.warn(message, MixedPipelineWarning, stacklevel=4)
+
+
+def _flag_gaussian_psf(table, rows):
+    """Say (``meta['gaussian_psf']``: the cutout_index of each such point, a warning) which
+    measured points were corrected with the Gaussian of PSF_FWHM for want of a PSF."""
+    used = sorted(int(r["cutout_index"]) for r in rows
+                  if r.get("gaussian_psf") and r["status"] == "ok")
+    table.meta["gaussian_psf"] = used
+    if used:
+        message = (f"{len(used)} points have aperture corrections from a Gaussian of the "
+                   "header's PSF_FWHM, not the cutout's PSF (it has no PSF extension: a file "
+                   "fetched with psf='none', or a restored session); see meta['gaussian_psf']")
+        table.meta.setdefault("warnings", []).append(message)
+        warnings.warn(message, GaussianPSFWarning, stacklevel=4)
 
 
 _COLUMNS = (
@@ -516,6 +537,7 @@ def _measure(index, frame, coord, radius, annulus, correction, min_fraction):
                 profile = _sampled_fractions(x, y, gx, gy, psf_image, step)
         elif np.isfinite(frame.psf_fwhm) and frame.psf_fwhm > 0:
             profile = _gaussian_fractions(x, y, gx, gy, frame.psf_fwhm * _FWHM_TO_SIGMA / scale)
+            row["gaussian_psf"] = True  # said in the table's meta (not a column)
         else:
             row["status"] = "no_psf"
             return row

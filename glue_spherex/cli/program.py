@@ -392,6 +392,10 @@ def add_fetch_parser(subparsers):
     parser.add_argument("--retries", type=int, metavar="N",
                         help="retries per cutout after transient errors (default "
                              f"conf.max_retries, {conf.max_retries})")
+    parser.add_argument("--psf", choices=("full", "none"), default="full",
+                        help="full (default): every cutout's PSF extension, as IRSA sends "
+                             "it; none: leave PSFn (EPSFn) out of FILE (aperture corrections "
+                             "then use the header's PSF_FWHM)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_fetch)
 
@@ -416,12 +420,12 @@ def run_fetch(args):
         return EXIT_OK
     return fetch_and_report(table, output, workers=cfg.workers, cache_dir=cfg.cache_dir,
                             max_retries=cfg.max_retries, overwrite=args.overwrite,
-                            quicklook=args.quicklook,
+                            quicklook=args.quicklook, psf=args.psf,
                             progress_bar=not args.no_progress and sys.stderr.isatty())
 
 
 def fetch_and_report(table, output, *, workers, cache_dir, overwrite, quicklook,
-                     progress_bar, max_retries=None):
+                     progress_bar, max_retries=None, psf="full"):
     """Fetch ``table`` into ``output`` (and a quick-look); print a summary; exit code.
 
     ``output`` is resumed when it holds an unfinished file of the same query (see
@@ -433,7 +437,7 @@ def fetch_and_report(table, output, *, workers, cache_dir, overwrite, quicklook,
     try:
         summary = fetch_to_file(table, output, overwrite=overwrite, workers=workers,
                                 cache_dir=cache_dir, max_retries=max_retries,
-                                tqdm=progress_bar)
+                                tqdm=progress_bar, psf=psf)
     except KeyboardInterrupt:
         _ignore_interrupts()  # what follows is quick, and must be said whole
         print(f"glue-spherex: interrupted; {_where_they_are(output, before, cache_dir)}",
@@ -447,6 +451,7 @@ def fetch_and_report(table, output, *, workers, cache_dir, overwrite, quicklook,
         print(f"wrote {summary.path}: {summary.ok} of {summary.total} cutouts "
               f"({kept}{summary.from_cache} from cache, {mb:.1f} MB downloaded, "
               f"{summary.seconds:.1f} s)")
+    print(_bytes_line(summary))
     for index, reason in summary.failures[:10]:
         print(f"  cutout {index} failed: {cli_words(reason)}")
     if len(summary.failures) > 10:
@@ -506,6 +511,19 @@ def _default_output(args, coord):
     else:
         stem = f"{coord.ra.deg:.4f}{coord.dec.deg:+.4f}"
     return f"spherex_{stem}.fits"
+
+
+def _bytes_line(summary):
+    """The closing line on bytes: downloaded (off the network, not the cache) and saved."""
+    fetched = summary.ok - summary.resumed - summary.from_cache
+    line = (f"downloaded {summary.bytes:,} bytes ({summary.bytes / 1e6:.1f} MB) over the "
+            f"network for {fetched} cutouts; {summary.from_cache} came from the cache, "
+            f"{summary.resumed} from the unfinished file")
+    if summary.psf == "none":
+        line += (f"; saved {summary.psf_bytes_saved:,} bytes "
+                 f"({summary.psf_bytes_saved / 1e6:.1f} MB) of PSF extensions not written "
+                 "(--psf none)")
+    return line
 
 
 def _check_fetch_output(path, overwrite):

@@ -79,7 +79,8 @@ class FetchResult:
     attempts : int
         HTTP requests made (0 when it came from the cache).
     bytes : int
-        Bytes received over the network (0 from the cache).
+        Body bytes read off the network, as sent (compressed if they were), over every
+        attempt, failed and cut-short ones included (0 from the cache).
     seconds : float
         Wall time from the first attempt to the outcome.
     from_cache : bool
@@ -139,6 +140,10 @@ class FetchSummary:
     #: downloaded cutouts that could not be written to the cache, and why (the first reason)
     uncached: int = 0
     cache_problem: str = ""
+    #: what was kept of each PSF extension (``'full'`` or ``'none'``)
+    psf: str = "full"
+    #: bytes of PSF extensions not written to the file (``psf='none'``)
+    psf_bytes_saved: int = 0
 
     @property
     def complete(self):
@@ -332,7 +337,8 @@ def fetch_cutouts(table_or_urls, *, workers=None, cache_dir=None, timeout=None,
     return fetcher.fetch(table_or_urls, progress=progress, tqdm=tqdm, cancel=cancel)
 
 
-def fetch_to_file(table, out_path, *, target=None, size=None, overwrite=False, **fetch_kwargs):
+def fetch_to_file(table, out_path, *, target=None, size=None, overwrite=False, psf="full",
+                  **fetch_kwargs):
     """Fetch the cutouts of a query table straight into a combined MEF at ``out_path``.
 
     Cutouts are appended as they arrive and failures are recorded in the file's
@@ -359,6 +365,12 @@ def fetch_to_file(table, out_path, *, target=None, size=None, overwrite=False, *
         Cutout size recorded in the file; default ``table.meta['size']``.
     overwrite : bool
         Replace an existing ``out_path`` (rather than resume it) when finished.
+    psf : {'full', 'none'}
+        ``'full'`` (default): each cutout as IRSA sends it, the tutorial's layout. ``'none'``:
+        the PSF extensions (PSFn, or EPSFn) are left out of the file (they are still
+        downloaded: IRSA always sends them); :attr:`FetchSummary.psf_bytes_saved` says how
+        many bytes that kept off the disk, and aperture corrections use the header's
+        ``PSF_FWHM``. A file of one choice is never resumed with the other.
     **fetch_kwargs
         Passed to :func:`fetch_cutouts`.
 
@@ -369,7 +381,10 @@ def fetch_to_file(table, out_path, *, target=None, size=None, overwrite=False, *
     from astropy.coordinates import SkyCoord
 
     from ..fitsbytes.atomic import check_output, output_lock
-    from ..products.combined import CombinedWriter
+    from ..products.combined import PSF_CHOICES, CombinedWriter
+
+    if psf not in PSF_CHOICES:
+        raise SpherexInputError(f"psf must be one of {', '.join(PSF_CHOICES)}, not {psf!r}")
 
     if target is None and "target_ra" in table.meta:
         target = SkyCoord(table.meta["target_ra"], table.meta["target_dec"], unit="deg")
@@ -390,22 +405,25 @@ def fetch_to_file(table, out_path, *, target=None, size=None, overwrite=False, *
                if k in fetch_kwargs}
     fetcher = Fetcher(**fetch_kwargs)  # an unwritable cache directory fails here
     check_output(out_path, what="output")
-    summary = FetchSummary(out_path, len(planned), 0, 0, 0, 0, 0, 0.0)
+    summary = FetchSummary(out_path, len(planned), 0, 0, 0, 0, 0, 0.0, psf=psf)
     t0 = time.monotonic()
     kept = {}
     with output_lock(out_path):  # from here on no other run touches out_path or its parts
         try:
             if not overwrite:
-                kept = _previous(out_path, planned)
+                kept = _previous(out_path, planned, psf)
             if kept and len(kept) == len(planned):  # an earlier run already finished it
                 summary.ok = summary.resumed = len(planned)
                 return summary
-            _check_space(out_path, planned, size, fetcher.cache, kept)
+            _check_space(out_path, planned, size, fetcher.cache, kept, psf)
             index = {p["access_url"]: p["cutout_index"] for p in planned}
             todo = table[np.array([str(u) not in kept for u in table["cutout_url"]], bool)]
             writer = CombinedWriter(out_path, planned, target=target, size=size,
-                                    overwrite=True)
-            _fill(writer, summary, kept, index, fetcher, todo, options)
+                                    overwrite=True, psf=psf)
+            try:
+                _fill(writer, summary, kept, index, fetcher, todo, options)
+            finally:
+                summary.psf_bytes_saved = writer.psf_bytes_saved
         finally:
             for product in kept.values():
                 product.close()
@@ -413,18 +431,18 @@ def fetch_to_file(table, out_path, *, target=None, size=None, overwrite=False, *
     return summary
 
 
-def _previous(out_path, planned):
+def _previous(out_path, planned, psf):
     """The cutouts an earlier run of this query left: in an unfinished file at ``out_path``,
     or, if a killed run left no file, in its temporary file."""
     from ..products.combined import recover_partial
 
     if out_path.exists():
-        return _resumable(out_path, planned)
+        return _resumable(out_path, planned, psf)
     partial = recover_partial(out_path)
     if partial is None:
         return {}
     try:
-        return _resumable(partial, planned)
+        return _resumable(partial, planned, psf)
     except SpherexInputError:  # another query's leftovers: the new writer deletes them
         return {}
 
@@ -463,10 +481,11 @@ def _fill(writer, summary, kept, index, fetcher, todo, options):
         raise
 
 
-def _resumable(out_path, planned):
+def _resumable(out_path, planned, psf="full"):
     """``{url: SpectralImage}`` of the cutouts an unfinished earlier file at ``out_path`` holds.
 
-    Raises SpherexInputError if the file is not a combined file of this same query.
+    Raises SpherexInputError if the file is not a combined file of this same query (and of
+    the same ``psf`` choice).
     """
     from ..products.combined import read_combined
 
@@ -485,6 +504,13 @@ def _resumable(out_path, planned):
         else:
             product.close()
     listed = {str(u).strip() for u in info["access_url"]}
+    if any(p.has_psf != (psf == "full") for p in kept.values()):
+        for product in kept.values():
+            product.close()
+        other = "full" if psf == "none" else "none"
+        raise SpherexInputError(f"{out_path} exists and was written with psf='{other}'; give "
+                                "--overwrite (overwrite=True) to replace it, or another "
+                                "output file")
     if not listed <= wanted or len(kept) < sum(str(s).strip() == OK for s in info["status"]):
         for product in kept.values():
             product.close()
@@ -492,7 +518,7 @@ def _resumable(out_path, planned):
     return kept
 
 
-def _check_space(out_path, planned, size, cache, kept):
+def _check_space(out_path, planned, size, cache, kept, psf="full"):
     """Raise SpherexOutputError if the output (and cache) lack room for the estimated size."""
     import os
 
@@ -502,7 +528,7 @@ def _check_space(out_path, planned, size, cache, kept):
     if size is None:
         return
     each = estimated_cutout_bytes(size)
-    needed = each * len(planned)
+    needed = estimated_cutout_bytes(size, psf) * len(planned)
     if cache is not None:
         new = sum(p["access_url"] not in kept and not cache.contains(p["access_url"])
                   for p in planned)
@@ -741,9 +767,20 @@ class _Run:
         return None
 
     def _attempt(self, session, url):
+        """One request (and its redirects). ``nbytes`` of the outcome is what came off the
+        network: the body bytes of every response as sent (before any Content-Encoding is
+        undone), failed and cut-short transfers included; HTTP headers are not counted."""
+        responses = []
+        outcome = self._transfer(session, url, responses)
+        outcome.nbytes = max(outcome.nbytes if not responses else 0,
+                             sum(_wire_bytes(r) for r in responses))
+        return outcome
+
+    def _transfer(self, session, url, responses):
         try:
             for _ in range(MAX_REDIRECTS + 1):
                 with session.get(url, stream=True, allow_redirects=False) as resp:
+                    responses.append(resp)
                     status = resp.status_code
                     location = resp.headers.get("Location")
                     if status in _REDIRECTS and location:
@@ -817,6 +854,15 @@ def plausible_size(url):
         return MAX_BODY_BYTES
     estimate = _BYTES_PER_PIXEL * cut.width_px * cut.height_px + _FIXED_BYTES
     return min(MAX_BODY_BYTES, 2 * estimate + _FIXED_BYTES)
+
+
+def _wire_bytes(resp):
+    """Body bytes read off the connection of ``resp`` so far, as sent (undecoded)."""
+    tell = getattr(getattr(resp, "raw", None), "tell", None)
+    try:
+        return int(tell()) if tell is not None else 0
+    except (TypeError, ValueError, OSError):
+        return 0
 
 
 class _TooLarge(Exception):

@@ -149,7 +149,8 @@ def frame_from_data(data, bad_flags=DEFAULT_BAD_FLAGS, subtract_zodi=True):
                      for m in (wl_map, bw_map if bw_map is not None else wl_map * np.nan))
 
     if product is not None:
-        psf, fwhm = (lambda x, y: _product_psf(product, x, y)), product.psf_fwhm
+        psf = (lambda x, y: _product_psf(product, x, y)) if product.has_psf else None
+        fwhm = product.psf_fwhm
     else:
         psf, fwhm = None, meta.get("psf_fwhm")
     mjd = meta.get("mjd_avg", np.nan)

@@ -9,7 +9,7 @@ temporary_path` file beside ``path`` as it arrives (at most one in memory), rewr
 fixed-size CUTOUT_INFO on close and renames the file onto ``path`` itself, holding
 :func:`~glue_spherex.fitsbytes.atomic.output_lock` meanwhile. An interrupted download leaves
 a valid file of what arrived; a cutout that cannot be read is a failed row, never costing
-the others.
+the others. With ``psf='none'`` the cutouts have no PSFn/EPSFn (PRIMARY ``PSFOMIT = T``).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from ..fitsbytes.atomic import (
 from ..fitsbytes.stream import StreamFile
 from .spectral_image import (
     KINDS,
+    PSF_OMITTED_KEY,
     SpectralImage,
     _cutout_info,
     _open_backing,
@@ -45,7 +46,10 @@ from .spectral_image import (
 )
 
 __all__ = ["CombinedWriter", "read_combined", "INFO_COLUMNS", "estimated_cutout_bytes",
-           "recover_partial"]
+           "recover_partial", "PSF_CHOICES"]
+
+#: What :class:`CombinedWriter` (and ``fetch_to_file``) keep of each cutout's PSF extension.
+PSF_CHOICES = ("full", "none")
 
 #: CUTOUT_INFO columns: name, FITS format (``None`` width: computed), unit.
 INFO_COLUMNS = (
@@ -90,9 +94,17 @@ class CombinedWriter:
         Requested cutout size, recorded in the PRIMARY header.
     overwrite : bool
         Replace an existing ``path`` on close.
+    psf : {'full', 'none'}
+        ``'none'`` leaves out every cutout's PSF extension (PSFn or EPSFn) and marks the file
+        ``PSFOMIT = T``; :attr:`psf_bytes_saved` counts the bytes not written.
     """
 
-    def __init__(self, path, planned, *, target=None, size=None, overwrite=False):
+    def __init__(self, path, planned, *, target=None, size=None, overwrite=False, psf="full"):
+        if psf not in PSF_CHOICES:
+            raise SpherexInputError(f"psf must be one of {PSF_CHOICES}, not {psf!r}")
+        self.psf = psf
+        #: bytes of PSF extensions left out so far (``psf='none'``)
+        self.psf_bytes_saved = 0
         self.path = os.fspath(path)
         if os.path.isdir(self.path):
             raise SpherexOutputError(f"{self.path} is a directory; give a file name")
@@ -102,6 +114,8 @@ class CombinedWriter:
         self._widths = _widths(self._rows)
         self._target = _target(target)
         self._primary = _primary_header(self._target, size)
+        if psf == "none":
+            self._primary[PSF_OMITTED_KEY] = (True, "PSF extensions left out (psf='none')")
         self._lock = threading.Lock()
         self._closed = False
         #: True once the file is complete at :attr:`path`
@@ -149,7 +163,16 @@ class CombinedWriter:
             try:
                 image = SpectralImage.open(product) if owned else product
                 suffix = str(row["cutout_index"])
-                chunks = image._extension_bytes(suffix)  # byte copies of the product's file
+                keep_psf = self.psf == "full"
+                if not keep_psf and image.has_psf:
+                    saved = image.psf_nbytes
+                else:
+                    saved = 0
+                if keep_psf and not image.has_psf:
+                    raise SpherexFormatError("it has no PSF extension; this file is written "
+                                             "with psf='full'")
+                # byte copies of the product's file
+                chunks = image._extension_bytes(suffix, psf=keep_psf)
                 if self._target is not None:
                     wl, bw = image.wavelength_at(self._target)
                 else:
@@ -183,6 +206,7 @@ class CombinedWriter:
                     self._file.truncate(start)  # drop the half-written cutout
                     raise
                 row.update(meta)
+                self.psf_bytes_saved += saved
         finally:
             if owned and image is not None:
                 image.close()
@@ -326,8 +350,9 @@ _PIXEL_ARCSEC = 6.15
 _FRAME_PX = 2040
 
 
-def estimated_cutout_bytes(size):
-    """About how many bytes one cutout of ``size`` (degrees, Quantity or size string) takes.
+def estimated_cutout_bytes(size, psf="full"):
+    """About how many bytes one cutout of ``size`` (degrees, Quantity or size string) takes
+    (``psf='none'``: without the PSF cube).
 
     Used to check free space before a download; a full frame comes to IRSA's
     ``access_estsize`` (about 71.6 MB).
@@ -337,7 +362,8 @@ def estimated_cutout_bytes(size):
     size = parse_size(size)
     px = size.px if size.px is not None else math.ceil(size.deg * 3600 / _PIXEL_ARCSEC) + 1
     px = min(px, _FRAME_PX)
-    return _FIXED_BYTES + _PIXEL_BYTES * px * px
+    fixed = _FIXED_BYTES if psf == "full" else _FIXED_BYTES - 121 * 101 * 101 * 4
+    return fixed + _PIXEL_BYTES * px * px
 
 
 def recover_partial(path):
@@ -404,16 +430,20 @@ def _whole_cutouts_end(buffer):
         if offset > n:
             return end
         hdu += 1
+        if hdu == 1:  # PRIMARY: a file written with psf='none' has five extensions a cutout
+            omitted = header.get(PSF_OMITTED_KEY) is True
+            per_cutout = len(KINDS) - omitted
         name = str(header.get("EXTNAME", "")).strip().upper()
         if hdu == 2 and name != "CUTOUT_INFO":
             return 0
         if hdu <= 2:
             continue
         group.append(name)
-        if len(group) == len(KINDS):
+        if len(group) == per_cutout:
             suffix = group[0][len(KINDS[0]):]
-            layouts = ([kind + suffix for kind in KINDS],  # pipeline < 7, and 7 (EPSFn)
-                       [("EPSF" if kind == "PSF" else kind) + suffix for kind in KINDS])
+            layouts = ([kind + suffix for kind in KINDS if kind != "PSF"],) if omitted else (
+                [kind + suffix for kind in KINDS],  # pipeline < 7, and 7 (EPSFn)
+                [("EPSF" if kind == "PSF" else kind) + suffix for kind in KINDS])
             if group not in layouts:
                 return end
             end, group = offset, []

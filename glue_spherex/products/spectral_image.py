@@ -385,15 +385,28 @@ def _resolve(backing, suffix):
     if len(present) == 2:  # never seen; the file's VERSION says which one applies
         present = present[1:] if (_pipeline(_primary_version(backing)) or 0) >= 7 \
             else present[:1]
-    if not present:
+    if present:
+        names["PSF"] = present[0]
+    elif suffix and psf_omitted(backing):  # a combined file written with psf='none'
+        names["PSF"] = None
+    else:
         raise SpherexFormatError(f"{where}: missing extension PSF{suffix} (or EPSF{suffix})")
-    names["PSF"] = present[0]
     for kind, name in names.items():
-        if name not in backing:
+        if name is not None and name not in backing:
             what = "wavelength table" if kind == "WCS-WAVE" else "extension"
             raise SpherexFormatError(f"{where}: missing {what} {name}")
     _check_planes(backing, names, where)
     return names
+
+
+#: PRIMARY keyword of a combined file whose cutouts were written without their PSF extension
+PSF_OMITTED_KEY = "PSFOMIT"
+
+
+def psf_omitted(backing):
+    """True if ``backing`` is a combined file written without PSF extensions (``PSFOMIT = T``)."""
+    first = backing.spans[0]
+    return first.extname == "PRIMARY" and backing.keywords("PRIMARY").get(PSF_OMITTED_KEY) is True
 
 
 def _check_planes(backing, names, where):
@@ -591,8 +604,11 @@ class SpectralImage:
         self.psf_fwhm = _float(h, "PSF_FWHM")
         self.access_url = access_url
         self.cutout_index = cutout_index
-        #: ``'cube'`` (the PSF extension, pipeline < 7) or ``'epsf'`` (the EPSF table)
-        self.psf_kind = "epsf" if names["PSF"].startswith("EPSF") else "cube"
+        #: ``'cube'`` (the PSF extension, pipeline < 7), ``'epsf'`` (the EPSF table), or
+        #: None: a cutout of a combined file written with ``psf='none'`` (no PSF extension;
+        #: :attr:`psf_fwhm` is what is left of the PSF)
+        self.psf_kind = None if names["PSF"] is None else \
+            "epsf" if names["PSF"].startswith("EPSF") else "cube"
         #: True if FLAGS is stored tile-compressed (decompressed by astropy when read)
         self.flags_compressed = backing.is_compressed(names["FLAGS"])
         #: major pipeline version (``6``, ``7``); from VERSION, else from the layout
@@ -639,6 +655,8 @@ class SpectralImage:
     def keywords_of(self, kind):
         """``{keyword: value}`` of one extension's header (``'FLAGS'``, ``'PSF'``, ...), read
         from its cards without astropy, like :attr:`keywords` for IMAGE."""
+        if kind == "PSF" and self._names.get("PSF", "") is None:
+            raise SpherexInputError(self._no_psf())
         if kind not in self._names:
             raise SpherexInputError(f"no {kind!r} extension; the extensions are "
                                     f"{', '.join(self._names)}")
@@ -660,8 +678,19 @@ class SpectralImage:
         if self._closed:
             raise SpherexInputError(f"{self!r} is closed")
 
+    @property
+    def has_psf(self):
+        """False for a cutout of a combined file written with ``psf='none'``."""
+        return self.psf_kind is not None
+
+    def _no_psf(self):
+        return (f"{self._backing.label} cutout {self.suffix}: no PSF extension (the file was "
+                "written with psf='none'); only the header's PSF_FWHM is known")
+
     def _data(self, kind):
         self._check_open()
+        if kind == "PSF" and self.psf_kind is None:
+            raise SpherexInputError(self._no_psf())
         try:
             if kind == "WCS-WAVE":
                 return self._backing.hdu(self._names[kind]).data
@@ -720,6 +749,8 @@ class SpectralImage:
         """PSF samples per detector pixel (``OVERSAMP`` of the cube, ``OVSMPX`` of the EPSF)."""
         if self.psf_kind == "epsf":
             return self._epsf.oversampling[1]
+        if self.psf_kind is None:
+            raise SpherexInputError(self._no_psf())
         return int(self._backing.keywords(self._names["PSF"]).get("OVERSAMP", 10))
 
     @property
@@ -873,6 +904,8 @@ class SpectralImage:
 
     @cached_property
     def _zone_centres(self):
+        if self.psf_kind is None:
+            raise SpherexInputError(self._no_psf())
         h = self._backing.keywords(self._names["PSF"])
         where = f"{self._backing.label} {self._names['PSF']}"
         shape = self._backing.span(self._names["PSF"]).shape
@@ -901,22 +934,61 @@ class SpectralImage:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def _extension_bytes(self, suffix):
-        """The six extensions as file bytes, renamed for ``suffix``.
+    def _extension_bytes(self, suffix, psf=True):
+        """The six extensions as file bytes, renamed for ``suffix`` (five without the PSF
+        extension when ``psf`` is false or the image has none).
 
         Header and data blocks are copied byte for byte from the source; only the EXTNAME
         and PS1_0W/PS2_0W cards are replaced (CHECKSUM/DATASUM, now stale, are blanked), so
         the header keeps its length. This is what makes appending to a combined file cheap.
         """
         self._check_open()
-        spans = [self._backing.span(self._names[kind]) for kind in KINDS]
-        return renamed_extensions(self._backing.buffer, spans, suffix, self._base_names)
+        kinds = self._kinds if psf else tuple(k for k in self._kinds if k != "PSF")
+        spans = [self._backing.span(self._names[kind]) for kind in kinds]
+        names = [base for kind, base in zip(self._kinds, self._base_names) if kind in kinds]
+        return renamed_extensions(self._backing.buffer, spans, suffix, names, kinds)
+
+    def without_psf(self):
+        """This image as a new SpectralImage held in memory without its PSF extension (as a
+        cutout of a file fetched with ``psf='none'``: :attr:`psf_kind` None, aperture
+        corrections from :attr:`psf_fwhm`); this one is closed. Returns self if it has none.
+        """
+        self._check_open()
+        if self.psf_kind is None:
+            return self
+        index = self.cutout_index if self.cutout_index is not None else 1
+        primary = fits.PrimaryHDU().header
+        primary[PSF_OMITTED_KEY] = (True, "PSF extensions left out (psf='none')")
+        if self.version:
+            primary["VERSION"] = self.version
+        chunks = [primary.tostring().encode("ascii")]
+        chunks += self._extension_bytes(str(index), psf=False)
+        data = b"".join(bytes(c) for c in chunks)
+        image = SpectralImage(_from_bytes(data, f"{self._backing.label} (no PSF)"), str(index),
+                              version=self.version, access_url=self.access_url,
+                              cutout_index=self.cutout_index, release=self.release,
+                              processing=self.processing)
+        self.close()
+        return image
+
+    @property
+    def psf_nbytes(self):
+        """Bytes (header and data) of the PSF extension in the file, 0 if it has none."""
+        if self.psf_kind is None:
+            return 0
+        span = self._backing.span(self._names["PSF"])
+        return span.end - span.header_start
+
+    @property
+    def _kinds(self):
+        """The kinds of extension this image has: :data:`KINDS`, less PSF if it has none."""
+        return KINDS if self.psf_kind is not None else tuple(k for k in KINDS if k != "PSF")
 
     @property
     def _base_names(self):
-        """EXTNAMEs of the six extensions without the cutout index, in :data:`KINDS` order."""
+        """EXTNAMEs of the extensions without the cutout index, in :attr:`_kinds` order."""
         return tuple("EPSF" if kind == "PSF" and self.psf_kind == "epsf" else kind
-                     for kind in KINDS)
+                     for kind in self._kinds)
 
     def hdulist(self, suffix=""):
         """The six extensions IMAGE ... WCS-WAVE, EXTNAME + ``suffix``, without PRIMARY.
@@ -927,7 +999,7 @@ class SpectralImage:
         :class:`~astropy.io.fits.CompImageHDU` with the same compression and tiles.
         """
         hdus = []
-        for kind, base in zip(KINDS, self._base_names):
+        for kind, base in zip(self._kinds, self._base_names):
             header = self.headers[kind].copy()
             for key in ("CHECKSUM", "DATASUM", "BSCALE", "BZERO"):
                 header.remove(key, ignore_missing=True, remove_all=True)
@@ -951,7 +1023,7 @@ class SpectralImage:
         return fits.HDUList(hdus)
 
 
-def renamed_extensions(buffer, spans, suffix, names=KINDS):
+def renamed_extensions(buffer, spans, suffix, names=KINDS, kinds=KINDS):
     """Header and data bytes of the six extensions (``spans`` in :data:`KINDS` order) renamed
     for ``suffix``: EXTNAME (and PS1_0W/PS2_0W of the image HDUs) rewritten in place with
     their comments, CHECKSUM/DATASUM (now stale) blanked, every other byte copied.
@@ -960,7 +1032,7 @@ def renamed_extensions(buffer, spans, suffix, names=KINDS):
     compressed FLAGS is copied compressed (its ZHECKSUM/ZDATASUM blanked too)."""
     view = memoryview(buffer)
     chunks = []
-    for kind, name, span in zip(KINDS, names, spans):
+    for kind, name, span in zip(kinds, names, spans):
         header = bytearray(view[span.header_start:span.data_start])
         limit = _aligned_find(header, _END_CARD)
         new = {"EXTNAME": f"{name}{suffix}"}
@@ -998,9 +1070,11 @@ class _Headers(Mapping):
             first = self._backing.spans[0]
             return self._backing.header("PRIMARY") if first.extname == "PRIMARY" \
                 else fits.Header()
-        if kind == "EPSF" and self._names["PSF"].startswith("EPSF"):
+        if kind == "EPSF" and (self._names["PSF"] or "").startswith("EPSF"):
             kind = "PSF"
         name = self._names[kind]
+        if name is None:
+            raise KeyError(kind)  # no PSF extension (a file written with psf='none')
         if kind == "FLAGS" and self._backing.is_compressed(name):
             # what astropy shows for the HDU: the image header (Z cards converted)
             header = self._set.get("FLAGS")
@@ -1010,10 +1084,10 @@ class _Headers(Mapping):
         return self._backing.header(name)
 
     def __iter__(self):
-        return iter(("PRIMARY",) + KINDS)
+        return iter(("PRIMARY",) + tuple(k for k in KINDS if self._names[k] is not None))
 
     def __len__(self):
-        return 1 + len(KINDS)
+        return 1 + sum(self._names[k] is not None for k in KINDS)
 
 
 def celestial_wcs(keywords, cls=WCS, cname=None, label=None):

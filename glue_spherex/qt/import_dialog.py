@@ -58,7 +58,9 @@ class SpherexImportDialog(QtWidgets.QDialog):
     Attributes a script or test may drive: the input widgets (``target_edit``,
     ``size_edit``, ``size_unit``, ``band_boxes`` (detector -> QCheckBox),
     ``collection_combo``, ``release_combo``, ``time_box``, ``time_start``, ``time_end``, ``service_combo``,
-    ``workers_spin``, ``archive_edit``, ``cache_edit``), the buttons (``search_button``,
+    ``workers_spin``, ``archive_edit``, ``cache_edit``, ``psf_combo`` (item data ``'full'``
+    or ``'none'``: keep each cutout's PSF extension, or leave it out of the session so that
+    aperture corrections use the header's PSF_FWHM)), the buttons (``search_button``,
     ``fetch_button``, ``cancel_button``, ``close_button``), ``status_label``, ``state``
     (``'idle'``, ``'searching'``, ``'previewed'``, ``'fetching'``, ``'finished'``),
     ``loaded`` (the Data added so far) and ``failures`` (failed cutouts: index, observation,
@@ -183,6 +185,13 @@ class SpherexImportDialog(QtWidgets.QDialog):
         self.cache_edit.setPlaceholderText("none: cutouts are kept in memory only")
         self.cache_browse = QtWidgets.QPushButton("Browse…")
         adv.addRow("Cache directory", _row(self.cache_edit, self.cache_browse))
+        self.psf_combo = QtWidgets.QComboBox()
+        self.psf_combo.addItem("full: every cutout's PSF, as IRSA sends it", "full")
+        self.psf_combo.addItem("none: leave the PSF out (aperture corrections from PSF_FWHM)",
+                               "none")
+        self.psf_combo.setToolTip("IRSA always sends the PSF (4.9 of ~5.1 MB of a QR2 "
+                                  "cutout); 'none' keeps it out of memory")
+        adv.addRow("PSF", self.psf_combo)
         self.advanced.setVisible(False)
         form.addRow(self.advanced)
         outer.addWidget(search_box)
@@ -286,7 +295,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
         # Fields that change what a search finds invalidate the preview; the download settings
         # (parallel downloads, cache directory) are read when Fetch is pressed.
         for widget in self._inputs():
-            if widget in (self.workers_spin, self.cache_edit):
+            if widget in (self.workers_spin, self.cache_edit, self.psf_combo):
                 continue
             for name in ("textChanged", "toggled", "currentIndexChanged", "valueChanged"):
                 signal = getattr(widget, name, None)
@@ -301,7 +310,8 @@ class SpherexImportDialog(QtWidgets.QDialog):
     def _inputs(self):
         return [self.target_edit, self.size_edit, self.size_unit, *self.band_boxes.values(),
                 self.collection_combo, self.release_combo, self.time_box, self.time_start, self.time_end,
-                self.service_combo, self.workers_spin, self.archive_edit, self.cache_edit]
+                self.service_combo, self.workers_spin, self.archive_edit, self.cache_edit,
+                self.psf_combo]
 
     # ------------------------------------------------------------------ small UI helpers
 
@@ -543,6 +553,8 @@ class SpherexImportDialog(QtWidgets.QDialog):
             self.request, workers=self.workers_spin.value(),
             cache_dir=Path(cache).expanduser() if cache else None)
         self._to_fetch = table
+        psf = self.psf_combo.currentData() or "full"
+        self._bytes = {"downloaded": 0, "saved": 0, "psf": psf}
         self._rows = {int(r["cutout_index"]): (str(r["obs_id"]), str(r["bandpass"]))
                       for r in table}
         self.failures = []
@@ -570,7 +582,14 @@ class SpherexImportDialog(QtWidgets.QDialog):
                 data = None
                 if result.status == "ok":
                     try:
-                        data = product_to_data(result.product)
+                        product = result.product
+                        saved = 0
+                        if psf == "none":
+                            saved = product.psf_nbytes
+                            product = product.without_psf()
+                            result.data = None  # the PSF leaves memory with the result
+                        data = product_to_data(product)
+                        data.meta["psf_bytes_saved"] = saved
                     except Exception as exc:  # noqa: BLE001 -- recorded as this cutout's failure
                         data = one_line(exc)
                 report((result, data))
@@ -585,6 +604,9 @@ class SpherexImportDialog(QtWidgets.QDialog):
     def _arrived(self, item):
         result, data = item
         self._done += 1
+        self._bytes["downloaded"] += result.bytes
+        if result.status == "ok" and not isinstance(data, str):
+            self._bytes["saved"] += data.meta.pop("psf_bytes_saved", 0)
         if result.status == "ok" and not isinstance(data, str):
             self._pending.append(data)
             self._loaded_indices.add(int(result.cutout_index))
@@ -639,8 +661,18 @@ class SpherexImportDialog(QtWidgets.QDialog):
             self._show(f"{loaded} of {total} cutouts loaded; {len(self.failures)} failed "
                        "(listed above).", _RED)
         else:
-            self._show(f"All {total} cutouts are in the session, linked by sky position.",
-                       _GREEN)
+            self._show(f"All {total} cutouts are in the session, linked by sky position. "
+                       f"{self.bytes_note()}", _GREEN)
+
+    def bytes_note(self):
+        """``'Downloaded 12.3 MB (2 from the cache).'``, plus the PSF bytes left out."""
+        counts = getattr(self, "_bytes", None)
+        if not counts:
+            return ""
+        note = f"Downloaded {format_bytes(counts['downloaded'])}"
+        if counts["psf"] == "none":
+            note += f"; {format_bytes(counts['saved'])} of PSF left out"
+        return note + "."
 
     def _show_failures(self):
         shown = bool(self.failures)

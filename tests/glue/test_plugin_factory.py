@@ -171,6 +171,30 @@ def test_combined_file_opens_as_a_list(tmp_path):
         np.testing.assert_array_equal(d["wavelength"], product.wavelength())
 
 
+def test_combined_file_without_psf_opens_with_the_same_data(tmp_path):
+    """A file written with psf='none' (no PSFn) loads as the full one does, less the PSF."""
+    from glue_spherex.plugin.datasets import source_product
+    from glue_spherex.products.combined import CombinedWriter
+
+    hduls = survey(3)
+    planned = [{"cutout_index": i, "access_url": f"http://127.0.0.1:1/cutout/{i}"}
+               for i in (1, 2, 3)]
+    path = tmp_path / "nopsf.fits"
+    with CombinedWriter(path, planned, size=0.05, psf="none") as writer:
+        for i, hdul in enumerate(hduls, start=1):
+            writer.add(i, hdul)
+    assert writer.psf_bytes_saved > 0
+    assert factory.is_spherex_file(str(path))
+    found = load_data(str(path))
+    full = load_data(str(write_combined(tmp_path / "full.fits", hduls)))
+    assert [d.meta["cutout_index"] for d in found] == [1, 2, 3]
+    for d, e in zip(found, full):
+        assert d.label == e.label and d.meta["psf_fwhm"] == e.meta["psf_fwhm"]
+        for name in COMPONENTS:
+            np.testing.assert_array_equal(d[name], e[name])
+        assert not source_product(d).has_psf and source_product(e).has_psf
+
+
 def test_other_fits_files_are_left_to_glue(tmp_path):
     path = tmp_path / "plain.fits"
     fits.PrimaryHDU(np.zeros((4, 5))).writeto(path)

@@ -380,3 +380,37 @@ def test_importer_fetches_pipeline7_cutouts_into_the_session(glue_app, qtbot, ar
         wave = np.asarray(d["wavelength"], float)
         assert np.all((wave > 3.8) & (wave < 4.45))  # D5
         assert d["flags"].dtype.kind == "i"
+
+
+def test_psf_none_leaves_the_psf_out_of_the_session(glue_app, qtbot, archive):
+    """The PSF combo: 'full' by default; 'none' loads cutouts without their PSF (the same
+    pixels), and the closing message says how much was downloaded and left out."""
+    from glue_spherex.plugin.datasets import source_product
+
+    dc = glue_app.data_collection
+    dialog = open_import_dialog(glue_app)
+    combo = dialog.psf_combo
+    assert [combo.itemData(i) for i in range(combo.count())] == ["full", "none"]
+    assert combo.currentData() == "full"
+    fill(dialog, archive.url, size="1", window=None, bands=[2])
+    assert combo.isVisible() and combo.isEnabled()  # under the advanced settings
+    search(qtbot, dialog)
+    assert dialog.state == "previewed", dialog.status_label.text()
+    combo.setCurrentIndex(combo.findData("none"))
+    assert dialog.state == "previewed"  # a download setting: the preview stands
+    n0 = len(dc)
+    fetch(qtbot, dialog)
+    assert dialog.failures == [], [f.reason for f in dialog.failures]
+    cutouts = list(dialog.loaded)
+    assert len(cutouts) == len(dialog.table) and len(dc) == n0 + len(cutouts)
+    rows = {str(r["cutout_url"]): r for r in dialog.table}
+    for d in cutouts[:3]:
+        product = source_product(d)
+        assert product is not None and not product.has_psf and product.psf_fwhm > 0
+        reference = _product_of(rows[d.meta["access_url"]])
+        assert reference.has_psf
+        assert np.array_equal(np.asarray(d["flux"]), reference.image, equal_nan=True)
+        reference.close()
+    text = dialog.status_label.text()
+    assert "Downloaded" in text and "of PSF left out" in text, text
+    combo.setCurrentIndex(combo.findData("full"))
