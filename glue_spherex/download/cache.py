@@ -4,7 +4,7 @@ Each URL maps to ``<dir>/<sha256(url)[:40]>.fits`` holding the validated, uncomp
 bytes, written through :mod:`glue_spherex.fitsbytes.atomic` (a ``.part`` name in the same directory,
 then :func:`os.replace`), so a final name never holds a partial file; a killed run leaves at
 most temporary files, which are never read and which :meth:`~CutoutCache.prepare` deletes
-once their process is gone. Hits are re-checked structurally before they are trusted, and an
+once their process is gone. Hits are re-checked structurally (through a memory map) before they are trusted, and an
 invalid file is deleted so the URL is fetched again. :meth:`~CutoutCache.prepare` also checks,
 before any download, that the directory can be written at all.
 """
@@ -12,6 +12,7 @@ before any download, that the directory can be written at all.
 from __future__ import annotations
 
 import hashlib
+import mmap
 from pathlib import Path
 
 from ..errors import SpherexFormatError, SpherexOutputError
@@ -52,19 +53,36 @@ class CutoutCache:
     def path_for(self, url):
         return self.directory / (hashlib.sha256(url.encode()).hexdigest()[:40] + ".fits")
 
-    def load(self, url):
-        """The cached bytes of ``url`` if a complete, valid file is there, else None."""
+    def check(self, url):
+        """The path of the cached file of ``url`` if a complete, valid file is there, else None.
+
+        The file is checked through a memory map (the structure scan reads its headers, not its
+        pixels), so a hit costs a few page reads; an invalid file is deleted.
+        """
         path = self.path_for(url)
         try:
-            data = path.read_bytes()
+            fh = path.open("rb")
         except FileNotFoundError:
             return None
-        try:
-            scan_spectral_image(data, label=str(path))
-        except SpherexFormatError:
+        with fh:
+            valid = False
+            try:
+                mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            except ValueError:  # an empty file cannot be mapped
+                mm = None
+            if mm is not None:
+                try:
+                    scan_spectral_image(mm, label=str(path))
+                    valid = True
+                except SpherexFormatError:
+                    pass
+                # closed only here: until the except clause ends, its traceback holds the
+                # scanner's view of the map
+                mm.close()
+        if not valid:
             path.unlink(missing_ok=True)
             return None
-        return data
+        return path
 
     def store(self, url, data):
         """Write ``data`` for ``url`` atomically; returns the final path."""

@@ -85,7 +85,8 @@ class FetchResult:
         Wall time from the first attempt to the outcome.
     from_cache : bool
     data : bytes or None
-        The validated, uncompressed FITS file (ok results only).
+        The validated, uncompressed FITS file of a downloaded cutout; None for a cache hit
+        (read ``path``, or use :attr:`product`, which maps the file).
     """
 
     cutout_index: int
@@ -461,7 +462,8 @@ def _fill(writer, summary, kept, index, fetcher, todo, options):
         for result in results:
             if result.ok:
                 try:
-                    writer.add(result.cutout_index, result.data)
+                    writer.add(result.cutout_index, result.data if result.data is not None
+                               else result.path.read_bytes())
                 except SpherexFormatError as exc:  # whatever was wrong with this one product
                     result.status, result.reason = FAILED, f"unreadable product: {exc}"
                     writer.add_failure(result.cutout_index, result.reason)
@@ -717,10 +719,9 @@ class _Run:
         if task.started is None:
             task.started = time.monotonic()
             if cache is not None:
-                data = cache.load(task.url)
-                if data is not None:
-                    return self._result(task, OK, data=data, path=cache.path_for(task.url),
-                                        from_cache=True)
+                path = cache.check(task.url)
+                if path is not None:  # the bytes stay on disk: products map the file
+                    return self._result(task, OK, path=path, from_cache=True)
         refusal = self._refusal(task.url)
         if refusal is not None:
             return self._result(task, FAILED, f"refused: {refusal}")
