@@ -180,7 +180,7 @@ def test_fetch_prints_the_bytes_off_the_network_and_those_saved(make_archive, tm
     assert "not written (--psf none)" in line
     psf = 0
     for url in table["access_url"]:
-        with SpectralImage.open(CutoutCache(cache).load(str(url))) as whole:
+        with SpectralImage.open(CutoutCache(cache).check(str(url))) as whole:
             psf += whole.psf_nbytes
     assert numbers[-1] == psf > 0
     for p in products:
