@@ -57,7 +57,7 @@ def plan_catalog(sources, *, collection="wide", release="qr2", bandpass=None, ti
     archive : SpherexArchive, optional
         The archive to ask (default: the configured one).
     """
-    from ..analysis.sources import SourceList, read_sources
+    from ..analysis import SourceList, read_sources
 
     checked = sources if isinstance(sources, SourceList) else read_sources(sources)
     table = checked.sources

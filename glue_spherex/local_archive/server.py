@@ -21,7 +21,8 @@ the SQL engine, sqlglot and spherical-geometry with them) are built in a backgro
 which TAP and SIA requests wait for.
 
 It refuses what IRSA refuses, with IRSA's error document (a VOTable, HTTP 4xx) and never a
-Python exception: a request body over :data:`MAX_BODY_BYTES` (413) or not sent within
+Python exception: a request body over :data:`MAX_BODY_BYTES` (413; :data:`MAX_UPLOAD_BYTES` for the
+multipart/form-data of a TAP upload) or not sent within
 :data:`BODY_SECONDS` (408), a malformed or missing ``Content-Length`` (400, 411), a malformed
 request line, header or parameter (400), too many parameters (400).  At most
 :data:`RENDER_SLOTS` cutouts are rendered at once, and only one larger than

@@ -26,6 +26,11 @@ def _tap(archive):
 
 # -- TAP_UPLOAD -----------------------------------------------------------------------------
 
+def test_capabilities_announce_inline_uploads(archive):
+    methods = [m.ivo_id for m in _tap(archive).upload_methods]
+    assert "ivo://ivoa.net/std/TAPRegExt#upload-inline" in methods
+
+
 def test_uploaded_table_is_queried_as_sent(archive):
     cat = Table({"idx": np.array([0, 1, 2], dtype=np.int64), "Name": ["a", "b", "c"],
                  "ra": [210.8, 10.0, 0.0], "dec": [54.35, -4.5, 0.0]})
