@@ -3,13 +3,15 @@
 :func:`plan_catalog` uploads the checked sources (``TAP_UPLOAD.cat``: ``idx``, ``ra``,
 ``dec``) and joins them against the image footprints with the footprint test and filters of
 :meth:`SpherexArchive.query_region <glue_spherex.irsa.core.SpherexArchive.query_region>`,
-``batch_size`` sources per query, keeping the newest processing version of each exposure and
+``batch_size`` sources per query (a batch whose answer the service cuts or refuses at its row,
+size or time limit is asked again in halves), keeping the newest processing version of each exposure and
 detector per source. The result is one row per source x image, image-major (sorted by image,
 then source), with the file's URL and its key in the public S3 bucket.
 """
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -36,6 +38,8 @@ __all__ = ["plan_catalog", "PLAN_COLUMNS", "S3_BUCKET", "MAX_BATCH"]
 S3_BUCKET = "nasa-irsa-spherex"
 #: Largest batch: IRSA and the local archive accept uploads of up to 200,000 rows.
 MAX_BATCH = 200_000
+#: MAXREC of each query; a batch whose answer is cut (or refused as too large) is split.
+MAX_PLAN_ROWS = 2_000_000
 PLAN_COLUMNS = ("source_id", "ra", "dec", "obs_id", "detector", "bandpass", "access_url",
                 "s3_key", "release", "version", "collection", "t_min", "t_max")
 _IBE = "/ibe/data/spherex/"
@@ -83,11 +87,19 @@ def plan_catalog(sources, *, collection="wide", release="qr2", bandpass=None, ti
     session = make_session(cfg.timeout)
     try:
         service = pyvo.dal.TAPService(cfg.tap_url, session=session)
-        for start in range(0, len(ids), batch_size):
-            stop = min(start + batch_size, len(ids))
+        pending = [(start, min(start + batch_size, len(ids)))
+                   for start in range(0, len(ids), batch_size)][::-1]
+        while pending:
+            start, stop = pending.pop()
             upload = Table({"idx": np.arange(start, stop, dtype=np.int64),
                             "ra": ra[start:stop], "dec": dec[start:stop]})
-            parts.append(_run(service, cfg, adql, upload, rel, keep == "newest"))
+            try:
+                parts.append(_run(service, cfg, adql, upload, rel, keep == "newest"))
+            except _TooBig as e:
+                if stop - start == 1:
+                    raise SpherexServiceError(str(e)) from None
+                mid = (start + stop) // 2          # the answer was cut: ask in two halves
+                pending += [(mid, stop), (start, mid)]
     finally:
         session.close()
     out = _assemble(parts, ids, ra, dec)
@@ -98,20 +110,31 @@ def plan_catalog(sources, *, collection="wide", release="qr2", bandpass=None, ti
     return out
 
 
+class _TooBig(Exception):
+    """The service cut or refused the answer of a batch for its size."""
+
+
+#: What a TAP service says when an answer is over its size or time limit (the local
+#: archive's 64 MB and 30 s; IRSA's sync limits) -- the batch is then split.
+_TOO_BIG = re.compile(r"result is larger than|too large|row limit|exceeds the maximum"
+                      r"|time limit|timed? ?out", re.IGNORECASE)
+
+
 def _run(service, cfg, adql, upload, release, newest):
     what = f"TAP service {cfg.tap_url}"
     try:
-        result = service.run_sync(adql, uploads={"cat": upload}, maxrec=2_000_000)
+        result = service.run_sync(adql, uploads={"cat": upload}, maxrec=MAX_PLAN_ROWS)
         if getattr(result, "query_status", None) == "OVERFLOW":
-            raise SpherexServiceError(
-                f"{what} truncated the plan of {len(upload):,} sources at its row limit; "
-                "give a smaller batch_size")
+            raise _TooBig(f"{what} truncated the plan of {len(upload):,} sources at its row "
+                          "limit")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             data = result.to_table()
     except (pyvo.dal.DALServiceError, pyvo.dal.DALQueryError, pyvo.dal.DALFormatError,
             requests.RequestException, ValueError, TypeError, KeyError) as exc:
         text = " ".join(str(exc).split())[:300] or type(exc).__name__
+        if isinstance(exc, pyvo.dal.DALQueryError) and _TOO_BIG.search(text):
+            raise _TooBig(f"TAP upload query to {cfg.tap_url} failed: {text}") from None
         raise SpherexServiceError(f"TAP upload query to {cfg.tap_url} failed: {text}") from None
     if "idx" not in data.colnames:
         raise SpherexServiceError(f"{what} returned no column idx")

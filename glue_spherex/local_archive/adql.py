@@ -289,6 +289,7 @@ class AdqlEngine:
         with self._connection() as conn:
             conn.udf_error = conn.denied = None
             conn.deadline = time.monotonic() + self.timeout
+            cur = None
             try:
                 _create_uploads(conn, uploads)
                 cur = conn.con.execute(sql)
@@ -304,6 +305,8 @@ class AdqlEngine:
                 raise AdqlError(msg) from None
             finally:
                 conn.deadline = None
+                if cur is not None:
+                    cur.close()          # a cursor stopped at MAXREC still locks its tables
                 _drop_uploads(conn)
         overflow = maxrec is not None and len(rows) > maxrec
         if overflow:
@@ -325,6 +328,7 @@ def _create_uploads(conn, uploads):
     try:
         for name, (columns, rows) in uploads.items():
             cols = ", ".join(f'"{c.name}" {SQL_TYPES[c.datatype]}' for c in columns)
+            con.execute(f'DROP TABLE IF EXISTS {UPLOAD_SCHEMA}."{name}"')
             con.execute(f'CREATE TABLE {UPLOAD_SCHEMA}."{name}" ({cols})')
             marks = ", ".join("?" * len(columns))
             con.executemany(f'INSERT INTO {UPLOAD_SCHEMA}."{name}" VALUES ({marks})', rows)

@@ -168,3 +168,24 @@ def test_rejected_rows_are_left_out_and_counted(archive):
 def test_bad_options_are_one_line_input_errors(archive, kwargs, match):
     with pytest.raises(SpherexInputError, match=match):
         plan_catalog(SOURCES, archive=SpherexArchive(archive.url), **kwargs)
+
+
+def test_a_batch_cut_at_the_row_limit_is_asked_again_in_halves(archive, monkeypatch):
+    from glue_spherex.errors import SpherexServiceError
+    from glue_spherex.irsa import catalog_plan
+
+    arch = SpherexArchive(archive.url)
+    every = dict(bandpass="D2", release="all", versions="all")   # plan rows = answer rows
+    whole = plan_catalog(SOURCES, archive=arch, **every)
+    most = max(int((whole["source_id"] == n).sum()) for n in SOURCES["name"])
+    assert len(whole) > most > 0
+    monkeypatch.setattr(catalog_plan, "MAX_PLAN_ROWS", most)   # the archive's MAXREC
+    n0 = len(archive.log)
+    split = plan_catalog(SOURCES, archive=arch, **every)
+    asked = [r for r in archive.log[n0:] if r.path == "/TAP/sync"]
+    assert split.meta["batches"] > 1 and len(asked) > split.meta["batches"]
+    assert list(split["source_id"]) == list(whole["source_id"])
+    assert list(split["access_url"]) == list(whole["access_url"])
+    monkeypatch.setattr(catalog_plan, "MAX_PLAN_ROWS", most - 1)
+    with pytest.raises(SpherexServiceError, match="truncated the plan of 1 sources"):
+        plan_catalog(SOURCES, archive=arch, **every)
