@@ -36,7 +36,8 @@ from .resolve import resolve_target
 
 __all__ = ["SpherexArchive", "Spherex", "CutoutSize", "BANDPASSES", "COLLECTIONS", "RELEASES",
            "parse_bandpasses", "parse_collection", "parse_release", "parse_size", "parse_time",
-           "cutout_url", "build_adql", "version_key", "COLUMNS"]
+           "cutout_url", "build_adql", "build_upload_adql", "version_key", "COLUMNS",
+           "tap_columns", "select_versions"]
 
 BANDPASSES = (1, 2, 3, 4, 5, 6)
 #: Survey -> collections of QR2; :func:`parse_collection` adds QR3's for other releases.
@@ -248,13 +249,28 @@ def build_adql(ra, dec, bandpasses, collections, time=None):
     ra, dec = float(ra), float(dec)
     if not (math.isfinite(ra) and math.isfinite(dec) and -90 <= dec <= 90):
         raise SpherexInputError(f"position ({ra}, {dec}) is not a valid RA/Dec in degrees")
+    return _select(f"1 = CONTAINS(POINT('ICRS', {ra!r}, {dec!r}), p.poly)", bandpasses,
+                   collections, time)
+
+
+def build_upload_adql(bandpasses, collections, time=None, upload="cat"):
+    """The query of :func:`build_adql` for every row of the uploaded table
+    ``TAP_UPLOAD.<upload>`` (columns ``idx``, ``ra``, ``dec``) at once: the same footprint
+    test and filters, each answer row led by the ``idx`` of its source."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,30}", str(upload)):
+        raise SpherexInputError(f"upload name {upload!r} is not a plain lower-case identifier")
+    return _select("1 = CONTAINS(POINT('ICRS', u.ra, u.dec), p.poly)", bandpasses, collections,
+                   time, source="u.idx, ", join=f"TAP_UPLOAD.{upload} AS u JOIN ")
+
+
+def _select(footprint, bandpasses, collections, time, source="", join=""):
     dets = [d for d in bandpasses if d in BANDPASSES]
     known = {c for names in COLLECTIONS.values() for c in names}
     known |= {c.replace("qr2", "qr3") for c in known}
     if len(dets) != len(bandpasses) or not collections or not set(collections) <= known:
         raise SpherexInputError("bandpasses and collections must come from parse_bandpasses() "
                                 "and parse_collection()")
-    where = [f"1 = CONTAINS(POINT('ICRS', {ra!r}, {dec!r}), p.poly)"]
+    where = [footprint]
     if len(dets) < len(BANDPASSES):
         names = ", ".join(f"'SPHEREx-D{d}'" for d in dets)
         where.append(f"p.energy_bandpassname IN ({names})")
@@ -264,9 +280,9 @@ def build_adql(ra, dec, bandpasses, collections, time=None):
         t0, t1 = (float(t) for t in time)
         where.append(f"p.time_bounds_upper >= {t0!r} AND p.time_bounds_lower <= {t1!r}")
     return (
-        "SELECT a.uri, p.obs_publisher_did, p.energy_bandpassname, o.collection, "
+        f"SELECT {source}a.uri, p.obs_publisher_did, p.energy_bandpassname, o.collection, "
         "p.time_bounds_lower, p.time_bounds_upper, p.energy_bounds_lower, p.energy_bounds_upper\n"
-        "FROM spherex.artifact a JOIN spherex.plane p ON a.planeid = p.planeid\n"
+        f"FROM {join}spherex.artifact a JOIN spherex.plane p ON a.planeid = p.planeid\n"
         "JOIN spherex.observation o ON o.obsid = p.obsid\n"
         "WHERE " + "\n  AND ".join(where) + "\n"
         "ORDER BY p.time_bounds_lower"
@@ -369,28 +385,7 @@ class SpherexArchive:
     def _tap_rows(url, archive_url, session, adql):
         data = _service_table(pyvo.dal.TAPService(url, session=session).search, (adql,), {},
                               f"TAP query to {url}", "TAP")
-        what = f"TAP service {url}"
-        need = ("uri", "obs_publisher_did", "time_bounds_lower", "time_bounds_upper",
-                "energy_bounds_lower", "energy_bounds_upper")
-        _require(data, need, what)
-        dids = _texts(data, "obs_publisher_did", what)
-        matches = [_PUBLISHER_DID.match(d) for d in dids]
-        bad = next((i for i, m in enumerate(matches) if m is None), None)
-        if bad is not None:
-            raise SpherexServiceError(
-                f"{what} returned an unexpected obs_publisher_did {_show_text(dids[bad])} "
-                f"(row {bad + 1})")
-        collection = (_texts(data, "collection", what) if "collection" in data.colnames
-                      else [m["collection"] for m in matches])
-        return dict(
-            access_url=[_absolute(archive_url, v) for v in _texts(data, "uri", what)],
-            obs_id=[m["obs_id"] for m in matches],
-            detector=np.array([int(m["det"]) for m in matches], dtype=int),
-            t_min=_numbers(data, "time_bounds_lower", what),
-            t_max=_numbers(data, "time_bounds_upper", what),
-            em_min=_numbers(data, "energy_bounds_lower", what) * 1e6,
-            em_max=_numbers(data, "energy_bounds_upper", what) * 1e6,
-            collection=collection, cloud_access=[""] * len(matches))
+        return tap_columns(data, archive_url, f"TAP service {url}")
 
     @staticmethod
     def _sia_rows(url, session, ra, dec, dets, collections, mjd):
@@ -425,6 +420,33 @@ class SpherexArchive:
             em_min=_numbers(data, "em_min", what)[idx] * 1e6,
             em_max=_numbers(data, "em_max", what)[idx] * 1e6,
             collection=pick(colls), cloud_access=pick(cloud))
+
+
+def tap_columns(data, archive_url, what):
+    """Columns of a TAP answer of :func:`build_adql` (or :func:`build_upload_adql`): the
+    values checked (a bad one is a SpherexServiceError naming column and row), URLs made
+    absolute, obs id and detector taken from ``obs_publisher_did``."""
+    need = ("uri", "obs_publisher_did", "time_bounds_lower", "time_bounds_upper",
+            "energy_bounds_lower", "energy_bounds_upper")
+    _require(data, need, what)
+    dids = _texts(data, "obs_publisher_did", what)
+    matches = [_PUBLISHER_DID.match(d) for d in dids]
+    bad = next((i for i, m in enumerate(matches) if m is None), None)
+    if bad is not None:
+        raise SpherexServiceError(
+            f"{what} returned an unexpected obs_publisher_did {_show_text(dids[bad])} "
+            f"(row {bad + 1})")
+    collection = (_texts(data, "collection", what) if "collection" in data.colnames
+                  else [m["collection"] for m in matches])
+    return dict(
+        access_url=[_absolute(archive_url, v) for v in _texts(data, "uri", what)],
+        obs_id=[m["obs_id"] for m in matches],
+        detector=np.array([int(m["det"]) for m in matches], dtype=int),
+        t_min=_numbers(data, "time_bounds_lower", what),
+        t_max=_numbers(data, "time_bounds_upper", what),
+        em_min=_numbers(data, "energy_bounds_lower", what) * 1e6,
+        em_max=_numbers(data, "energy_bounds_upper", what) * 1e6,
+        collection=collection, cloud_access=[""] * len(matches))
 
 
 @contextlib.contextmanager
@@ -523,8 +545,14 @@ def _release_of(url, collection):
     return "qr3" if "qr3" in collection else "qr2"
 
 
-def _make_table(cols, ra, dec, size, release="qr2", newest=True):
-    """The result table, built column-wise (linear time): release selection, dedupe, order."""
+def select_versions(cols, release="qr2", newest=True, groups=None):
+    """Rows of :func:`tap_columns` output kept for ``release`` (``'qr2'``/``'qr3'``/``'all'``)
+    and, with ``newest``, only the newest processing version (:func:`version_key`) of each
+    exposure and detector (within each of ``groups``, e.g. the source of a catalog row).
+
+    Returns ``(indices, releases, tags)``: kept row numbers (ascending) and every row's release
+    and processing tag.
+    """
     urls = cols["access_url"]
     tags = [_tag_of(u_) for u_ in urls]
     rels = [_release_of(u_, c) for u_, c in zip(urls, cols["collection"])]
@@ -539,14 +567,21 @@ def _make_table(cols, ra, dec, size, release="qr2", newest=True):
     obs_id, det = cols["obs_id"], cols["detector"]
     if newest:
         best = {}
-        for i in np.flatnonzero(keep):
-            group = (obs_id[i], int(det[i]))
+        for i in np.flatnonzero(keep).tolist():
+            group = (obs_id[i], int(det[i]), None if groups is None else groups[i])
             j = best.get(group)
             if j is None or keys[i] > keys[j]:
                 best[group] = i
         keep[:] = False
         keep[list(best.values())] = True
-    idx = np.flatnonzero(keep)
+    return np.flatnonzero(keep), rels, tags
+
+
+def _make_table(cols, ra, dec, size, release="qr2", newest=True):
+    """The result table, built column-wise (linear time): release selection, dedupe, order."""
+    urls = cols["access_url"]
+    obs_id, det = cols["obs_id"], cols["detector"]
+    idx, rels, tags = select_versions(cols, release, newest)
     t_min = np.asarray(cols["t_min"], float)[idx]
     dets = np.asarray(det, int)[idx]
     obs = np.array([obs_id[i] for i in idx], dtype=str)

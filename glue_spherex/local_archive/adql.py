@@ -28,7 +28,7 @@ from sqlglot.optimizer.qualify import qualify
 
 from ..errors import SpherexInputError
 from . import geometry
-from .schema import SQL_TYPES, TABLES, Column, sqlglot_schema, tap_schema_rows
+from .schema import SQL_TYPES, TABLES, UPLOAD_SCHEMA, Column, sqlglot_schema, tap_schema_rows
 
 __all__ = ["AdqlError", "AdqlEngine", "QueryResult", "clean_message", "LIMITS",
            "ALLOWED_FUNCTIONS"]
@@ -94,8 +94,9 @@ class _Connection:
         self.deadline = None
         self.udf_error = None
         self.denied = None
+        self.uploaded = frozenset()      # 'tap_upload.name' tables of the running query
         con = sqlite3.connect(":memory:", check_same_thread=False)
-        for schema in sorted({t.schema for t in TABLES.values()}):
+        for schema in sorted({t.schema for t in TABLES.values()} | {UPLOAD_SCHEMA}):
             con.execute(f"ATTACH DATABASE ':memory:' AS {schema}")
         con.execute("PRAGMA case_sensitive_like = ON")
         for name, table in TABLES.items():
@@ -134,7 +135,8 @@ class _Connection:
         if action in _CHEAP_ACTIONS:
             return sqlite3.SQLITE_OK
         if action == sqlite3.SQLITE_READ:
-            if database is None or f"{database}.{arg1}".lower() in _READABLE:
+            name = f"{database}.{arg1}".lower()
+            if database is None or name in _READABLE or name in self.uploaded:
                 return sqlite3.SQLITE_OK     # (no database: a recursive CTE's own rows)
             self.denied = f"Table '{database}.{arg1}' is not available in this service"
         elif action == sqlite3.SQLITE_FUNCTION:
@@ -224,8 +226,10 @@ class AdqlEngine:
         finally:
             self._idle.put(conn)
 
-    def translate(self, adql):
-        """ADQL text -> (SQLite SQL, list of output :class:`Column`)."""
+    def translate(self, adql, uploads=None):
+        """ADQL text -> (SQLite SQL, list of output :class:`Column`); ``uploads``
+        (``{name: columns}``) declares the ``TAP_UPLOAD.name`` tables of this query."""
+        uploads = uploads or {}
         _check_text(adql)
         try:
             trees = [t for t in sqlglot.parse(adql, read="tsql") if t is not None]
@@ -243,12 +247,15 @@ class AdqlEngine:
                             f"{LIMITS['nodes']} (split it into several queries)")
         for t in tree.find_all(exp.Table):
             name = ".".join(p for p in (t.catalog, t.db, t.name) if p).lower()
-            if name not in TABLES and not _is_cte_reference(t):
-                known = ", ".join(sorted(TABLES))
+            if (name not in TABLES and not _is_cte_reference(t)
+                    and not (t.db.lower() == UPLOAD_SCHEMA and t.name.lower() in uploads
+                             and not t.catalog)):
+                known = ", ".join(sorted(TABLES) + [f"TAP_UPLOAD.{n}" for n in uploads])
                 raise AdqlError(f"Table '{name}' does not exist; this service has: {known}")
         try:
-            typed = annotate_types(qualify(tree.copy(), schema=self._schema, dialect="tsql"),
-                                   schema=self._schema)
+            schema = sqlglot_schema(uploads) if uploads else self._schema
+            typed = annotate_types(qualify(tree.copy(), schema=schema, dialect="tsql"),
+                                   schema=schema)
             if typed is None:
                 return tree.sql(dialect="sqlite"), None
             return typed.sql(dialect="sqlite"), _output_columns(typed, tree)
@@ -263,13 +270,20 @@ class AdqlEngine:
         except (SqlglotError, RecursionError):
             raise _too_deep() from None
 
-    def query(self, adql, maxrec=None):
-        """Run ADQL; at most ``maxrec`` rows are returned (``overflow`` says if more existed)."""
-        sql, columns = self.translate(adql)
+    def query(self, adql, maxrec=None, uploads=None):
+        """Run ADQL; at most ``maxrec`` rows are returned (``overflow`` says if more existed).
+
+        ``uploads`` (``{name: (columns, rows)}``) become the tables ``TAP_UPLOAD.name`` of this
+        query only: created on the connection before it runs, dropped after it.
+        """
+        uploads = uploads or {}
+        sql, columns = self.translate(adql, {n: cols for n, (cols, _) in uploads.items()})
         with self._connection() as conn:
             conn.udf_error = conn.denied = None
             conn.deadline = time.monotonic() + self.timeout
+            cur = None
             try:
+                _create_uploads(conn, uploads)
                 cur = conn.con.execute(sql)
                 names = [d[0] for d in cur.description]
                 rows = _fetch(cur, None if maxrec is None else maxrec + 1)
@@ -283,6 +297,9 @@ class AdqlEngine:
                 raise AdqlError(msg) from None
             finally:
                 conn.deadline = None
+                if cur is not None:
+                    cur.close()          # a cursor stopped at MAXREC still locks its tables
+                _drop_uploads(conn)
         overflow = maxrec is not None and len(rows) > maxrec
         if overflow:
             rows = rows[:maxrec]
@@ -290,6 +307,39 @@ class AdqlEngine:
             columns = [Column(n, "char") for n in names]
         columns = _fill_unknown_types(_unique_names(columns), rows)
         return QueryResult(columns, rows, overflow, sql)
+
+
+def _create_uploads(conn, uploads):
+    """Create and fill ``tap_upload.<name>`` for each upload (the authorizer, which refuses
+    writes, is lifted meanwhile) and let the query read them."""
+    if not uploads:
+        return
+    con = conn.con
+    conn.uploaded = frozenset(f"{UPLOAD_SCHEMA}.{n}" for n in uploads)   # dropped after
+    con.set_authorizer(None)
+    try:
+        for name, (columns, rows) in uploads.items():
+            cols = ", ".join(f'"{c.name}" {SQL_TYPES[c.datatype]}' for c in columns)
+            con.execute(f'DROP TABLE IF EXISTS {UPLOAD_SCHEMA}."{name}"')
+            con.execute(f'CREATE TABLE {UPLOAD_SCHEMA}."{name}" ({cols})')
+            marks = ", ".join("?" * len(columns))
+            con.executemany(f'INSERT INTO {UPLOAD_SCHEMA}."{name}" VALUES ({marks})', rows)
+    finally:
+        con.set_authorizer(conn._authorize)
+
+
+def _drop_uploads(conn):
+    if not conn.uploaded:
+        return
+    con = conn.con
+    con.set_authorizer(None)
+    try:
+        for name in conn.uploaded:
+            con.execute(f'DROP TABLE IF EXISTS {UPLOAD_SCHEMA}."{name.split(".", 1)[1]}"')
+        con.commit()
+    finally:
+        con.set_authorizer(conn._authorize)
+        conn.uploaded = frozenset()
 
 
 def _fetch(cur, limit):

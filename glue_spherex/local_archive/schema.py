@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Column", "Table", "TABLES", "SIA_COLUMNS", "SQL_TYPES", "sqlglot_schema"]
+__all__ = ["Column", "Table", "TABLES", "SIA_COLUMNS", "SQL_TYPES", "sqlglot_schema",
+           "UPLOAD_SCHEMA"]
 
 
 @dataclass(frozen=True)
@@ -171,12 +172,20 @@ SCHEMA_DESCRIPTIONS = {
 }
 
 
-def sqlglot_schema():
-    """The declarations in sqlglot's nested-dict form, for column resolution and typing."""
+#: Schema of the tables a TAP request uploads (``TAP_UPLOAD.name``).
+UPLOAD_SCHEMA = "tap_upload"
+
+
+def sqlglot_schema(uploads=None):
+    """The declarations in sqlglot's nested-dict form, for column resolution and typing;
+    ``uploads`` (``{name: columns}``) adds ``tap_upload.name`` tables."""
     out = {}
     for t in TABLES.values():
         out.setdefault(t.schema, {})[t.short_name] = {
             c.name: _SQLGLOT_TYPES[c.datatype] for c in t.columns}
+    for name, columns in (uploads or {}).items():
+        out.setdefault(UPLOAD_SCHEMA, {})[name] = {
+            c.name: _SQLGLOT_TYPES[c.datatype] for c in columns}
     return out
 
 

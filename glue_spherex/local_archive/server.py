@@ -7,13 +7,15 @@ works unchanged. Each connection has its own daemon thread (slow answers overlap
 (:mod:`.faults`) are drawn per request from one seeded stream, and every request is recorded
 in :attr:`LocalArchive.log`. Connections are accepted as soon as :meth:`LocalArchive.start`
 returns; the tables are built in the background. It refuses what IRSA refuses with IRSA's
-error document, never a Python exception, and bounds body size, time and concurrent
-rendering. Endpoints and limits: ``docs/archive.rst``.
+error document, never a Python exception, and bounds body size (TAP uploads have their
+own limit), time and concurrent rendering. Endpoints and limits: ``docs/archive.rst``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import email.parser
+import email.policy
 import socket
 import struct
 import sys
@@ -22,7 +24,7 @@ import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import NamedTuple
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from ..errors import SpherexInputError, SpherexServiceError
 from . import s3, vosi
@@ -33,12 +35,13 @@ from .files import serve_file
 from .response import IBE_DESCRIPTION, FileBody, Response, error_document, text_response
 from .votable import SIA_DESCRIPTION, TAP_DESCRIPTION
 
-__all__ = ["LocalArchive", "LogRecord", "MAX_BODY_BYTES", "BODY_SECONDS", "RENDER_SLOTS",
-           "BIG_CUTOUT_PX"]
+__all__ = ["LocalArchive", "LogRecord", "MAX_BODY_BYTES", "MAX_UPLOAD_BYTES", "BODY_SECONDS",
+           "RENDER_SLOTS", "BIG_CUTOUT_PX"]
 
 DATA_PREFIX = "/ibe/data/spherex/"
 S3_PREFIX = f"/{s3.BUCKET}"
 MAX_BODY_BYTES = 1_000_000      # a POSTed form: an ADQL query of up to 100,000 characters
+MAX_UPLOAD_BYTES = 50_000_000   # a multipart/form-data POST carrying TAP_UPLOAD tables
 BODY_SECONDS = 30.0             # time allowed to send that body
 MAX_FIELDS = 100                # parameters in one request
 RENDER_SLOTS = 4                # cutouts rendered at once
@@ -208,14 +211,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_form(self):
         length = self._content_length()
-        if length > MAX_BODY_BYTES:
-            self._drain(length)
-            raise _BadRequest(413, f"the request body of {length:,} bytes is larger than the "
-                                   f"{MAX_BODY_BYTES:,} bytes this service accepts")
-        data = self._read_body(length)
         ctype = self.headers.get("Content-Type", "")
-        if ctype.startswith("multipart/"):
-            return None                # table uploads are not supported
+        multipart = ctype.lower().startswith("multipart/form-data")
+        limit = MAX_UPLOAD_BYTES if multipart else MAX_BODY_BYTES
+        if length > limit:
+            self._drain(length)
+            what = "TAP upload (multipart) request" if multipart else "request body"
+            raise _BadRequest(413, f"the {what} of {length:,} bytes is larger than the "
+                                   f"{limit:,} bytes this service accepts")
+        data = self._read_body(length)
+        if multipart:
+            return _multipart(ctype, data)
+        if ctype.lower().startswith("multipart/"):
+            raise _BadRequest(415, f"Content-Type {ctype[:60]!r} is not accepted; send a form "
+                                   "(application/x-www-form-urlencoded or multipart/form-data)")
         return data.decode("utf-8", "replace")
 
     def _no_body(self):
@@ -368,6 +377,33 @@ def _is_big(params):
     except SpherexInputError:
         return False                   # refused when it is served
     return cut.width_px * cut.height_px > BIG_CUTOUT_PX
+
+
+class _Multipart(NamedTuple):
+    """A multipart/form-data body: its text fields and the raw bytes of every part."""
+
+    fields: list            # (name, value) of the parts without a filename
+    parts: dict             # name -> bytes, every part (``UPLOAD=t,param:NAME`` names one)
+
+
+def _multipart(ctype, data):
+    """Parse a multipart/form-data body (the form a TAP client sends with uploads)."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + ctype.encode("latin-1", "replace") + b"\r\n\r\n" + data)
+    if not message.is_multipart():
+        raise _BadRequest(400, "the multipart/form-data body could not be parsed (boundary?)")
+    fields, parts = [], {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not name:
+            raise _BadRequest(400, "a multipart/form-data part has no name")
+        if len(parts) >= MAX_FIELDS:
+            raise _BadRequest(400, f"more than {MAX_FIELDS} parameters in one request")
+        payload = part.get_payload(decode=True) or b""
+        parts[name] = payload
+        if part.get_filename() is None:
+            fields.append((name, payload.decode("utf-8", "replace")))
+    return _Multipart(fields, parts)
 
 
 def _parse_qs(text):
@@ -540,8 +576,10 @@ class LocalArchive:
     def _dispatch(self, method, path, query, form, headers):
         from . import sia, tap  # they import the SQL engine, loaded by the table build
 
-        if form is None:
-            return tap.error("Table uploads (multipart/form-data) are not supported")
+        parts = {}
+        if isinstance(form, _Multipart):
+            parts = form.parts
+            form = urlencode(form.fields)
         if path == S3_PREFIX or path.startswith(S3_PREFIX + "/"):
             return s3.dispatch(method, path, query, headers, self.catalog)
         if path.startswith(DATA_PREFIX):
@@ -563,7 +601,7 @@ class LocalArchive:
                 params.setdefault(k.upper(), []).extend(values)
         path = path.rstrip("/") or "/"
         if path == "/TAP/sync":
-            return tap.sync(params, self.engine)
+            return tap.sync(params, self.engine, parts)
         if path == "/SIA":
             return sia.query(params, self.engine)
         if path == "/TAP/capabilities":

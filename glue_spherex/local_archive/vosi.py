@@ -55,10 +55,14 @@ def tap_capabilities(tap_url):
         + "    </outputFormat>\n"
         + "    <outputFormat>\n      <mime>text/csv</mime>\n      <alias>csv</alias>\n"
         + "    </outputFormat>\n"
+        + '    <uploadMethod ivo-id="ivo://ivoa.net/std/TAPRegExt#upload-inline"/>\n'
         + "    <outputLimit>\n"
         + f'      <default unit="row">{DEFAULT_MAXREC}</default>\n'
         + f'      <hard unit="row">{HARD_MAXREC}</hard>\n'
-        + "    </outputLimit>\n  </capability>\n"
+        + "    </outputLimit>\n"
+        + "    <uploadLimit>\n"
+        + '      <hard unit="byte">50000000</hard>\n'
+        + "    </uploadLimit>\n  </capability>\n"
         + _vosi_caps(tap_url)
         + "</vosi:capabilities>\n")
     return doc.encode("utf-8")
