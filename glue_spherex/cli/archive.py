@@ -1,4 +1,5 @@
-"""Command line of the local archive: ``glue-spherex archive`` / ``python -m glue_spherex.local_archive``.
+"""``glue-spherex archive`` (also ``python -m glue_spherex.local_archive``): serve the local
+IRSA-compatible archive with optional fault injection.
 
 Prints the base URL and the service endpoints, then serves until Ctrl-C or SIGTERM.
 """
@@ -14,7 +15,7 @@ import time
 from ..errors import SpherexError
 from ..local_archive.faults import FaultConfig
 
-__all__ = ["add_arguments", "run", "main"]
+__all__ = ["add_parser", "add_arguments", "run", "main"]
 
 _PROBABILITIES = {
     "500": "HTTP 500 Internal Server Error",
@@ -43,6 +44,19 @@ def _number(kind, what, low=None, high=None):
             raise argparse.ArgumentTypeError(f"{what} {text!r} must be {bounds}")
         return value
     return convert
+
+
+def add_parser(subparsers):
+    """The ``archive`` subcommand of ``glue-spherex``."""
+    from .common import ARCHIVE_EXIT_CODES
+
+    parser = subparsers.add_parser(
+        "archive", help="serve a local IRSA-compatible archive (synthetic data)",
+        description="Serve a local IRSA-compatible SPHEREx archive on 127.0.0.1 with optional "
+                    "fault injection; prints its URL (use it with --archive).",
+        epilog=ARCHIVE_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    parser.set_defaults(func=run)
 
 
 def add_arguments(parser):
@@ -146,7 +160,7 @@ class _OneLineParser(argparse.ArgumentParser):
 
 
 def main(argv=None):
-    from .program import ARCHIVE_EXIT_CODES
+    from .common import ARCHIVE_EXIT_CODES
 
     parser = add_arguments(_OneLineParser(
         prog="python -m glue_spherex.local_archive",

@@ -17,7 +17,7 @@ from astropy.coordinates.name_resolve import sesame_url
 from astropy.io import fits
 from astropy.table import Table
 
-from glue_spherex.cli import program as cli
+from glue_spherex.cli.main import SUBCOMMANDS, build_parser, main
 from glue_spherex.download.cache import CutoutCache
 from glue_spherex.fitsbytes.scan import scan_spectral_image
 from glue_spherex.irsa.core import SpherexArchive
@@ -43,7 +43,7 @@ def start_cli(*args):
 
 def main_in_process(args, capsys):
     with pytest.raises(SystemExit) as info:
-        cli.main(args)
+        main(args)
     out, err = capsys.readouterr()
     return info.value.code, out, err
 
@@ -134,18 +134,18 @@ def test_real_process_reports_one_line(tmp_path):
 
 def test_help_documents_exit_codes_and_subcommands(capsys):
     with pytest.raises(SystemExit) as info:
-        cli.main(["--help"])
+        main(["--help"])
     assert info.value.code == 0
     text = capsys.readouterr().out
     for word in ("query", "fetch", "demo", "archive", "130", "GLUE_SPHEREX_ARCHIVE_URL"):
         assert word in text
-    parser = cli.build_parser()
+    parser = build_parser()
     names = set(parser._subparsers._group_actions[0].choices)
     assert {"query", "fetch", "demo", "archive"} <= names
-    assert len(names) == len(cli.SUBCOMMANDS)  # one subcommand per registry entry
+    assert len(names) == len(SUBCOMMANDS)  # one subcommand per module
     for name in names:  # every subcommand's help says what its exit codes mean
         with pytest.raises(SystemExit):
-            cli.main([name, "--help"])
+            main([name, "--help"])
         assert "exit codes:" in capsys.readouterr().out, name
 
 

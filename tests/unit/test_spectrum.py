@@ -300,7 +300,7 @@ def test_cli_spectrum_writes_all_outputs(combined_file, tmp_path):
 
 
 def _cli_in_process(capsys, *args):
-    from glue_spherex.cli.program import main
+    from glue_spherex.cli.main import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(list(args))
