@@ -13,7 +13,6 @@ import threading
 import time
 
 from ..errors import SpherexError
-from ..local_archive.faults import FaultConfig
 
 __all__ = ["add_parser", "add_arguments", "run", "main"]
 
@@ -98,6 +97,8 @@ def add_arguments(parser):
 
 
 def faults_from_args(args):
+    from ..local_archive.faults import FaultConfig
+
     kwargs = {f"p_{kind}": getattr(args, f"p_{kind}") for kind in _PROBABILITIES}
     return FaultConfig(latency=args.latency, bandwidth=args.bandwidth, retry_after=args.retry_after,
                        stall_seconds=args.stall_seconds, routes=args.fault_routes, **kwargs)
