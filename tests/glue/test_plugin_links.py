@@ -214,6 +214,7 @@ def test_sky_circle_from_pixel_circle(products):
             SkyCircleSubsetState(**bad)
 
 
+@pytest.mark.slow
 def test_reprojection_between_any_two_cutouts(products):
     dc, datasets = linked(products, N_LARGE)
     ny, nx = datasets[0].shape
@@ -250,6 +251,7 @@ def test_image_viewer_state_shows_a_linked_cutout(products):
         layer.get_sliced_data()
 
 
+@pytest.mark.slow
 def test_session_round_trip(products):
     dc, datasets = linked(products, N_LARGE)
     reference = datasets[0]

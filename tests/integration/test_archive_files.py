@@ -106,6 +106,7 @@ def test_gzip_parameter_and_server_default(archive, spec, make_archive):
     assert r.content == plain.content
 
 
+@pytest.mark.slow
 def test_head_and_ranges_of_a_whole_file(archive, spec):
     url = archive.file_url(spec)
     head = requests.head(url)
@@ -226,6 +227,7 @@ def test_archive_command_cutout_flags_option():
         parser.parse_args(["--cutout-flags", "zip"])
 
 
+@pytest.mark.slow
 def test_r7_frame_size_is_known_before_it_is_generated(archive, r7_spec):
     import time
 

@@ -107,6 +107,7 @@ def test_deep_and_huge_queries_are_400_not_500(archive, query):
     assert re.search(r"levels of parentheses|terms|characters long", error_text(r.content))
 
 
+@pytest.mark.slow
 def test_a_slow_query_does_not_block_the_others():
     with LocalArchive(query_timeout=4.0) as arch:
         arch.wait_ready()

@@ -231,6 +231,7 @@ def test_sia2_band_time_and_shapes(archive):
     assert point <= poly <= box <= around
 
 
+@pytest.mark.slow
 def test_sia2_across_ra_zero_and_in_the_deep_field(archive):
     ra0, dec0 = TARGETS["RA0"]
     t_start, t_stop = 60796.0, 60860.0       # the deep field is visited all year; take 2 months

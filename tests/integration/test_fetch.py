@@ -70,6 +70,7 @@ def test_parse_retry_after():
 
 # -- transient faults -------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_transient_faults_every_cutout_arrives(make_archive, clean):
     faults = dict(p_500=0.015, p_502=0.015, p_503=0.01, p_429=0.01, p_reset=0.015,
                   p_truncate=0.015, p_html200=0.015, retry_after=1, seed=7)
@@ -96,6 +97,7 @@ def test_transient_faults_every_cutout_arrives(make_archive, clean):
     assert retried == {(rec.path, rec.query) for rec in log if rec.fault}
 
 
+@pytest.mark.slow
 def test_gzip_bodies_are_unwrapped(make_archive, clean):
     arch = make_archive(gzip_cutouts=True)
     table = query(arch)[:6]
@@ -144,6 +146,7 @@ def test_stall_is_cut_by_the_read_timeout(make_archive, clean):
 
 # -- push-back ---------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_retry_after_is_honoured(make_archive):
     arch = make_archive(p_429=0.25, p_503=0.15, retry_after=1, seed=3)
     table = query(arch)[:24]
@@ -174,6 +177,7 @@ def in_flight(records, latency, start, end):
     return peak
 
 
+@pytest.mark.slow
 def test_concurrency_eases_on_pushback_and_recovers(make_archive):
     latency, heal_after = 0.25, 2.5
     arch = make_archive(latency=latency, p_503=0.7, retry_after=0, seed=5)
@@ -240,6 +244,7 @@ def test_cancel_stops_in_flight_requests_promptly(make_archive):
     assert "cancelled before it was fetched" in reasons      # the queued rest
 
 
+@pytest.mark.slow
 def test_closing_the_iterator_stops_the_batch(make_archive):
     arch = make_archive(latency=0.2)
     table = query(arch, bandpass=["D1", "D2"])[:60]
@@ -282,6 +287,7 @@ def png_size(path):
     return struct.unpack(">II", data[16:24])  # IHDR width, height
 
 
+@pytest.mark.slow
 def test_quicklook_from_file_and_products(archive, tmp_path):
     from glue_spherex.analysis.quicklook import quicklook_png
 
@@ -318,6 +324,7 @@ def _astropy_wavelength(hdul, target):
     return float(wl), float(bw)
 
 
+@pytest.mark.slow
 def test_cutout_bytes_read_like_astropy():
     import gzip
     import io

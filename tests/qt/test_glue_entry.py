@@ -253,11 +253,13 @@ print("RESULT" + json.dumps(dict(
 """
 
 
+@pytest.mark.slow
 def test_wcs_autolinker_wrapped_when_glue_registers_it_after_us(tmp_path):
     assert run(GLUE_REGISTERS_LATER, home=tmp_path) == [{}]
 
 
 @pytest.mark.parametrize("switch", [0, 1])
+@pytest.mark.slow
 def test_wcs_autolinking_plugin_switched_off_is_not_imported(tmp_path, switch):
     (result,) = run(SWITCHED_OFF, home=tmp_path,
                     cfg=f"[plugins]\nwcs_autolinking = {switch}\n")
@@ -278,6 +280,7 @@ print("RESULT" + json.dumps(dict(manager=type(dc._link_manager).__name__, n=len(
 
 
 @pytest.mark.parametrize("switch", [0, 1])
+@pytest.mark.slow
 def test_session_restored_in_a_script_respects_the_plugin_switch(tmp_path, switch):
     from glue.core import DataCollection
     from glue.core.state import GlueSerializer

@@ -466,6 +466,7 @@ def _read_everything(data):
         pass
 
 
+@pytest.mark.slow
 def test_mutated_flags_and_epsf_give_documented_errors_only(cutouts):
     """Seeded mutations of the compressed FLAGS and the EPSF table (cards and data): the
     reader raises a SpherexError or reads something, never anything else."""
