@@ -107,6 +107,7 @@ def test_link_cutouts_rejects_other_data(products):
         link_cutouts(dc, [outside])
 
 
+@pytest.mark.slow
 def test_pixel_roi_selects_the_same_sky_in_all_cutouts(products):
     dc, datasets = linked(products, N_LARGE)
     reference = datasets[0]
@@ -232,6 +233,7 @@ def test_reprojection_between_any_two_cutouts(products):
         assert np.abs(values[finite] - sky_flux(ra, dec)[finite]).max() < 2.5
 
 
+@pytest.mark.slow
 def test_image_viewer_state_shows_a_linked_cutout(products):
     dc, datasets = linked(products, N_LARGE)
     viewer = ImageViewerState()

@@ -10,6 +10,7 @@ import pytest
 import requests
 
 
+@pytest.mark.slow
 def test_serves_until_sigterm():
     proc = subprocess.Popen(
         [sys.executable, "-m", "glue_spherex.local_archive", "--port", "0", "--p-503", "1",

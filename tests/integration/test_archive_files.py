@@ -125,6 +125,7 @@ def test_head_and_ranges_of_a_whole_file(archive, spec):
     assert bad.status_code == 416 and bad.headers["Content-Range"] == f"bytes */{size}"
 
 
+@pytest.mark.slow
 def test_fsspec_section_reads_ranges_only(archive, spec):
     x, y = (int(round(float(v))) for v in frame_wcs(spec).all_world2pix(*M101, 0))
     cut = requests.get(archive.file_url(spec), params={"center": f"{x},{y}px", "size": "9px"})

@@ -83,6 +83,7 @@ def test_functions_outside_the_allow_list_are_refused(archive, call):
     assert call.split("(")[0].upper() in message.upper()
 
 
+@pytest.mark.slow
 def test_values_and_results_are_bounded(archive):
     r = tap(archive, "WITH RECURSIVE r(n, s) AS (SELECT 1, 'x' UNION ALL "
                      "SELECT n + 1, s || s FROM r WHERE n < 40) SELECT n, s FROM r")

@@ -53,6 +53,7 @@ def test_boto3_lists_heads_and_reads_ranges_like_the_ibe_files(archive):
     assert part["Body"].read() == _ibe(archive, key, 100000, 101000)
 
 
+@pytest.mark.slow
 def test_boto3_pages_through_a_listing_with_delimiters(archive):
     client = _client(archive)
     top = client.list_objects_v2(Bucket=BUCKET, Delimiter="/")

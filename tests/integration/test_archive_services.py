@@ -211,6 +211,7 @@ def test_sia2_csv_keeps_cloud_access_json(archive):
                            + '", "region": "us-east-1"}}')
 
 
+@pytest.mark.slow
 def test_sia2_band_time_and_shapes(archive):
     def keys(**params):
         res = pyvo.dal.SIA2Service(archive.sia_url).search(collection="spherex_qr2", **params)

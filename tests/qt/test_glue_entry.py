@@ -177,6 +177,7 @@ CASES = ["GlueApplication() then add_data(*load_data)", "GlueApplication(dc) the
 
 
 @pytest.mark.parametrize("case", CASES)
+@pytest.mark.slow
 def test_every_entry_path_gets_the_indexed_link_manager(entry_results, case):
     result = entry_results[case]
     assert result["n"] == N
@@ -190,6 +191,7 @@ def test_every_entry_path_gets_the_indexed_link_manager(entry_results, case):
             "batched-tree", "restored-grids"} <= set(result["applied"])
 
 
+@pytest.mark.slow
 def test_without_the_patch_glue_checks_all_pairs(entry_results):
     result = entry_results["control: patch undone"]
     # still correct -- link_cutouts switches the manager when it links -- but adding the

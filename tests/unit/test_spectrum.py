@@ -276,6 +276,7 @@ def _cli(*args):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_spectrum_writes_all_outputs(combined_file, tmp_path):
     path, n = combined_file
     src = SKY.source(POINT)
