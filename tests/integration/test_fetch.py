@@ -132,6 +132,7 @@ def test_persistent_errors_are_recorded_not_retried(archive, tmp_path):
     assert set(failed) == {3, 6} and "does not overlap" in failed[3]
 
 
+@pytest.mark.slow
 def test_stall_is_cut_by_the_read_timeout(make_archive, clean):
     # every request sends half its body, then pauses 30 s; the archive heals after 0.3 s
     arch = make_archive(p_stall=1.0, stall_seconds=30)
