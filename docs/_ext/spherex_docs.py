@@ -1,7 +1,7 @@
 """Sphinx directives that generate reference text from the code at build time.
 
 * ``.. command-help:: [SUBCOMMAND]`` -- ``glue-spherex [SUBCOMMAND] --help`` as printed by the
-  command line's own argparse parser (:func:`glue_spherex.cli.program.build_parser`) on an 88-column
+  command line's own argparse parser (:func:`glue_spherex.cli.main.build_parser`) on an 88-column
   terminal;
 * ``.. flag-table::`` -- the FLAGS bits, :data:`glue_spherex.products.flags.FLAG_TABLE`, with the
   default bad set marked;
@@ -23,7 +23,7 @@ WIDTH = 88
 
 def help_text(subcommand=None):
     """``glue-spherex [SUBCOMMAND] --help`` as printed on an 88-column terminal."""
-    from glue_spherex.cli.program import build_parser
+    from glue_spherex.cli.main import build_parser
 
     old = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = str(WIDTH)  # argparse reads the width from the environment

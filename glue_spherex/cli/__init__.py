@@ -1,8 +1,10 @@
-"""The ``glue-spherex`` command line: one module per subcommand.
+"""The ``glue-spherex`` command line: one module per subcommand (query, fetch, demo, archive,
+spectrum), the parser and error handling in :mod:`.main`, shared arguments in :mod:`.common`.
 
-:func:`main` is the console-script entry point.
+:func:`main` is the console-script entry point. (It shadows the submodule name: import the
+module's other names as ``from glue_spherex.cli.main import build_parser``.)
 """
 
-from .program import main
+from .main import main
 
 __all__ = ["main"]

@@ -1,4 +1,5 @@
-"""Command line of the local archive: ``glue-spherex archive`` / ``python -m glue_spherex.local_archive``.
+"""``glue-spherex archive`` (also ``python -m glue_spherex.local_archive``): serve the local
+IRSA-compatible archive with optional fault injection.
 
 Prints the base URL and the service endpoints, then serves until Ctrl-C or SIGTERM.
 """
@@ -12,9 +13,8 @@ import threading
 import time
 
 from ..errors import SpherexError
-from ..local_archive.faults import FaultConfig
 
-__all__ = ["add_arguments", "run", "main"]
+__all__ = ["add_parser", "add_arguments", "run", "main"]
 
 _PROBABILITIES = {
     "500": "HTTP 500 Internal Server Error",
@@ -43,6 +43,19 @@ def _number(kind, what, low=None, high=None):
             raise argparse.ArgumentTypeError(f"{what} {text!r} must be {bounds}")
         return value
     return convert
+
+
+def add_parser(subparsers):
+    """The ``archive`` subcommand of ``glue-spherex``."""
+    from .common import ARCHIVE_EXIT_CODES
+
+    parser = subparsers.add_parser(
+        "archive", help="serve a local IRSA-compatible archive (synthetic data)",
+        description="Serve a local IRSA-compatible SPHEREx archive on 127.0.0.1 with optional "
+                    "fault injection; prints its URL (use it with --archive).",
+        epilog=ARCHIVE_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    parser.set_defaults(func=run)
 
 
 def add_arguments(parser):
@@ -84,6 +97,8 @@ def add_arguments(parser):
 
 
 def faults_from_args(args):
+    from ..local_archive.faults import FaultConfig
+
     kwargs = {f"p_{kind}": getattr(args, f"p_{kind}") for kind in _PROBABILITIES}
     return FaultConfig(latency=args.latency, bandwidth=args.bandwidth, retry_after=args.retry_after,
                        stall_seconds=args.stall_seconds, routes=args.fault_routes, **kwargs)
@@ -146,7 +161,7 @@ class _OneLineParser(argparse.ArgumentParser):
 
 
 def main(argv=None):
-    from .program import ARCHIVE_EXIT_CODES
+    from .common import ARCHIVE_EXIT_CODES
 
     parser = add_arguments(_OneLineParser(
         prog="python -m glue_spherex.local_archive",

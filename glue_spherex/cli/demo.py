@@ -20,7 +20,7 @@ DEMO_RADEC = (210.80227, 54.34895)
 
 
 def add_parser(subparsers):
-    from .program import EPILOG
+    from .common import EPILOG
 
     parser = subparsers.add_parser(
         "demo", help="run query -> fetch -> quick-look against a local archive",
@@ -39,7 +39,8 @@ def run(args):
     from ..irsa.config import settings
     from ..irsa.core import SpherexArchive
     from ..local_archive import LocalArchive
-    from .program import EXIT_OK, fetch_and_report
+    from .common import EXIT_OK
+    from .fetch import fetch_and_report
 
     cfg = settings(workers=args.workers)
     out = Path(args.out)

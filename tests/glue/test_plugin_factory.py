@@ -138,6 +138,7 @@ def test_coords_are_the_celestial_wcs_only(cutout_file):
     assert data["Declination"][3, 7] == pytest.approx(float(dec), abs=1e-12)
 
 
+@pytest.mark.slow
 def test_full_frame_file(tmp_path):
     frame = make_frame(detector=1)
     frame["PSF"].data = frame["PSF"].data[:1].copy()  # keep the file small

@@ -77,6 +77,7 @@ def test_load_data_links_cutouts_with_wavelengths(app, combined):
         assert x_on_ref.shape == d.shape and np.isfinite(x_on_ref).any()
 
 
+@pytest.mark.slow
 def test_many_cutouts_get_the_indexed_link_manager(app, tmp_path):
     """jglue() makes its data collection before glue loads plugins, so it starts with glue's
     own LinkManager; once cutouts arrive the collection has the indexed one (linear linking)."""
@@ -123,6 +124,7 @@ def test_sky_subset_propagates_to_every_cutout(app, combined):
     assert len(group2.subsets) == N and group2.subsets[0].to_mask().any()
 
 
+@pytest.mark.slow
 def test_fetch_into_a_jupyter_session_on_its_event_loop(app, archive):
     """In a notebook the kernel's asyncio loop is running: fetch_into returns at once and
     the cutouts are added from that loop (the kernel's thread), in batches, linked."""

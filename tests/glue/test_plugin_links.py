@@ -107,6 +107,7 @@ def test_link_cutouts_rejects_other_data(products):
         link_cutouts(dc, [outside])
 
 
+@pytest.mark.slow
 def test_pixel_roi_selects_the_same_sky_in_all_cutouts(products):
     dc, datasets = linked(products, N_LARGE)
     reference = datasets[0]
@@ -214,6 +215,7 @@ def test_sky_circle_from_pixel_circle(products):
             SkyCircleSubsetState(**bad)
 
 
+@pytest.mark.slow
 def test_reprojection_between_any_two_cutouts(products):
     dc, datasets = linked(products, N_LARGE)
     ny, nx = datasets[0].shape
@@ -231,6 +233,7 @@ def test_reprojection_between_any_two_cutouts(products):
         assert np.abs(values[finite] - sky_flux(ra, dec)[finite]).max() < 2.5
 
 
+@pytest.mark.slow
 def test_image_viewer_state_shows_a_linked_cutout(products):
     dc, datasets = linked(products, N_LARGE)
     viewer = ImageViewerState()
@@ -250,6 +253,7 @@ def test_image_viewer_state_shows_a_linked_cutout(products):
         layer.get_sliced_data()
 
 
+@pytest.mark.slow
 def test_session_round_trip(products):
     dc, datasets = linked(products, N_LARGE)
     reference = datasets[0]

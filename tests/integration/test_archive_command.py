@@ -6,9 +6,11 @@ import signal
 import subprocess
 import sys
 
+import pytest
 import requests
 
 
+@pytest.mark.slow
 def test_serves_until_sigterm():
     proc = subprocess.Popen(
         [sys.executable, "-m", "glue_spherex.local_archive", "--port", "0", "--p-503", "1",
@@ -35,6 +37,7 @@ def test_bad_flags_fail_with_one_line():
     assert proc.stderr.strip().count("\n") == 0 and "probability" in proc.stderr
 
 
+@pytest.mark.slow
 def test_tables_and_tap_need_neither_astropy_nor_scipy():
     code = """
 import sys, urllib.parse, urllib.request

@@ -75,6 +75,7 @@ def test_connection_reset(make_archive):
     assert [r.fault for r in arch.log] == ["reset", "reset"]
 
 
+@pytest.mark.slow
 def test_stalled_transfer(make_archive):
     arch = make_archive(p_stall=1.0, stall_seconds=1.0)
     url = arch.url + cutout_path(arch)
@@ -88,6 +89,7 @@ def test_stalled_transfer(make_archive):
     assert [rec.fault for rec in arch.log] == ["stall", "stall"]
 
 
+@pytest.mark.slow
 def test_latency_overlaps_across_concurrent_requests(make_archive):
     arch = make_archive(latency=0.15)
 
@@ -105,6 +107,7 @@ def test_latency_overlaps_across_concurrent_requests(make_archive):
     assert time.monotonic() - t0 >= 0.15
 
 
+@pytest.mark.slow
 def test_bandwidth_cap(make_archive):
     arch = make_archive(bandwidth=400_000, routes="tap")
     t0 = time.monotonic()
@@ -128,6 +131,7 @@ def test_faults_only_on_chosen_routes(make_archive):
     assert [r.fault for r in arch.log] == ["500", None, "503", None]
 
 
+@pytest.mark.slow
 def test_faults_are_seeded(make_archive):
     def statuses(arch):
         return [requests.get(arch.url + MISSING).status_code for _ in range(30)]

@@ -106,6 +106,7 @@ def test_gzip_parameter_and_server_default(archive, spec, make_archive):
     assert r.content == plain.content
 
 
+@pytest.mark.slow
 def test_head_and_ranges_of_a_whole_file(archive, spec):
     url = archive.file_url(spec)
     head = requests.head(url)
@@ -124,6 +125,7 @@ def test_head_and_ranges_of_a_whole_file(archive, spec):
     assert bad.status_code == 416 and bad.headers["Content-Range"] == f"bytes */{size}"
 
 
+@pytest.mark.slow
 def test_fsspec_section_reads_ranges_only(archive, spec):
     x, y = (int(round(float(v))) for v in frame_wcs(spec).all_world2pix(*M101, 0))
     cut = requests.get(archive.file_url(spec), params={"center": f"{x},{y}px", "size": "9px"})
@@ -226,6 +228,7 @@ def test_archive_command_cutout_flags_option():
         parser.parse_args(["--cutout-flags", "zip"])
 
 
+@pytest.mark.slow
 def test_r7_frame_size_is_known_before_it_is_generated(archive, r7_spec):
     import time
 

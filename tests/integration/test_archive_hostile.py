@@ -83,6 +83,7 @@ def test_functions_outside_the_allow_list_are_refused(archive, call):
     assert call.split("(")[0].upper() in message.upper()
 
 
+@pytest.mark.slow
 def test_values_and_results_are_bounded(archive):
     r = tap(archive, "WITH RECURSIVE r(n, s) AS (SELECT 1, 'x' UNION ALL "
                      "SELECT n + 1, s || s FROM r WHERE n < 40) SELECT n, s FROM r")
@@ -107,6 +108,7 @@ def test_deep_and_huge_queries_are_400_not_500(archive, query):
     assert re.search(r"levels of parentheses|terms|characters long", error_text(r.content))
 
 
+@pytest.mark.slow
 def test_a_slow_query_does_not_block_the_others():
     with LocalArchive(query_timeout=4.0) as arch:
         arch.wait_ready()

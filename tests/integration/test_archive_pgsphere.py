@@ -179,6 +179,7 @@ def _values(items, expr):
 # --- the checks ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_point_in_polygon_matches_pgsphere(engine, pg):
     pts = _points(np.random.default_rng(1))
     theirs = _pairs(pg(f"SELECT q.id, p.planeid FROM {_values(pts, lambda p: _point_pg(*p))} "

@@ -37,6 +37,7 @@ def _ibe(archive, key, start, stop):
     return r.content
 
 
+@pytest.mark.slow
 def test_boto3_lists_heads_and_reads_ranges_like_the_ibe_files(archive):
     client = _client(archive)
     key = archive.catalog.keys[0]
@@ -52,6 +53,7 @@ def test_boto3_lists_heads_and_reads_ranges_like_the_ibe_files(archive):
     assert part["Body"].read() == _ibe(archive, key, 100000, 101000)
 
 
+@pytest.mark.slow
 def test_boto3_pages_through_a_listing_with_delimiters(archive):
     client = _client(archive)
     top = client.list_objects_v2(Bucket=BUCKET, Delimiter="/")
@@ -76,6 +78,7 @@ def test_missing_key_and_bucket_are_s3_errors(archive):
         _fs(archive).info(f"{BUCKET}/qr2/level2/nothing.fits")
 
 
+@pytest.mark.slow
 def test_astropy_reads_a_section_over_s3fs_without_the_whole_file(archive):
     key = archive.catalog.keys[1]
     fs = _fs(archive)
@@ -91,6 +94,7 @@ def test_astropy_reads_a_section_over_s3fs_without_the_whole_file(archive):
     assert 0 < sent < 0.05 * QR2_FRAME_BYTES
 
 
+@pytest.mark.slow
 def test_fault_flags_apply_to_the_bucket(make_archive):
     archive = make_archive(p_500=1.0)
     with pytest.raises(OSError):  # s3fs retries, then gives up

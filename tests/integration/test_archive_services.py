@@ -211,6 +211,7 @@ def test_sia2_csv_keeps_cloud_access_json(archive):
                            + '", "region": "us-east-1"}}')
 
 
+@pytest.mark.slow
 def test_sia2_band_time_and_shapes(archive):
     def keys(**params):
         res = pyvo.dal.SIA2Service(archive.sia_url).search(collection="spherex_qr2", **params)
@@ -231,6 +232,7 @@ def test_sia2_band_time_and_shapes(archive):
     assert point <= poly <= box <= around
 
 
+@pytest.mark.slow
 def test_sia2_across_ra_zero_and_in_the_deep_field(archive):
     ra0, dec0 = TARGETS["RA0"]
     t_start, t_stop = 60796.0, 60860.0       # the deep field is visited all year; take 2 months

@@ -17,7 +17,7 @@ from astropy.coordinates.name_resolve import sesame_url
 from astropy.io import fits
 from astropy.table import Table
 
-from glue_spherex.cli import program as cli
+from glue_spherex.cli.main import SUBCOMMANDS, build_parser, main
 from glue_spherex.download.cache import CutoutCache
 from glue_spherex.fitsbytes.scan import scan_spectral_image
 from glue_spherex.irsa.core import SpherexArchive
@@ -43,7 +43,7 @@ def start_cli(*args):
 
 def main_in_process(args, capsys):
     with pytest.raises(SystemExit) as info:
-        cli.main(args)
+        main(args)
     out, err = capsys.readouterr()
     return info.value.code, out, err
 
@@ -122,6 +122,7 @@ def test_a_file_that_is_not_spherex_is_bad_input(capsys, tmp_path):
     assert not (tmp_path / "s.ecsv").exists()
 
 
+@pytest.mark.slow
 def test_real_process_reports_one_line(tmp_path):
     # the installed entry point, in a real process: no traceback, documented exit code
     result = run_cli("fetch", "--ra", "10", "--dec", "95", "-o", str(tmp_path / "x.fits"))
@@ -134,18 +135,18 @@ def test_real_process_reports_one_line(tmp_path):
 
 def test_help_documents_exit_codes_and_subcommands(capsys):
     with pytest.raises(SystemExit) as info:
-        cli.main(["--help"])
+        main(["--help"])
     assert info.value.code == 0
     text = capsys.readouterr().out
     for word in ("query", "fetch", "demo", "archive", "130", "GLUE_SPHEREX_ARCHIVE_URL"):
         assert word in text
-    parser = cli.build_parser()
+    parser = build_parser()
     names = set(parser._subparsers._group_actions[0].choices)
     assert {"query", "fetch", "demo", "archive"} <= names
-    assert len(names) == len(cli.SUBCOMMANDS)  # one subcommand per registry entry
+    assert len(names) == len(SUBCOMMANDS)  # one subcommand per module
     for name in names:  # every subcommand's help says what its exit codes mean
         with pytest.raises(SystemExit):
-            cli.main([name, "--help"])
+            main([name, "--help"])
         assert "exit codes:" in capsys.readouterr().out, name
 
 
@@ -163,6 +164,7 @@ def test_query_writes_a_table(archive, tmp_path, capsys):
     assert f"{len(api)} images" in stdout
 
 
+@pytest.mark.slow
 def test_fetch_end_to_end(archive, tmp_path):
     out, png = tmp_path / "m101.fits", tmp_path / "m101.png"
     result = run_cli("fetch", "--ra", RA, "--dec", DEC, "-b", "D2", "--size", "20px",
@@ -178,6 +180,7 @@ def test_fetch_end_to_end(archive, tmp_path):
     assert f"wrote {out}: {len(api)} of {len(api)} cutouts" in result.stdout
 
 
+@pytest.mark.slow
 def test_failed_cutouts_exit_1_with_file(make_archive, tmp_path):
     arch = make_archive(p_500=1.0)  # every cutout request fails; TAP still answers
     out = tmp_path / "m101.fits"
@@ -199,6 +202,7 @@ def wait_for(predicate, timeout=60.0):
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume(make_archive, tmp_path):
     arch = make_archive(latency=0.3)
     cache, out = tmp_path / "cache", tmp_path / "m101.fits"
@@ -242,6 +246,7 @@ def test_sigkill_then_resume(make_archive, tmp_path):
     assert int(kept[1] or 0) + int(kept[2]) == len(done), result.stdout
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_what_arrived_and_the_same_command_resumes(make_archive, tmp_path):
     arch = make_archive(latency=0.3)
     out = tmp_path / "m101.fits"
@@ -280,6 +285,7 @@ def test_ctrl_c_keeps_what_arrived_and_the_same_command_resumes(make_archive, tm
     assert result.returncode == 0 and "already holds all" in result.stdout
 
 
+@pytest.mark.slow
 def test_sigkill_without_cache_resumes_from_the_partial_file(make_archive, tmp_path):
     arch = make_archive(latency=0.3)
     out = tmp_path / "m101.fits"
@@ -311,6 +317,7 @@ def test_sigkill_without_cache_resumes_from_the_partial_file(make_archive, tmp_p
     assert [p.name for p in tmp_path.iterdir()] == ["m101.fits"]  # the leftovers are gone
 
 
+@pytest.mark.slow
 def test_double_ctrl_c_never_claims_what_is_not_there(make_archive, tmp_path):
     arch = make_archive(latency=0.3)
     out = tmp_path / "dbl.fits"
@@ -343,6 +350,7 @@ def test_ctrl_c_while_starting_is_one_line(tmp_path):
     assert stderr.strip().splitlines() == ["glue-spherex: interrupted"], stderr
 
 
+@pytest.mark.slow
 def test_two_fetches_of_one_output_never_mix(archive, tmp_path):
     out = tmp_path / "same.fits"
     runs = [start_cli("fetch", "--ra", RA, "--dec", DEC, "-b", band, "--size", "20px",
@@ -395,6 +403,7 @@ def test_read_only_cache_is_an_error_before_the_query(archive, tmp_path):
     assert not (tmp_path / "x.fits").exists()
 
 
+@pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
     result = run_cli("demo", "--out", str(tmp_path / "demo"), timeout=300)
     assert result.returncode == 0, result.stderr

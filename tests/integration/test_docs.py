@@ -112,7 +112,7 @@ def _documents():
 
 @pytest.mark.parametrize("path", _documents(), ids=lambda p: p.name)
 def test_shown_commands_are_accepted(path):
-    from glue_spherex.cli.program import build_parser
+    from glue_spherex.cli.main import build_parser
 
     commands = _shell_commands(path)
     for command in commands:

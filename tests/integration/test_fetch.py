@@ -66,6 +66,7 @@ def test_parse_retry_after():
 
 # -- transient faults -------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_transient_faults_every_cutout_arrives(make_archive, clean):
     faults = dict(p_500=0.015, p_502=0.015, p_503=0.01, p_429=0.01, p_reset=0.015,
                   p_truncate=0.015, p_html200=0.015, retry_after=1, seed=7)
@@ -92,6 +93,7 @@ def test_transient_faults_every_cutout_arrives(make_archive, clean):
     assert retried == {(rec.path, rec.query) for rec in log if rec.fault}
 
 
+@pytest.mark.slow
 def test_gzip_bodies_are_unwrapped(make_archive, clean):
     arch = make_archive(gzip_cutouts=True)
     table = query(arch)[:6]
@@ -126,6 +128,7 @@ def test_persistent_errors_are_recorded_not_retried(archive, tmp_path):
     assert set(failed) == {3, 6} and "does not overlap" in failed[3]
 
 
+@pytest.mark.slow
 def test_stall_is_cut_by_the_read_timeout(make_archive, clean):
     # every request sends half its body, then pauses 30 s; the archive heals after 0.3 s
     arch = make_archive(p_stall=1.0, stall_seconds=30)
@@ -140,6 +143,7 @@ def test_stall_is_cut_by_the_read_timeout(make_archive, clean):
 
 # -- push-back ---------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_retry_after_is_honoured(make_archive):
     arch = make_archive(p_429=0.25, p_503=0.15, retry_after=1, seed=3)
     table = query(arch)[:24]
@@ -170,6 +174,7 @@ def in_flight(records, latency, start, end):
     return peak
 
 
+@pytest.mark.slow
 def test_concurrency_eases_on_pushback_and_recovers(make_archive):
     latency, heal_after = 0.25, 2.5
     arch = make_archive(latency=latency, p_503=0.7, retry_after=0, seed=5)
@@ -240,6 +245,7 @@ def test_cancel_stops_in_flight_requests_promptly(make_archive):
     assert "cancelled before it was fetched" in reasons      # the queued rest
 
 
+@pytest.mark.slow
 def test_closing_the_iterator_stops_the_batch(make_archive):
     arch = make_archive(latency=0.2)
     table = query(arch, bandpass=["D1", "D2"])[:60]
@@ -282,6 +288,7 @@ def png_size(path):
     return struct.unpack(">II", data[16:24])  # IHDR width, height
 
 
+@pytest.mark.slow
 def test_quicklook_from_file_and_products(archive, tmp_path):
     from glue_spherex.analysis.quicklook import quicklook_png
 
@@ -318,6 +325,7 @@ def _astropy_wavelength(hdul, target):
     return float(wl), float(bw)
 
 
+@pytest.mark.slow
 def test_cutout_bytes_read_like_astropy():
     import gzip
     import io

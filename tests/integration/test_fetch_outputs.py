@@ -198,7 +198,7 @@ def test_a_disk_that_fills_up_leaves_nothing_half_written(archive, tmp_path):
 
 
 def test_a_cache_that_fills_up_is_reported(archive, tmp_path, capsys):
-    from glue_spherex.cli import program as cli
+    from glue_spherex.cli.fetch import fetch_and_report
 
     table = query(archive, size="0.1deg", n=6)  # 5.1 MB each
     with tmpfs(tmp_path / "cache", size="12m") as cache:
@@ -208,7 +208,7 @@ def test_a_cache_that_fills_up_is_reported(archive, tmp_path, capsys):
         assert "No space left on device" in summary.cache_problem
         assert not [n for n in os.listdir(cache) if n.endswith(".part")]  # no half files
         # the command line says so
-        code = cli.fetch_and_report(table, tmp_path / "again.fits", workers=2,
+        code = fetch_and_report(table, tmp_path / "again.fits", workers=2,
                                     cache_dir=cache, overwrite=False, quicklook=None,
                                     progress_bar=False)
     err = capsys.readouterr().err

@@ -145,10 +145,10 @@ def _alive(pid):
 # -- glue-spherex fetch: the closing byte counts -----------------------------------------------
 
 def _fetch(args, capsys):
-    from glue_spherex.cli import program as cli
+    from glue_spherex.cli import main
 
     with pytest.raises(SystemExit) as info:
-        cli.main(["fetch", "--ra", str(RA), "--dec", str(DEC), "-b", "D2", "--size", "20px",
+        main(["fetch", "--ra", str(RA), "--dec", str(DEC), "-b", "D2", "--size", "20px",
                   "--time", "60800", "60900", "--no-progress", *args])
     out, err = capsys.readouterr()
     return info.value.code, out, err

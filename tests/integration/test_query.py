@@ -382,6 +382,7 @@ def test_tap_and_sia_agree_on_releases(archive):
         assert [tuple(r[k] for k in key) for r in tap] == [tuple(r[k] for k in key) for r in sia]
 
 
+@pytest.mark.slow
 def test_cli_release_qr2_lists_only_todays_files(archive, tmp_path):
     import subprocess
     import sys
@@ -443,6 +444,7 @@ def test_hostile_tap_answer_is_one_service_error(case):
     assert "\n" not in text and len(text) < 400
 
 
+@pytest.mark.slow
 def test_hostile_tap_answer_exits_3_in_the_cli():
     import subprocess
     import sys

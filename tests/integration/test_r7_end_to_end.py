@@ -52,6 +52,7 @@ def tutorial_read(path):
 
 
 @pytest.mark.parametrize("flags", ["compressed", "plain"])
+@pytest.mark.slow
 def test_fetch_release_qr3_reads_in_the_tutorial_and_in_glue(make_archive, tmp_path, flags):
     from glue.core.data_factories import load_data
 
@@ -92,6 +93,7 @@ def test_fetch_release_qr3_reads_in_the_tutorial_and_in_glue(make_archive, tmp_p
     assert all(np.array_equal(d["flags"], f) for d, (_, f, *_) in zip(datasets, cutouts))
 
 
+@pytest.mark.slow
 def test_fetch_release_qr2_still_gives_qr2(archive, tmp_path):
     out = tmp_path / "qr2.fits"
     fetch(archive, "qr2", out)

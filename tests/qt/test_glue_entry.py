@@ -177,6 +177,7 @@ CASES = ["GlueApplication() then add_data(*load_data)", "GlueApplication(dc) the
 
 
 @pytest.mark.parametrize("case", CASES)
+@pytest.mark.slow
 def test_every_entry_path_gets_the_indexed_link_manager(entry_results, case):
     result = entry_results[case]
     assert result["n"] == N
@@ -190,6 +191,7 @@ def test_every_entry_path_gets_the_indexed_link_manager(entry_results, case):
             "batched-tree", "restored-grids"} <= set(result["applied"])
 
 
+@pytest.mark.slow
 def test_without_the_patch_glue_checks_all_pairs(entry_results):
     result = entry_results["control: patch undone"]
     # still correct -- link_cutouts switches the manager when it links -- but adding the
@@ -253,11 +255,13 @@ print("RESULT" + json.dumps(dict(
 """
 
 
+@pytest.mark.slow
 def test_wcs_autolinker_wrapped_when_glue_registers_it_after_us(tmp_path):
     assert run(GLUE_REGISTERS_LATER, home=tmp_path) == [{}]
 
 
 @pytest.mark.parametrize("switch", [0, 1])
+@pytest.mark.slow
 def test_wcs_autolinking_plugin_switched_off_is_not_imported(tmp_path, switch):
     (result,) = run(SWITCHED_OFF, home=tmp_path,
                     cfg=f"[plugins]\nwcs_autolinking = {switch}\n")
@@ -278,6 +282,7 @@ print("RESULT" + json.dumps(dict(manager=type(dc._link_manager).__name__, n=len(
 
 
 @pytest.mark.parametrize("switch", [0, 1])
+@pytest.mark.slow
 def test_session_restored_in_a_script_respects_the_plugin_switch(tmp_path, switch):
     from glue.core import DataCollection
     from glue.core.state import GlueSerializer

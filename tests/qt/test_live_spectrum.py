@@ -302,6 +302,7 @@ def _slowed(monkeypatch, seconds):
     monkeypatch.setattr(module, "measure_frames", slow)
 
 
+@pytest.mark.slow
 def test_qt_action_opens_a_scatter_viewer_of_the_spectrum(glue_app, products, qtbot,
                                                           monkeypatch):
     from qt_watchdog import EventLoopWatchdog

@@ -131,6 +131,7 @@ def _slow_writer(monkeypatch, seconds):
     monkeypatch.setattr(CombinedWriter, "add", slow)
 
 
+@pytest.mark.slow
 def test_export_runs_off_the_gui_thread_with_progress_and_cancel(session, qtbot, tmp_path,
                                                                   monkeypatch):
     from qt_watchdog import EventLoopWatchdog
@@ -184,6 +185,7 @@ def test_export_problems_are_one_plain_sentence(session, qtbot, tmp_path, where,
     assert dialog.export_button.isEnabled() and dialog.written is None
 
 
+@pytest.mark.slow
 def test_compare_selected_cutouts(session, qtbot):
     from glue_spherex.qt import COMPARE_SELECTED_LABEL
 
@@ -206,6 +208,7 @@ def test_compare_selected_cutouts(session, qtbot):
     assert len({(g.width(), g.height()) for g in geoms}) == 1
 
 
+@pytest.mark.slow
 def test_compare_panels_show_only_their_own_cutouts_subsets(session, qtbot):
     """Every panel shares one reference cutout; its subsets (a wavelength stripe differs from
     cutout to cutout) must not be drawn over the other panels' cutouts."""
@@ -228,6 +231,7 @@ def test_compare_panels_show_only_their_own_cutouts_subsets(session, qtbot):
         assert all(layer.data is own for layer in subsets)  # ... on this panel's cutout only
 
 
+@pytest.mark.slow
 def test_compare_grid_never_freezes_the_window(session, qtbot):
     """The panels appear one per turn of the event loop: the window keeps running (a 20 ms
     timer keeps ticking) instead of waiting for the whole grid."""
@@ -268,6 +272,7 @@ def qt_left():
     return Qt.LeftButton
 
 
+@pytest.mark.slow
 def test_compare_grid_restored_from_a_session_still_moves_together(session, qtbot, tmp_path):
     """glue saves the grid's tab, viewers and limits but not the callbacks that keep the
     panels in step; the plugin links them again when the session is restored."""

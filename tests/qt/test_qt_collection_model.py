@@ -36,6 +36,7 @@ def _labels(model, parent):
     return [model.data(model.index(row, 0, parent), 0) for row in range(model.rowCount(parent))]
 
 
+@pytest.mark.slow
 def test_hundreds_of_cutouts_refresh_the_tree_once(glue_app, products, qtbot):
     view, model = _tree(glue_app)
     assert isinstance(model, BatchedDataCollectionModel)

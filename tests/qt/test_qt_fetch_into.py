@@ -4,6 +4,7 @@ collection panel."""
 
 import threading
 
+import pytest
 import qt_support
 from qt_support import TARGET, WINDOW
 
@@ -14,6 +15,7 @@ glue_app = qt_support.glue_app
 window_size = qt_support.window_size
 
 
+@pytest.mark.slow
 def test_fetch_into_a_glue_qt_session(glue_app, qtbot, archive, window_size):
     from glue.core.hub import HubListener
     from glue.core.message import DataCollectionAddMessage

@@ -40,6 +40,7 @@ def _product_of(row):
     return SpectralImage.open(response.content)
 
 
+@pytest.mark.slow
 def test_import_link_select_compare_and_screenshots(glue_app, qtbot, archive, monkeypatch,
                                                     modal_watchdog, window_size):
     from glue.config import settings
@@ -161,6 +162,7 @@ def test_import_link_select_compare_and_screenshots(glue_app, qtbot, archive, mo
     assert path.endswith("glue_import_linked.png")
 
 
+@pytest.mark.slow
 def test_cancel_keeps_what_arrived_and_can_resume(glue_app, qtbot, make_archive, tmp_path,
                                                   window_size):
     arch = make_archive(latency=0.4)
@@ -193,6 +195,7 @@ def test_cancel_keeps_what_arrived_and_can_resume(glue_app, qtbot, make_archive,
     assert len(list(cache.glob("*.fits"))) == window_size
 
 
+@pytest.mark.slow
 def test_closing_mid_fetch_keeps_what_arrived(glue_app, qtbot, make_archive, window_size):
     arch = make_archive(latency=0.4)
     dc = glue_app.data_collection
@@ -356,6 +359,7 @@ def test_release_combo_chooses_what_is_searched(glue_app, qtbot, archive):
     combo.setCurrentIndex(combo.findData("qr2"))
 
 
+@pytest.mark.slow
 def test_importer_fetches_pipeline7_cutouts_into_the_session(glue_app, qtbot, archive):
     """QR3 chosen in the dialog: R7 cutouts arrive as datasets with wavelengths and flags."""
     import numpy as np

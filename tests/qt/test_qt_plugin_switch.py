@@ -55,6 +55,7 @@ def run_glue(home, switch):
     return json.loads(line[len("RESULT"):]), (cfg_dir / "plugins.cfg").read_text()
 
 
+@pytest.mark.slow
 def test_menu_entries_present_when_enabled(tmp_path):
     menus, cfg = run_glue(tmp_path, None)
     assert IMPORT_LABEL in menus["importers"]
@@ -66,6 +67,7 @@ def test_menu_entries_present_when_enabled(tmp_path):
     assert "glue_spherex_qt = 1" in cfg
 
 
+@pytest.mark.slow
 def test_menu_entries_absent_when_switched_off(tmp_path):
     menus, cfg = run_glue(tmp_path, 0)
     assert IMPORT_LABEL not in menus["importers"]

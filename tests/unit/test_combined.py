@@ -43,6 +43,7 @@ def _changed_keys(a, b):
     return {k for k in set(a) | set(b) if a.get(k) != b.get(k)}
 
 
+@pytest.mark.slow
 def test_round_trip(cutouts, tmp_path):
     path = tmp_path / "combined.fits"
     with CombinedWriter(path, _planned(6), target=TARGET, size=0.1) as writer:

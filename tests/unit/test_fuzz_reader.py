@@ -49,6 +49,7 @@ def test_the_seeds_read_without_error(seed):
 @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=not RELEASE,
           suppress_health_check=list(HealthCheck))
 @given(data=st.data())
+@pytest.mark.slow
 def test_hostile_bytes_meet_only_documented_errors(seed, data):
     case = mutate(seeds()[seed], lambda n: data.draw(st.integers(0, n - 1)))
     t0 = time.process_time()

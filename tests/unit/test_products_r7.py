@@ -30,7 +30,7 @@ from spherex_testfiles import (
 )
 
 from glue_spherex.analysis.spectrum import MixedPipelineWarning, extract_spectrum
-from glue_spherex.cli import program as cli
+from glue_spherex.cli.main import main as cli_main
 from glue_spherex.errors import SpherexFormatError
 from glue_spherex.fitsbytes.scan import scan_spectral_image, table_array
 from glue_spherex.products.combined import CombinedWriter, read_combined
@@ -299,7 +299,7 @@ def test_a_spectrum_mixing_pipelines_says_so(r7_frame, tmp_path, capsys):
     for p in products:
         p.close()
     with pytest.raises(SystemExit) as info:
-        cli.main(["spectrum", str(path), "--ra", str(coord.ra.deg), "--dec",
+        cli_main(["spectrum", str(path), "--ra", str(coord.ra.deg), "--dec",
                   str(coord.dec.deg), "-o", str(tmp_path / "s.ecsv")])
     err = capsys.readouterr().err
     assert info.value.code == 0
@@ -466,6 +466,7 @@ def _read_everything(data):
         pass
 
 
+@pytest.mark.slow
 def test_mutated_flags_and_epsf_give_documented_errors_only(cutouts):
     """Seeded mutations of the compressed FLAGS and the EPSF table (cards and data): the
     reader raises a SpherexError or reads something, never anything else."""

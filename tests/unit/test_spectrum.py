@@ -276,6 +276,7 @@ def _cli(*args):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_spectrum_writes_all_outputs(combined_file, tmp_path):
     path, n = combined_file
     src = SKY.source(POINT)
@@ -300,7 +301,7 @@ def test_cli_spectrum_writes_all_outputs(combined_file, tmp_path):
 
 
 def _cli_in_process(capsys, *args):
-    from glue_spherex.cli.program import main
+    from glue_spherex.cli.main import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(list(args))

@@ -194,6 +194,7 @@ def test_astropy_writes_the_frame_back_byte_for_byte(d5_file, d5_raw):
     assert len(d5_raw) == 71_637_120  # IRSA's access_estsize for QR2 is 71638 kB
 
 
+@pytest.mark.slow
 def test_make_frame_is_a_loaded_hdulist():
     spec = FrameSpec("2026W02_1A_0001_1", 6, 123.0, -45.0, 33.0, 61041.1)
     hdul = make_frame(spec)
