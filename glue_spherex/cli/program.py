@@ -312,9 +312,9 @@ def _describe(args, coord):
 
 
 def _query(args, coord):
-    from ..irsa.core import SpherexArchive
+    from ..irsa.core import SpherexClass
 
-    archive = SpherexArchive(archive_url=args.archive)
+    archive = SpherexClass(archive_url=args.archive)
     return archive.query_region(coord, size=args.size, bandpass=args.bandpass,
                                 collection=args.collection, time=args.time, via=args.via,
                                 release=args.release, versions=args.versions)

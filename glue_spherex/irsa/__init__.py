@@ -1,9 +1,11 @@
 """The IRSA client: SPHEREx image queries (TAP/SIA2), target-name resolution, configuration.
 
-Public names: :class:`SpherexArchive`, :data:`conf`.
+Public names, as in astroquery (``IrsaClass``/``Irsa``): :class:`SpherexClass` (the query
+class), :data:`Spherex` (its default instance) and :data:`conf`. Importing reads no
+configuration; it is validated when a query is made.
 """
 
 from .config import conf
-from .core import SpherexArchive
+from .core import Spherex, SpherexClass
 
-__all__ = ["SpherexArchive", "conf"]
+__all__ = ["Spherex", "SpherexClass", "conf"]

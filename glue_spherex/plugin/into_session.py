@@ -2,7 +2,7 @@
 
 :func:`fetch_into` is the import dialog's search-and-fetch without the dialog: the same
 validation (:func:`glue_spherex.plugin.import_request.build_request`, Qt-free), the same query
-(:meth:`~glue_spherex.irsa.core.SpherexArchive.query_region`) and download
+(:meth:`~glue_spherex.irsa.core.SpherexClass.query_region`) and download
 (:func:`~glue_spherex.download.fetcher.fetch_cutouts`), and the same batches: every ``batch_seconds``
 the cutouts that arrived are added to the data collection in one ``extend`` and linked
 (:func:`~glue_spherex.plugin.link_cutouts`). Downloads run on worker threads; glue's data
@@ -218,7 +218,7 @@ def fetch_into(session, target, size="1 arcmin", bandpass=None, *, collection="w
     SpherexError
         If the archive query fails.
     """
-    from ..irsa.core import SpherexArchive
+    from ..irsa.core import SpherexClass
     from .import_request import build_request
 
     dc = _collection_of(session)
@@ -235,7 +235,7 @@ def fetch_into(session, target, size="1 arcmin", bandpass=None, *, collection="w
         batch = float("nan")
     if not 0 < batch <= 60:
         raise SpherexInputError(f"batch_seconds must be in (0, 60], got {batch_seconds!r}")
-    archive = SpherexArchive(archive_url=request.archive_url)
+    archive = SpherexClass(archive_url=request.archive_url)
     table = archive.query_region(
         request.query_target, size=request.size, bandpass=list(request.bandpasses),
         collection=request.collection, time=request.time, via=request.via)

@@ -6,7 +6,7 @@ glue-astronomy registers the ``specutils.Spectrum`` translator for glue ``Data``
 cutout, rows off every cutout without a wavelength, and its uncertainty in a component called
 ``error``. :class:`SpherexSpectrumHandler` adds one case in front of glue-astronomy's
 handler: for a SPHEREx spectrum table (``meta['spherex_spectrum']``) -- or a subset of one --
-it returns :func:`glue_spherex.analysis.spectrum.to_spectrum1d` of the rows (wavelength in µm,
+it returns :func:`glue_spherex.analysis.spectrum.to_spectrum` of the rows (wavelength in µm,
 flux and a standard-deviation uncertainty in µJy, rows without a flux masked, rows outside
 the subset masked). The same for a SPHEREx cube (:func:`glue_spherex.plugin.build_cube`),
 whose coordinates glue-astronomy's handler does not know: with glue-astronomy's default
@@ -88,7 +88,7 @@ def _spectrum(data, rows=None):
     import astropy.units as u
     from astropy.table import QTable
 
-    from ..analysis.spectrum import to_spectrum1d
+    from ..analysis.spectrum import to_spectrum
 
     wavelength = _column(data, "wavelength")
     flux, error = _column(data, "flux"), _column(data, "error")
@@ -98,7 +98,7 @@ def _spectrum(data, rows=None):
         "flux_err": np.asarray(error.data, float) * u.Unit(error.units or "uJy"),
     }, meta={k: v for k, v in data.meta.items() if k != "spherex_spectrum"})
     keep = np.isfinite(table["wavelength"].value)
-    spectrum = to_spectrum1d(table)
+    spectrum = to_spectrum(table)
     if rows is not None:
         spectrum.mask = spectrum.mask | ~np.asarray(rows, bool)[keep]
     return spectrum
