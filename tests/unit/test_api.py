@@ -94,3 +94,80 @@ def test_explicit_bad_argument_still_refused_at_construction():
         SpherexClass("ftp://x")
     with pytest.raises(SpherexInputError, match="timeout"):
         SpherexClass(NOWHERE, timeout=-1)
+
+
+# -- docs/api.rst lists exactly the public names ---------------------------------------------
+
+API_RST = ROOT / "docs" / "api.rst"
+PACKAGES = ["glue_spherex", *sorted(
+    f"glue_spherex.{p.name}" for p in (ROOT / "glue_spherex").iterdir()
+    if (p / "__init__.py").exists())]
+
+
+def _public_section():
+    """``{package: {name: target}}`` from the 'Public names' section of docs/api.rst."""
+    import re
+
+    text = API_RST.read_text(encoding="utf-8")
+    body = text.split("\nPublic names\n------------\n", 1)[1]
+    body = re.split(r"\n[^\n]+\n-{3,}\n", body, maxsplit=1)[0]
+    listed, package = {}, None
+    for line in body.splitlines():
+        head = re.fullmatch(r":mod:`([\w.]+)`", line.strip())
+        if head and not line.startswith(" "):
+            package = head.group(1)
+            listed[package] = {}
+        elif package and line.startswith("   "):
+            for role in re.finditer(r":\w+:`([\w]+) <([\w.]+)>`|``(\w+)``", line):
+                name = role.group(1) or role.group(3)
+                listed[package][name] = role.group(2)
+    return listed
+
+
+def _documented():
+    """Full names the reference part of docs/api.rst documents."""
+    import importlib
+    import re
+
+    text = API_RST.read_text(encoding="utf-8")
+    names = set()
+    for m in re.finditer(r"^\.\. (?:py:)?(?:autoclass|autofunction|data|py:data):: ([\w.]+)",
+                         text, re.M):
+        names.add(m.group(1))
+    for m in re.finditer(r"^\.\. automodule:: ([\w.]+)\n((?:   .*\n|             .*\n)*)",
+                         text, re.M):
+        module, options = m.group(1), m.group(2)
+        members = re.search(r":members:(.*(?:\n {13}.*)*)", options)
+        if members is None:
+            continue
+        listed = [n for n in re.split(r"[\s,]+", members.group(1)) if n]
+        if not listed:
+            listed = list(getattr(importlib.import_module(module), "__all__", []))
+        names.update(f"{module}.{n}" for n in listed)
+    return names
+
+
+def test_api_rst_lists_exactly_the_public_names():
+    import importlib
+
+    listed = _public_section()
+    exported = {p: list(importlib.import_module(p).__all__) for p in PACKAGES
+                if hasattr(importlib.import_module(p), "__all__")}
+    assert set(listed) == set(exported)
+    for package, names in exported.items():
+        assert set(listed[package]) == set(names), package
+
+
+def test_api_rst_public_names_link_to_their_entries():
+    import importlib
+
+    documented = _documented()
+    for package, names in _public_section().items():
+        for name, target in names.items():
+            if target is None:
+                assert name == "__version__"
+                continue
+            module, _, attr = target.rpartition(".")
+            obj = getattr(importlib.import_module(module), attr)
+            assert obj is getattr(importlib.import_module(package), name), target
+            assert target in documented, f"{target} has no entry in docs/api.rst"
