@@ -214,9 +214,9 @@ def start_archive(latency):
 def make_plan(url, n, size, path):
     from astropy.table import Table, vstack
 
-    from glue_spherex.irsa.core import SpherexArchive
+    from glue_spherex.irsa.core import SpherexClass
 
-    rows = SpherexArchive(url).query_region(M101, size=size)
+    rows = SpherexClass(url).query_region(M101, size=size)
     distinct = len(rows)
     copies = []
     for k in range(-(-n // distinct)):

@@ -70,9 +70,9 @@ def make_files(url, workdir, sizes):
     import astropy.units as u
 
     from glue_spherex.download.fetcher import fetch_to_file
-    from glue_spherex.irsa.core import SpherexArchive
+    from glue_spherex.irsa.core import SpherexClass
 
-    archive = SpherexArchive(archive_url=url)
+    archive = SpherexClass(archive_url=url)
     everything = archive.query_region(TARGET, size=SIZE_ARCMIN * u.arcmin)
     out = {}
     for n in sizes:
@@ -189,12 +189,12 @@ def worker(case, path, n, glu, url, cache, window):
         import astropy.units as u
 
         from glue_spherex.download.fetcher import fetch_cutouts
-        from glue_spherex.irsa.core import SpherexArchive
+        from glue_spherex.irsa.core import SpherexClass
         from glue_spherex.plugin import product_to_data
 
         for _ in range(2):  # the first fills the cache; the second is the one timed
             t0, c0 = time.perf_counter(), time.process_time()
-            table = SpherexArchive(archive_url=url).query_region(
+            table = SpherexClass(archive_url=url).query_region(
                 TARGET, size=SIZE_ARCMIN * u.arcmin,
                 time=None if window is None else tuple(window))
             fetched = [product_to_data(r.product) for r in fetch_cutouts(

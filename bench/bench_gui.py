@@ -42,7 +42,7 @@ def cutout_files(workdir, n):
     """Paths of ``n`` cached cutouts of M101 (fetched from a local archive the first time),
     in the order of the query table."""
     from glue_spherex.download.fetcher import fetch_cutouts
-    from glue_spherex.irsa.core import SpherexArchive
+    from glue_spherex.irsa.core import SpherexClass
     from glue_spherex.local_archive import LocalArchive
 
     listing = os.path.join(workdir, f"cutouts_{n}.json")
@@ -55,7 +55,7 @@ def cutout_files(workdir, n):
     t0 = time.perf_counter()
     with LocalArchive() as archive:
         archive.wait_ready()
-        table = SpherexArchive(archive_url=archive.url).query_region(
+        table = SpherexClass(archive_url=archive.url).query_region(
             f"{TARGET[0]} {TARGET[1]}", size=SIZE)[:n]
         paths = {}
         for result in fetch_cutouts(table, workers=4, cache_dir=cache):

@@ -1,4 +1,4 @@
-"""Measure ``SpherexArchive.query_region`` on TAP answers of 10^4 .. 10^6 rows (issue #15:
+"""Measure ``SpherexClass.query_region`` on TAP answers of 10^4 .. 10^6 rows (issue #15:
 building the result table with ``Table.add_row`` was quadratic -- 10,000 rows took 29.5 s).
 
 A loopback TAP service answers every query with the same VOTable of N rows (a third
@@ -24,7 +24,7 @@ import numpy as np
 from astropy.io.votable import from_table, parse
 from astropy.table import Table
 
-from glue_spherex.irsa.core import SpherexArchive
+from glue_spherex.irsa.core import SpherexClass
 
 
 def answer(n):
@@ -81,7 +81,7 @@ def main():
         url = f"http://127.0.0.1:{server.server_address[1]}"
         try:
             t0 = time.perf_counter()
-            table = SpherexArchive(url, timeout=600).query_region((210.8, 54.3), release="all")
+            table = SpherexClass(url, timeout=600).query_region((210.8, 54.3), release="all")
             total = time.perf_counter() - t0
         finally:
             server.shutdown()

@@ -5,8 +5,8 @@ The public API, importable from here (each name is loaded on first use, so
 
 - reading: :class:`SpectralImage`, :func:`open_products`, :func:`read_combined`,
   :class:`CombinedWriter`;
-- querying and fetching: :data:`conf`, :class:`SpherexArchive`, :func:`fetch_cutouts`,
-  :func:`fetch_to_file`;
+- querying and fetching: :data:`Spherex` (the default :class:`SpherexClass`), :data:`conf`,
+  :func:`fetch_cutouts`, :func:`fetch_to_file`;
 - spectra: :func:`extract_spectrum`;
 - the local IRSA-compatible archive: :class:`LocalArchive`, :class:`FaultConfig`.
 
@@ -24,7 +24,8 @@ _EXPORTS = {
     "read_combined": "products",
     "CombinedWriter": "products",
     "conf": "irsa",
-    "SpherexArchive": "irsa",
+    "Spherex": "irsa",
+    "SpherexClass": "irsa",
     "fetch_cutouts": "download",
     "fetch_to_file": "download",
     "extract_spectrum": "analysis",

@@ -27,9 +27,9 @@ SHOTS = os.environ.get("GLUE_SPHEREX_SCREENSHOT_DIR") or os.path.join(
 def window_size(archive):
     """How many cutouts the archive holds for TARGET in WINDOW (checked to suit the tests:
     a few dozen at most, spread over the bands)."""
-    from glue_spherex.irsa.core import SpherexArchive
+    from glue_spherex.irsa.core import SpherexClass
 
-    table = SpherexArchive(archive_url=archive.url).query_region(TARGET, size="1arcmin",
+    table = SpherexClass(archive_url=archive.url).query_region(TARGET, size="1arcmin",
                                                                  time=WINDOW)
     assert 12 <= len(table) <= 40 and len(set(table["bandpass"])) >= 5
     return len(table)

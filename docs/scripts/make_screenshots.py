@@ -69,9 +69,9 @@ def _array(image):
 
 def fetch_products(archive):
     from glue_spherex.download.fetcher import fetch_cutouts
-    from glue_spherex.irsa.core import SpherexArchive
+    from glue_spherex.irsa.core import SpherexClass
 
-    table = SpherexArchive(archive.url).query_region(M101, size="0.1deg", time=WEEK)
+    table = SpherexClass(archive.url).query_region(M101, size="0.1deg", time=WEEK)
     results = list(fetch_cutouts(table, workers=4))
     failed = [r for r in results if not r.ok]
     if failed:

@@ -36,8 +36,8 @@ __all__ = [
     "extract_spectrum",
     "measure_frames",
     "write_ecsv",
-    "to_spectrum1d",
-    "write_spectrum1d",
+    "to_spectrum",
+    "write_spectrum",
     "plot_spectrum",
     "STATUS",
     "MixedPipelineWarning",
@@ -599,7 +599,7 @@ def write_ecsv(table, path):
     return Path(path)
 
 
-def to_spectrum1d(table):
+def to_spectrum(table):
     """A :class:`specutils.Spectrum` (formerly ``Spectrum1D``) of the measured rows.
 
     Rows without a wavelength are dropped (a spectral axis must be monotonic); rows without
@@ -624,12 +624,12 @@ def to_spectrum1d(table):
     )
 
 
-def write_spectrum1d(table, path):
-    """Write :func:`to_spectrum1d` of the table as a specutils ``tabular-fits`` file, atomically.
+def write_spectrum(table, path):
+    """Write :func:`to_spectrum` of the table as a specutils ``tabular-fits`` file, atomically.
 
     (specutils has no ECSV writer for spectra; :func:`write_ecsv` writes the full table.)
     """
-    spec = to_spectrum1d(table)
+    spec = to_spectrum(table)
     with atomic_path(path) as tmp:
         spec.write(tmp, format="tabular-fits")
     return Path(path)

@@ -183,9 +183,9 @@ def describe(args, coord):
 
 def query_archive(args, coord):
     """The images table the target arguments ask for (one archive query)."""
-    from ..irsa.core import SpherexArchive
+    from ..irsa.core import SpherexClass
 
-    archive = SpherexArchive(archive_url=args.archive)
+    archive = SpherexClass(archive_url=args.archive)
     return archive.query_region(coord, size=args.size, bandpass=args.bandpass,
                                 collection=args.collection, time=args.time, via=args.via,
                                 release=args.release, versions=args.versions)

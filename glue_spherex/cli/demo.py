@@ -37,7 +37,7 @@ def add_parser(subparsers):
 def run(args):
     from ..errors import SpherexOutputError
     from ..irsa.config import settings
-    from ..irsa.core import SpherexArchive
+    from ..irsa.core import SpherexClass
     from ..local_archive import LocalArchive
     from .common import EXIT_OK
     from .fetch import fetch_and_report
@@ -54,7 +54,7 @@ def run(args):
     with LocalArchive() as archive:
         print(f"local archive at {archive.url} (synthetic data, IRSA's layout)")
         archive.wait_ready()
-        table = SpherexArchive(archive.url).query_region(DEMO_RADEC, size="0.1deg",
+        table = SpherexClass(archive.url).query_region(DEMO_RADEC, size="0.1deg",
                                                          bandpass="D2")
         print(f"{DEMO_TARGET} (RA {DEMO_RADEC[0]}, Dec {DEMO_RADEC[1]}): {len(table)} D2 images"
               f" from {table['t_min'].min():.2f} to {table['t_max'].max():.2f} MJD"

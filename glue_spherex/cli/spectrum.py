@@ -4,7 +4,7 @@ Example::
 
     glue-spherex spectrum combined.fits --ra 210.80227 --dec 54.34895 --radius 6arcsec \\
         -o spec.ecsv --plot spec.png [--annulus 12arcsec,20arcsec] [--no-zodi] \\
-        [--bad-flags HOT,COLD,...] [--spectrum1d spec.fits]
+        [--bad-flags HOT,COLD,...] [--spectrum spec.fits]
 
 Without ``-o`` the table is printed. Every cutout gives a row; rows that could not be
 measured keep a NaN flux and say why in ``status``. Exit code 0 when at least one cutout was
@@ -128,7 +128,7 @@ def add_parser(subparsers):
     parser.add_argument("-o", "--output", metavar="ECSV",
                         help="write the table as ECSV (default: print it)")
     parser.add_argument("--plot", metavar="PNG", help="write a plot of the spectrum")
-    parser.add_argument("--spectrum1d", metavar="FITS",
+    parser.add_argument("--spectrum", metavar="FITS",
                         help="write a specutils spectrum (tabular FITS)")
     parser.set_defaults(func=run)
     return parser
@@ -144,14 +144,14 @@ def run(args):
         extract_spectrum,
         plot_spectrum,
         write_ecsv,
-        write_spectrum1d,
+        write_spectrum,
     )
     from ..irsa.resolve import check_radec
     from ..products.flags import DEFAULT_BAD_FLAGS
     from .common import check_outputs
 
     coord = check_radec(args.ra, args.dec)
-    check_outputs(args.output, args.spectrum1d, args.plot)  # before the work, not after it
+    check_outputs(args.output, args.spectrum, args.plot)  # before the work, not after it
     with warnings.catch_warnings():  # said once, as one line, after the table
         warnings.simplefilter("ignore", MixedPipelineWarning)
         table = extract_spectrum(
@@ -163,8 +163,8 @@ def run(args):
     written = []
     if args.output:
         written.append(str(write_ecsv(table, args.output)))
-    if args.spectrum1d:
-        written.append(str(write_spectrum1d(table, args.spectrum1d)))
+    if args.spectrum:
+        written.append(str(write_spectrum(table, args.spectrum)))
     if args.plot:
         written.append(str(plot_spectrum(table, args.plot)))
     if not args.output:

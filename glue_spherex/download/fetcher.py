@@ -289,7 +289,7 @@ class Fetcher:
         Parameters
         ----------
         items : Table or sequence of str
-            A :meth:`~glue_spherex.irsa.core.SpherexArchive.query_region` table (its
+            A :meth:`~glue_spherex.irsa.core.SpherexClass.query_region` table (its
             ``cutout_url`` and ``cutout_index`` columns are used) or URLs (indexed from 1).
         progress : callable, optional
             Called as ``progress(done, total, result)`` after each result.
@@ -358,7 +358,7 @@ def fetch_to_file(table, out_path, *, target=None, size=None, overwrite=False, p
     Parameters
     ----------
     table : Table
-        From :meth:`~glue_spherex.irsa.core.SpherexArchive.query_region`.
+        From :meth:`~glue_spherex.irsa.core.SpherexClass.query_region`.
     target : SkyCoord, optional
         Where the central wavelength of each cutout is evaluated; default the query position
         (``table.meta['target_ra'/'target_dec']``).

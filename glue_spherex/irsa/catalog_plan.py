@@ -2,7 +2,7 @@
 
 :func:`plan_catalog` uploads the checked sources (``TAP_UPLOAD.cat``: ``idx``, ``ra``,
 ``dec``) and joins them against the image footprints with the footprint test and filters of
-:meth:`SpherexArchive.query_region <glue_spherex.irsa.core.SpherexArchive.query_region>`,
+:meth:`SpherexClass.query_region <glue_spherex.irsa.core.SpherexClass.query_region>`,
 ``batch_size`` sources per query (a batch whose answer the service cuts or refuses at its row,
 size or time limit is asked again in halves), keeping the newest processing version of each exposure and
 detector per source. The result is one row per source x image, image-major (sorted by image,
@@ -55,10 +55,10 @@ def plan_catalog(sources, *, collection="wide", release="qr2", bandpass=None, ti
         Checked sources (:func:`glue_spherex.analysis.sources.read_sources`), or anything it
         reads (its rejected rows are left out and counted in ``meta['rejected']``).
     collection, release, bandpass, time, versions
-        As in :meth:`SpherexArchive.query_region`.
+        As in :meth:`SpherexClass.query_region`.
     batch_size : int
         Sources uploaded per TAP query (1 to :data:`MAX_BATCH`).
-    archive : SpherexArchive, optional
+    archive : SpherexClass, optional
         The archive to ask (default: the configured one).
     """
     from ..analysis import SourceList, read_sources

@@ -5,7 +5,7 @@
 ``~/.astropy/config/glue_spherex.cfg``. :func:`settings` turns the configuration plus any
 per-call arguments into one validated :class:`Settings`; precedence, highest first:
 
-1. an argument (``SpherexArchive(archive_url=...)``, ``glue-spherex --archive URL``),
+1. an argument (``SpherexClass(archive_url=...)``, ``glue-spherex --archive URL``),
 2. the environment variable ``GLUE_SPHEREX_ARCHIVE_URL`` (archive URL only),
 3. ``conf``.
 
@@ -78,8 +78,10 @@ def settings(*, archive_url=None, tap_url=None, sia_url=None, timeout=None, work
     Every argument defaults to ``None`` ("not given"). Raises
     :class:`~glue_spherex.errors.SpherexInputError` on a malformed value.
     """
+    from_env = archive_url is None and bool(os.environ.get(ENV_ARCHIVE_URL))
     override = archive_url if archive_url is not None else os.environ.get(ENV_ARCHIVE_URL) or None
-    base = check_url(override if override is not None else conf.archive_url, "archive URL")
+    base = check_url(override if override is not None else conf.archive_url,
+                     f"archive URL (${ENV_ARCHIVE_URL})" if from_env else "archive URL")
     if tap_url is None and override is None and conf.tap_url:
         tap_url = conf.tap_url
     if sia_url is None and override is None and conf.sia_url:

@@ -3,9 +3,11 @@
 >>> from glue_spherex.irsa.core import Spherex                      # doctest: +SKIP
 >>> table = Spherex.query_region('M101', size=0.1 * u.deg, bandpass='D2')   # doctest: +SKIP
 
-:class:`SpherexArchive` queries IRSA's TAP (default) or SIA2 (``via='sia'``) service through
+:class:`SpherexClass` (astroquery's ``IrsaClass``) queries IRSA's TAP (default) or SIA2 (``via='sia'``) service through
 pyvo and returns one row per image containing the target, sorted by time, with a cutout URL;
-``Spherex`` follows :data:`glue_spherex.irsa.config.conf` and ``GLUE_SPHEREX_ARCHIVE_URL``.
+``Spherex``, its default instance, follows :data:`glue_spherex.irsa.config.conf` and
+``GLUE_SPHEREX_ARCHIVE_URL`` at each call (validated when a query is made, never at import);
+``query_region(..., get_query_payload=True)`` returns the request without sending it.
 ``release`` (``'qr2'``, ``'qr3'``, ``'all'``) and ``versions`` choose processing versions
 (``docs/python.rst``, "Releases and processing versions"). Input is validated before any ADQL
 is built (:class:`~glue_spherex.errors.SpherexInputError`); an untrustworthy answer raises
@@ -31,10 +33,10 @@ from astropy.time import Time
 
 from ..download.http import make_session
 from ..errors import SpherexInputError, SpherexServiceError
-from .config import settings
+from .config import check_timeout, check_url, settings
 from .resolve import resolve_target
 
-__all__ = ["SpherexArchive", "Spherex", "CutoutSize", "BANDPASSES", "COLLECTIONS", "RELEASES",
+__all__ = ["SpherexClass", "Spherex", "CutoutSize", "BANDPASSES", "COLLECTIONS", "RELEASES",
            "parse_bandpasses", "parse_collection", "parse_release", "parse_size", "parse_time",
            "cutout_url", "build_adql", "build_upload_adql", "version_key", "COLUMNS",
            "tap_columns", "select_versions"]
@@ -239,7 +241,7 @@ def cutout_url(access_url, ra, dec, size):
 
 
 def build_adql(ra, dec, bandpasses, collections, time=None):
-    """The TAP query of :meth:`SpherexArchive.query_region` from validated values only.
+    """The TAP query of :meth:`SpherexClass.query_region` from validated values only.
 
     ``ra``/``dec`` are floats, ``bandpasses`` detector integers, ``collections`` names from
     :func:`parse_collection`, ``time`` an MJD pair or None; anything else is refused. The
@@ -291,7 +293,7 @@ def _select(footprint, bandpasses, collections, time, source="", join=""):
 
 # -- the archive -----------------------------------------------------------------------------
 
-class SpherexArchive:
+class SpherexClass:
     """Query interface to the SPHEREx holdings of IRSA (or a compatible archive).
 
     Parameters
@@ -304,22 +306,30 @@ class SpherexArchive:
     """
 
     def __init__(self, archive_url=None, *, tap_url=None, sia_url=None, timeout=None):
+        # arguments given here are checked now; the environment and ``conf`` at each query
+        for value, what in ((archive_url, "archive URL"), (tap_url, "TAP URL"),
+                            (sia_url, "SIA URL")):
+            if value is not None:
+                check_url(value, what)
+        if timeout is not None:
+            check_timeout(timeout)
         self._overrides = dict(archive_url=archive_url, tap_url=tap_url, sia_url=sia_url,
                                timeout=timeout)
-        settings(**self._overrides)  # validate now, not at the first query
 
     @property
     def settings(self):
         return settings(**self._overrides)
 
-    def query_region(self, target, size=0.1 * u.deg, bandpass=None, collection="wide",
-                     time=None, via="tap", release="qr2", versions="newest"):
-        """Images containing ``target``, one row each with its cutout URL, sorted by time.
+    def query_region(self, coordinates, *, size=0.1 * u.deg, bandpass=None, collection="wide",
+                     time=None, via="tap", release="qr2", versions="newest",
+                     get_query_payload=False):
+        """Images containing ``coordinates``, one row each with its cutout URL, sorted by time.
 
         Parameters
         ----------
-        target : str, SkyCoord or (ra, dec)
+        coordinates : str, SkyCoord or (ra, dec)
             Object name (resolved by Sesame), coordinate string, SkyCoord, or degrees.
+            Every other argument is keyword-only.
         size : Quantity, str or float
             Cutout width: an angle (``0.1 * u.deg``, ``'6arcmin'``) or pixels (``60 * u.pix``,
             ``'60px'``); a bare number is degrees.
@@ -339,13 +349,20 @@ class SpherexArchive:
         versions : {'newest', 'all'}
             One row per exposure and detector, its newest processing version
             (:func:`version_key`: highest ``vNN``, a retry run breaks ties), or every version.
+        get_query_payload : bool
+            Return the parameters of the TAP (``{'REQUEST': 'doQuery', 'LANG': 'ADQL',
+            'QUERY': adql}``) or SIA2 (``{'POS': [...], 'COLLECTION': [...], 'TIME': [...]}``)
+            request instead of sending it. Nothing is sent to the archive and its configuration
+            is not read (an object name is still resolved by Sesame; give coordinates to stay
+            offline).
 
         Returns
         -------
-        Table
+        Table or dict
             Columns :data:`COLUMNS`; ``t_min``/``t_max`` in MJD, ``em_min``/``em_max`` in µm;
             ``cutout_index`` numbers the rows from 1; ``release`` is ``'qr2'``/``'qr3'`` (the
-            data release of the file's path), ``version`` its processing tag.
+            data release of the file's path), ``version`` its processing tag. With
+            ``get_query_payload=True`` the request parameters.
         """
         dets = parse_bandpasses(bandpass)
         rel = parse_release(release)
@@ -359,8 +376,13 @@ class SpherexArchive:
         if keep not in ("newest", "all"):
             raise SpherexInputError(f"versions {str(versions)!r} is not accepted; give newest "
                                     "or all")
-        coord = resolve_target(target)
+        coord = resolve_target(coordinates)
         ra, dec = float(coord.ra.deg), float(coord.dec.deg)
+        if get_query_payload:
+            if mode == "tap":
+                return {"REQUEST": "doQuery", "LANG": "ADQL",
+                        "QUERY": build_adql(ra, dec, dets, collections, mjd)}
+            return dict(pyvo.dal.sia2.SIA2Query("", **_sia_params(ra, dec, collections, mjd)))
         cfg = self.settings
         session = make_session(cfg.timeout)
         try:
@@ -389,13 +411,11 @@ class SpherexArchive:
 
     @staticmethod
     def _sia_rows(url, session, ra, dec, dets, collections, mjd):
-        time = None if mjd is None else (Time(mjd[0], format="mjd"), Time(mjd[1], format="mjd"))
         service = _service_table(
             lambda: pyvo.dal.SIA2Service(url, session=session), (), {}, f"SIA query to {url}",
             None)
-        data = _service_table(service.search, (),
-                              dict(pos=(ra, dec, SIA_RADIUS_DEG), collection=list(collections),
-                                   time=time), f"SIA query to {url}", "SIA")
+        data = _service_table(service.search, (), _sia_params(ra, dec, collections, mjd),
+                              f"SIA query to {url}", "SIA")
         what = f"SIA service {url}"
         _require(data, ("access_url", "obs_id", "energy_bandpassname", "obs_collection",
                          "t_min", "t_max", "em_min", "em_max"), what)
@@ -447,6 +467,12 @@ def tap_columns(data, archive_url, what):
         em_min=_numbers(data, "energy_bounds_lower", what) * 1e6,
         em_max=_numbers(data, "energy_bounds_upper", what) * 1e6,
         collection=collection, cloud_access=[""] * len(matches))
+
+
+def _sia_params(ra, dec, collections, mjd):
+    """pyvo SIA2 search arguments: a tiny circle at the target, the collections, the time."""
+    time = None if mjd is None else (Time(mjd[0], format="mjd"), Time(mjd[1], format="mjd"))
+    return dict(pos=(ra, dec, SIA_RADIUS_DEG), collection=list(collections), time=time)
 
 
 @contextlib.contextmanager
@@ -645,4 +671,4 @@ def _warn_overflow(result, what):
 
 
 #: Module-level archive that follows ``glue_spherex.irsa.config.conf`` at every call.
-Spherex = SpherexArchive()
+Spherex = SpherexClass()

@@ -211,7 +211,7 @@ def fetch_into(session, target, size="1 arcmin", bandpass=None, *, collection="w
     SpherexError
         If the archive query fails.
     """
-    from ..irsa.core import SpherexArchive
+    from ..irsa.core import SpherexClass
     from .import_request import build_request
 
     dc = _collection_of(session)
@@ -228,7 +228,7 @@ def fetch_into(session, target, size="1 arcmin", bandpass=None, *, collection="w
         batch = float("nan")
     if not 0 < batch <= 60:
         raise SpherexInputError(f"batch_seconds must be in (0, 60], got {batch_seconds!r}")
-    archive = SpherexArchive(archive_url=request.archive_url)
+    archive = SpherexClass(archive_url=request.archive_url)
     table = archive.query_region(
         request.query_target, size=request.size, bandpass=list(request.bandpasses),
         collection=request.collection, time=request.time, via=request.via)

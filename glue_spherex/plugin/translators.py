@@ -77,7 +77,7 @@ def _spectrum(data, rows=None):
     import astropy.units as u
     from astropy.table import QTable
 
-    from ..analysis.spectrum import to_spectrum1d
+    from ..analysis.spectrum import to_spectrum
 
     wavelength = _column(data, "wavelength")
     flux, error = _column(data, "flux"), _column(data, "error")
@@ -87,7 +87,7 @@ def _spectrum(data, rows=None):
         "flux_err": np.asarray(error.data, float) * u.Unit(error.units or "uJy"),
     }, meta={k: v for k, v in data.meta.items() if k != "spherex_spectrum"})
     keep = np.isfinite(table["wavelength"].value)
-    spectrum = to_spectrum1d(table)
+    spectrum = to_spectrum(table)
     if rows is not None:
         spectrum.mask = spectrum.mask | ~np.asarray(rows, bool)[keep]
     return spectrum

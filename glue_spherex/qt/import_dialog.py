@@ -446,9 +446,9 @@ class SpherexImportDialog(QtWidgets.QDialog):
         self._set_state("searching")
 
         def run(report, cancel):
-            from ..irsa.core import SpherexArchive
+            from ..irsa.core import SpherexClass
 
-            archive = SpherexArchive(archive_url=request.archive_url)
+            archive = SpherexClass(archive_url=request.archive_url)
             coord = request.coord
             if coord is None:
                 coord = resolve_name(request.target)

@@ -11,7 +11,7 @@ import requests
 from astropy.table import Table
 
 from glue_spherex.errors import SpherexInputError
-from glue_spherex.irsa import SpherexArchive, plan_catalog
+from glue_spherex.irsa import SpherexClass, plan_catalog
 from glue_spherex.irsa.catalog_plan import PLAN_COLUMNS
 from glue_spherex.local_archive.server import MAX_UPLOAD_BYTES
 from glue_spherex.local_archive.synthetic.sky import TARGETS
@@ -119,7 +119,7 @@ SOURCES = Table({
     dict(collection="both", bandpass="D3", time=(60796.0, 60900.0)),
 ])
 def test_plan_equals_query_region_per_source(archive, kwargs):
-    arch = SpherexArchive(archive.url)
+    arch = SpherexClass(archive.url)
     plan = plan_catalog(SOURCES, archive=arch, batch_size=4, **kwargs)
     assert tuple(plan.colnames) == PLAN_COLUMNS
     assert plan.meta["batches"] == 2 and plan.meta["rejected"] == 0
@@ -143,7 +143,7 @@ def test_plan_equals_query_region_per_source(archive, kwargs):
 
 
 def test_one_batch_gives_the_same_plan(archive):
-    arch = SpherexArchive(archive.url)
+    arch = SpherexClass(archive.url)
     a = plan_catalog(SOURCES, archive=arch, bandpass="D4", batch_size=1)
     b = plan_catalog(SOURCES, archive=arch, bandpass="D4")
     assert a.meta["batches"] == len(SOURCES) and b.meta["batches"] == 1
@@ -154,7 +154,7 @@ def test_one_batch_gives_the_same_plan(archive):
 def test_rejected_rows_are_left_out_and_counted(archive):
     cat = Table({"id": ["ok", "bad", "ok"], "ra": [M101[0], 400.0, M101[0]],
                  "dec": [M101[1], 0.0, M101[1]]})
-    plan = plan_catalog(cat, archive=SpherexArchive(archive.url), bandpass="D1")
+    plan = plan_catalog(cat, archive=SpherexClass(archive.url), bandpass="D1")
     assert plan.meta["rejected"] == 2 and plan.meta["sources"] == 1
     assert set(plan["source_id"]) == {"ok"}
 
@@ -167,14 +167,14 @@ def test_rejected_rows_are_left_out_and_counted(archive):
 ])
 def test_bad_options_are_one_line_input_errors(archive, kwargs, match):
     with pytest.raises(SpherexInputError, match=match):
-        plan_catalog(SOURCES, archive=SpherexArchive(archive.url), **kwargs)
+        plan_catalog(SOURCES, archive=SpherexClass(archive.url), **kwargs)
 
 
 def test_a_batch_cut_at_the_row_limit_is_asked_again_in_halves(archive, monkeypatch):
     from glue_spherex.errors import SpherexServiceError
     from glue_spherex.irsa import catalog_plan
 
-    arch = SpherexArchive(archive.url)
+    arch = SpherexClass(archive.url)
     every = dict(bandpass="D2", release="all", versions="all")   # plan rows = answer rows
     whole = plan_catalog(SOURCES, archive=arch, **every)
     most = max(int((whole["source_id"] == n).sum()) for n in SOURCES["name"])

@@ -20,7 +20,7 @@ from astropy.table import Table
 from glue_spherex.cli.main import SUBCOMMANDS, build_parser, main
 from glue_spherex.download.cache import CutoutCache
 from glue_spherex.fitsbytes.scan import scan_spectral_image
-from glue_spherex.irsa.core import SpherexArchive
+from glue_spherex.irsa.core import SpherexClass
 from glue_spherex.local_archive import FaultConfig
 from glue_spherex.products.combined import read_combined
 from glue_spherex.products.spectral_image import SpectralImage
@@ -159,7 +159,7 @@ def test_query_writes_a_table(archive, tmp_path, capsys):
          "--archive", archive.url, "-o", str(out)], capsys)
     assert code == 0 and err == ""
     table = Table.read(out)
-    api = SpherexArchive(archive.url).query_region((float(RA), float(DEC)), bandpass=[2, 5])
+    api = SpherexClass(archive.url).query_region((float(RA), float(DEC)), bandpass=[2, 5])
     assert list(table["obs_id"]) == list(api["obs_id"])
     assert f"{len(api)} images" in stdout
 
@@ -172,7 +172,7 @@ def test_fetch_end_to_end(archive, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     table, products = read_combined(out)
-    api = SpherexArchive(archive.url).query_region((float(RA), float(DEC)), bandpass="D2")
+    api = SpherexClass(archive.url).query_region((float(RA), float(DEC)), bandpass="D2")
     assert len(products) == len(api) == len(table)
     assert set(table["status"]) == {"ok"}
     assert sorted(p.obsid for p in products) == sorted(api["obs_id"])
@@ -223,7 +223,7 @@ def test_sigkill_then_resume(make_archive, tmp_path):
         data = path.read_bytes()
         scan_spectral_image(data)
         SpectralImage.open(data).close()
-    table = SpherexArchive(arch.url).query_region((float(RA), float(DEC)), bandpass="D2",
+    table = SpherexClass(arch.url).query_region((float(RA), float(DEC)), bandpass="D2",
                                                   size="20px")
     assert len(cached) < len(table)  # killed mid-way
     store = CutoutCache(cache)

@@ -16,7 +16,7 @@ from glue_spherex.download.fetcher import fetch_cutouts, fetch_to_file
 from glue_spherex.download.retry import RetryPolicy, parse_retry_after
 from glue_spherex.errors import SpherexInputError, SpherexOutputError
 from glue_spherex.fitsbytes.scan import scan_spectral_image
-from glue_spherex.irsa.core import SpherexArchive
+from glue_spherex.irsa.core import SpherexClass
 from glue_spherex.local_archive import FaultConfig
 from glue_spherex.products.combined import read_combined
 
@@ -25,7 +25,7 @@ FAST = RetryPolicy(max_retries=6, backoff_base=0.05, backoff_cap=0.5)
 
 
 def query(arch, bandpass="D2", size="20px", **kw):
-    return SpherexArchive(arch.url).query_region(M101, size=size, bandpass=bandpass, **kw)
+    return SpherexClass(arch.url).query_region(M101, size=size, bandpass=bandpass, **kw)
 
 
 def data_log(arch, since=0):

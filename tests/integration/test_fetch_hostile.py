@@ -11,7 +11,7 @@ import requests
 from astropy.table import Table
 from hostile_server import hostile_server
 
-from glue_spherex import SpherexArchive
+from glue_spherex import SpherexClass
 from glue_spherex.download.fetcher import MAX_BODY_BYTES, RetryPolicy, fetch_cutouts, plausible_size
 
 M101 = (210.80227, 54.34895)
@@ -20,7 +20,7 @@ FAST = RetryPolicy(max_retries=3, backoff_base=0.01, backoff_cap=0.05)
 
 @pytest.fixture(scope="module")
 def cutout(archive):
-    table = SpherexArchive(archive_url=archive.url).query_region(
+    table = SpherexClass(archive_url=archive.url).query_region(
         f"{M101[0]} {M101[1]}", size="20px", bandpass="D2")
     r = requests.get(table["cutout_url"][0], timeout=30)
     assert r.status_code == 200
@@ -81,7 +81,7 @@ def test_query_rows_on_other_hosts_are_recorded_failures(server, cutout, archive
     assert "control characters" in results[5].reason
     assert server.hits == ["/ok"]                   # nothing was asked of another host
     # a query table says which archive answered it
-    queried = SpherexArchive(archive_url=archive.url).query_region(
+    queried = SpherexClass(archive_url=archive.url).query_region(
         f"{M101[0]} {M101[1]}", size="20px", bandpass="D2")
     assert queried.meta["archive_url"] == archive.url
 
@@ -126,10 +126,10 @@ def test_loopback_names_are_one_host(archive):
     import astropy.units as u
 
     from glue_spherex.download.fetcher import fetch_cutouts
-    from glue_spherex.irsa.core import SpherexArchive
+    from glue_spherex.irsa.core import SpherexClass
 
     local = archive.url.replace("127.0.0.1", "localhost")
-    table = SpherexArchive(local).query_region((210.80227, 54.34895), size=0.02 * u.deg,
+    table = SpherexClass(local).query_region((210.80227, 54.34895), size=0.02 * u.deg,
                                                bandpass="D2", via="sia")[:2]
     assert all("127.0.0.1" in url for url in table["cutout_url"])
     results = list(fetch_cutouts(table, workers=2))

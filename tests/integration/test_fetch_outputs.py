@@ -17,14 +17,14 @@ from astropy.io import fits
 from glue_spherex.download.cache import CutoutCache
 from glue_spherex.download.fetcher import Fetcher, fetch_cutouts, fetch_to_file
 from glue_spherex.errors import SpherexInputError, SpherexOutputError
-from glue_spherex.irsa.core import SpherexArchive
+from glue_spherex.irsa.core import SpherexClass
 from glue_spherex.products.combined import read_combined
 
 M101 = (210.80227, 54.34895)
 
 
 def query(arch, bandpass="D2", size="20px", n=6):
-    return SpherexArchive(arch.url).query_region(M101, size=size, bandpass=bandpass)[:n]
+    return SpherexClass(arch.url).query_region(M101, size=size, bandpass=bandpass)[:n]
 
 
 def cutout_requests(arch, since):

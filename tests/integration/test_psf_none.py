@@ -16,7 +16,7 @@ from glue_spherex.analysis.spectrum import GaussianPSFWarning, extract_spectrum
 from glue_spherex.download.cache import CutoutCache
 from glue_spherex.download.fetcher import fetch_to_file
 from glue_spherex.errors import SpherexInputError
-from glue_spherex.irsa.core import SpherexArchive
+from glue_spherex.irsa.core import SpherexClass
 from glue_spherex.products.combined import read_combined, recover_partial
 from glue_spherex.products.spectral_image import SpectralImage
 
@@ -28,7 +28,7 @@ KEPT = ("IMAGE", "FLAGS", "VARIANCE", "ZODI", "WCS-WAVE")
 def files(archive, tmp_path_factory):
     """``(table, full file, none file, summaries)`` of one small QR2 query."""
     tmp = tmp_path_factory.mktemp("psf")
-    table = SpherexArchive(archive.url).query_region((RA, DEC), bandpass="D2", size="20px")[:6]
+    table = SpherexClass(archive.url).query_region((RA, DEC), bandpass="D2", size="20px")[:6]
     full = fetch_to_file(table, tmp / "full.fits")
     none = fetch_to_file(table, tmp / "none.fits", psf="none")
     assert full.complete and none.complete
@@ -197,7 +197,7 @@ def test_fetch_prints_the_bytes_off_the_network_and_those_saved(make_archive, tm
 
 
 def test_pipeline7_cutouts_lose_their_epsf_table(archive, tmp_path):
-    table = SpherexArchive(archive.url).query_region((RA, DEC), bandpass="D5", size="20px",
+    table = SpherexClass(archive.url).query_region((RA, DEC), bandpass="D5", size="20px",
                                                      release="qr3")[:3]
     assert len(table) == 3
     full = fetch_to_file(table, tmp_path / "full.fits")

@@ -18,7 +18,7 @@ from glue_spherex.irsa.config import ENV_ARCHIVE_URL, IRSA_URL, conf, settings
 from glue_spherex.irsa.core import (
     COLUMNS,
     Spherex,
-    SpherexArchive,
+    SpherexClass,
     build_adql,
     parse_bandpasses,
     parse_collection,
@@ -81,7 +81,7 @@ def test_collection_and_via():
     with pytest.raises(SpherexInputError, match="wide, deep or both"):
         parse_collection("spherex_qr2' OR 1=1 --")
     with pytest.raises(SpherexInputError, match="tap or sia"):
-        SpherexArchive("http://127.0.0.1:9").query_region(M101, via="ftp")
+        SpherexClass("http://127.0.0.1:9").query_region(M101, via="ftp")
 
 
 @pytest.mark.parametrize("ra, dec", [(10, 95), (10, -90.5), (400, 0), (float("nan"), 0)])
@@ -193,7 +193,7 @@ def test_coordinates_need_no_resolver():
 
 @pytest.fixture(scope="module")
 def m101_all(archive):
-    return SpherexArchive(archive.url).query_region(M101, size=0.1 * u.deg)
+    return SpherexClass(archive.url).query_region(M101, size=0.1 * u.deg)
 
 
 def test_table_layout(m101_all, archive):
@@ -221,7 +221,7 @@ def test_table_layout(m101_all, archive):
 
 
 def test_bandpass_filter_matches_unfiltered(m101_all, archive):
-    t = SpherexArchive(archive.url).query_region(M101, bandpass=["D2", "SPHEREx-D5"])
+    t = SpherexClass(archive.url).query_region(M101, bandpass=["D2", "SPHEREx-D5"])
     expected = sorted(m101_all["obs_id"][(m101_all["detector"] == 2)
                                          | (m101_all["detector"] == 5)])
     assert sorted(t["obs_id"]) == expected
@@ -231,7 +231,7 @@ def test_bandpass_filter_matches_unfiltered(m101_all, archive):
 def test_time_filter_matches_unfiltered(m101_all, archive):
     mid = sorted(m101_all["t_min"])[len(m101_all) // 2]
     window = (mid - 0.5, mid + 3.0)
-    t = SpherexArchive(archive.url).query_region(M101, time=window)
+    t = SpherexClass(archive.url).query_region(M101, time=window)
     keep = (m101_all["t_max"] >= window[0]) & (m101_all["t_min"] <= window[1])
     assert 0 < len(t) < len(m101_all)
     assert sorted(t["obs_id"] + t["bandpass"]) == sorted(
@@ -239,7 +239,7 @@ def test_time_filter_matches_unfiltered(m101_all, archive):
 
 
 def test_tap_and_sia_agree(archive):
-    q = SpherexArchive(archive.url)
+    q = SpherexClass(archive.url)
     tap = q.query_region(M101, bandpass="D2", collection="both")
     sia = q.query_region(M101, bandpass="D2", collection="both", via="sia")
     key = ("obs_id", "detector", "collection", "access_url", "cutout_url")
@@ -255,7 +255,7 @@ def test_tap_and_sia_agree(archive):
 
 
 def test_collections(archive):
-    q = SpherexArchive(archive.url)
+    q = SpherexClass(archive.url)
     wide = q.query_region(M101, bandpass="D3")
     deep = q.query_region(M101, bandpass="D3", collection="deep")
     both = q.query_region(M101, bandpass="D3", collection="both")
@@ -265,16 +265,16 @@ def test_collections(archive):
 
 
 def test_pixel_size_in_url(archive):
-    t = SpherexArchive(archive.url).query_region(M101, size=60 * u.pix, bandpass=2)
+    t = SpherexClass(archive.url).query_region(M101, size=60 * u.pix, bandpass=2)
     assert all(url.endswith("&size=60px") for url in t["cutout_url"])
 
 
 def test_injection_attempt_never_reaches_the_service(archive):
     before = len(archive.log)
     with pytest.raises(SpherexInputError):
-        SpherexArchive(archive.url).query_region(M101, bandpass="D2' OR '1'='1")
+        SpherexClass(archive.url).query_region(M101, bandpass="D2' OR '1'='1")
     with pytest.raises(SpherexInputError):
-        SpherexArchive(archive.url).query_region((M101[0], 95.0))
+        SpherexClass(archive.url).query_region((M101[0], 95.0))
     assert len(archive.log) == before
 
 
@@ -287,9 +287,9 @@ def test_module_instance_follows_environment(archive, monkeypatch):
 def test_unreachable_service_is_a_service_error():
     # nothing listens on port 9 of loopback
     with pytest.raises(SpherexServiceError, match="TAP query to http://127.0.0.1:9/TAP failed"):
-        SpherexArchive("http://127.0.0.1:9").query_region(M101)
+        SpherexClass("http://127.0.0.1:9").query_region(M101)
     with pytest.raises(SpherexServiceError, match="SIA query"):
-        SpherexArchive("http://127.0.0.1:9").query_region(M101, via="sia")
+        SpherexClass("http://127.0.0.1:9").query_region(M101, via="sia")
 
 
 # -- releases and processing versions -----------------------------------------------------------
@@ -305,7 +305,7 @@ def test_release_and_version_choices_are_validated():
     assert parse_collection("both", "qr3") == ("spherex_qr2", "spherex_qr2_deep", "spherex_qr3",
                                                "spherex_qr3_deep")
     with pytest.raises(SpherexInputError, match="versions"):
-        SpherexArchive("http://127.0.0.1:9").query_region(M101, versions="latest")
+        SpherexClass("http://127.0.0.1:9").query_region(M101, versions="latest")
 
 
 def test_version_key_orders_versions_then_retries_then_dates():
@@ -320,7 +320,7 @@ def test_version_key_orders_versions_then_retries_then_dates():
 
 @pytest.fixture(scope="module")
 def m101_d2_versions(archive):
-    q = SpherexArchive(archive.url)
+    q = SpherexClass(archive.url)
     return {(rel, v): q.query_region(M101, bandpass="D2", collection="both", release=rel,
                                      versions=v)
             for rel in ("qr2", "qr3", "all") for v in ("newest", "all")}
@@ -373,7 +373,7 @@ def test_newest_version_per_exposure_with_retry_breaking_ties(m101_d2_versions, 
 
 
 def test_tap_and_sia_agree_on_releases(archive):
-    q = SpherexArchive(archive.url)
+    q = SpherexClass(archive.url)
     for rel in ("qr3", "all"):
         tap = q.query_region(M101, bandpass="D4", release=rel)
         sia = q.query_region(M101, bandpass="D4", release=rel, via="sia")
@@ -439,7 +439,7 @@ def test_hostile_tap_answer_is_one_service_error(case):
     fields, rows, message = _hostile_cases()[case]
     body = rows if fields is None else votable(fields, rows)
     with serve_votable(body) as url, pytest.raises(SpherexServiceError, match=message) as info:
-        SpherexArchive(url).query_region(M101)
+        SpherexClass(url).query_region(M101)
     text = str(info.value)
     assert "\n" not in text and len(text) < 400
 
@@ -467,6 +467,6 @@ def test_good_answer_from_the_same_server_is_accepted():
     from hostile_tap import GOOD_ROW, TAP_FIELDS, serve_votable, votable
 
     with serve_votable(votable(TAP_FIELDS, [GOOD_ROW])) as url:
-        t = SpherexArchive(url).query_region(M101)
+        t = SpherexClass(url).query_region(M101)
     assert len(t) == 1 and t["version"][0] == "l2b-v21-2025-140" and t["release"][0] == "qr2"
     assert t["access_url"][0] == f"{url}/{GOOD_ROW[0]}"

@@ -16,12 +16,12 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
 
-from glue_spherex.irsa.core import SpherexArchive
+from glue_spherex.irsa.core import SpherexClass
 from glue_spherex.products.combined import read_combined
 
 RA, DEC = "210.80227", "54.34895"  # M101
 
-if "release" not in inspect.signature(SpherexArchive.query_region).parameters:
+if "release" not in inspect.signature(SpherexClass.query_region).parameters:
     pytest.skip("the local archive has no QR3 yet (branch r7-archive)", allow_module_level=True)
 
 
@@ -65,7 +65,7 @@ def test_fetch_release_qr3_reads_in_the_tutorial_and_in_glue(make_archive, tmp_p
     assert len(info) > 0 and set(info["status"]) == {"ok"}
     # release and processing tag as the query table has them (--release qr3 also brings the
     # pipeline-7 reprocessings of QR2 observations, still release qr2)
-    query = SpherexArchive(archive.url).query_region(
+    query = SpherexClass(archive.url).query_region(
         (float(RA), float(DEC)), bandpass="D2", size="20px", release="qr3")
     expected = {str(r["cutout_url"]): (str(r["release"]), str(r["version"])) for r in query}
     assert {(str(r["release"]), str(r["processing"])) for r in info} == set(expected.values())

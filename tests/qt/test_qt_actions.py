@@ -13,7 +13,7 @@ from astropy.wcs import WCS
 from qt_support import TARGET, WINDOW, menu_action
 
 from glue_spherex.download.fetcher import fetch_cutouts
-from glue_spherex.irsa.core import SpherexArchive
+from glue_spherex.irsa.core import SpherexClass
 
 pytestmark = pytest.mark.timeout(300)
 glue_app = qt_support.glue_app
@@ -21,7 +21,7 @@ glue_app = qt_support.glue_app
 
 @pytest.fixture(scope="module")
 def products(archive):
-    table = SpherexArchive(archive_url=archive.url).query_region(
+    table = SpherexClass(archive_url=archive.url).query_region(
         TARGET, size="1arcmin", time=WINDOW, bandpass=[1, 2, 4, 6])
     results = list(fetch_cutouts(table, workers=4))
     assert len(results) >= 6 and all(r.ok for r in results)

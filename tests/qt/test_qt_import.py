@@ -23,7 +23,7 @@ from qt_support import (
 from sesame_standin import sesame_standin
 
 from glue_spherex.irsa.config import conf
-from glue_spherex.irsa.core import SpherexArchive
+from glue_spherex.irsa.core import SpherexClass
 from glue_spherex.local_archive import FaultConfig
 from glue_spherex.products.spectral_image import SpectralImage
 
@@ -61,7 +61,7 @@ def test_import_link_select_compare_and_screenshots(glue_app, qtbot, archive, mo
     assert dialog.state == "previewed", dialog.status_label.text()
 
     # The count-first preview agrees with the archive's own answer, band by band.
-    expected = SpherexArchive(archive_url=archive.url).query_region(
+    expected = SpherexClass(archive_url=archive.url).query_region(
         TARGET, size="3arcmin", time=WINDOW)
     n = window_size
     assert len(expected) == n and dialog.preview.total == n

@@ -14,7 +14,7 @@ from astropy.coordinates import SkyCoord
 from glue_spherex.analysis.spectrum import extract_spectrum
 from glue_spherex.download.fetcher import fetch_to_file
 from glue_spherex.errors import SpherexInputError
-from glue_spherex.irsa.core import COLUMNS, SpherexArchive
+from glue_spherex.irsa.core import COLUMNS, SpherexClass
 from glue_spherex.irsa.resolve import resolve_target
 from glue_spherex.products.combined import read_combined
 
@@ -30,7 +30,7 @@ D2_RANGE = (1.09, 1.65)
 def irsa(monkeypatch):
     """A client of the real IRSA, whatever the environment points the package at."""
     monkeypatch.delenv("GLUE_SPHEREX_ARCHIVE_URL", raising=False)
-    return SpherexArchive(archive_url=IRSA)
+    return SpherexClass(archive_url=IRSA)
 
 
 def test_sesame_resolves_m31_where_cds_puts_it():
@@ -46,7 +46,7 @@ def test_unknown_name_is_one_line_input_error():
 
 @pytest.fixture(scope="module")
 def m101_d2():
-    return SpherexArchive(archive_url=IRSA).query_region(M101, size=0.05 * u.deg, bandpass="D2")
+    return SpherexClass(archive_url=IRSA).query_region(M101, size=0.05 * u.deg, bandpass="D2")
 
 
 def test_tap_query_rows_are_d2_images_with_cutout_urls(m101_d2):

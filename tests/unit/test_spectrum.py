@@ -24,9 +24,9 @@ from glue_spherex.analysis.spectrum import (
     extract_spectrum,
     measure_frames,
     plot_spectrum,
-    to_spectrum1d,
+    to_spectrum,
     write_ecsv,
-    write_spectrum1d,
+    write_spectrum,
 )
 from glue_spherex.errors import SpherexError, SpherexInputError, SpherexOutputError
 from glue_spherex.local_archive.synthetic import default_sky
@@ -235,14 +235,14 @@ def test_writers(point_cutouts, tmp_path):
                        equal_nan=True)
     assert back.meta["aperture_correction"] == "psf"
 
-    spec = to_spectrum1d(table)
+    spec = to_spectrum(table)
     assert spec.spectral_axis.unit == u.um and spec.flux.unit == u.uJy
     assert spec.mask[0] and not spec.mask[1:].any()
     assert np.allclose(spec.uncertainty.array[1:], u.Quantity(table["flux_err"]).value[1:])
 
     from specutils import Spectrum
 
-    fits_path = write_spectrum1d(table, tmp_path / "spec.fits")
+    fits_path = write_spectrum(table, tmp_path / "spec.fits")
     again = Spectrum.read(fits_path, format="tabular-fits")
     assert np.allclose(again.flux.value[1:], spec.flux.value[1:])
 
@@ -283,7 +283,7 @@ def test_cli_spectrum_writes_all_outputs(combined_file, tmp_path):
     out = tmp_path / "spec.ecsv"
     result = _cli("spectrum", str(path), "--ra", str(src.ra), "--dec", str(src.dec),
                   "--radius", "6arcsec", "-o", str(out), "--plot", str(tmp_path / "spec.png"),
-                  "--spectrum1d", str(tmp_path / "spec.fits"),
+                  "--spectrum", str(tmp_path / "spec.fits"),
                   "--annulus", "18arcsec,36arcsec", "--bad-flags", "HOT,COLD,TRANSIENT,NONFUNC")
     assert result.returncode == 0, result.stderr
     table = QTable.read(out)
