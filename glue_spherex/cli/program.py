@@ -26,7 +26,7 @@ from ..errors import SpherexError, SpherexFormatError, SpherexInputError, Sphere
 
 __all__ = ["main", "SUBCOMMANDS", "EXIT_CODES", "ARCHIVE_EXIT_CODES", "EXIT_OK", "EXIT_PARTIAL",
            "EXIT_USAGE", "EXIT_SERVICE", "EXIT_INTERRUPTED", "add_target_arguments",
-           "target_from_args", "cli_words", "check_outputs"]
+           "target_from_args", "cli_words", "check_outputs", "float_arg"]
 
 #: ``add_parser`` functions, in the order they appear in ``--help``.
 SUBCOMMANDS = (
@@ -249,7 +249,8 @@ def _bandpass_arg(text):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _float_arg(what):
+def float_arg(what):
+    """An argparse ``type`` parsing a float, with ``what`` named in the error."""
     def convert(text):
         try:
             return float(text)
@@ -263,8 +264,8 @@ def add_target_arguments(parser):
     --time, --archive."""
     parser.add_argument("target", nargs="?", metavar="TARGET",
                         help="object name (resolved by Sesame) or 'RA DEC' in degrees")
-    parser.add_argument("--ra", type=_float_arg("RA"), help="right ascension (deg, ICRS)")
-    parser.add_argument("--dec", type=_float_arg("Dec"), help="declination (deg, ICRS)")
+    parser.add_argument("--ra", type=float_arg("RA"), help="right ascension (deg, ICRS)")
+    parser.add_argument("--dec", type=float_arg("Dec"), help="declination (deg, ICRS)")
     parser.add_argument("--size", type=_size_arg, default="0.1deg",
                         help="cutout width with unit: 0.1deg, 6arcmin, 30arcsec, 60px "
                              "(default 0.1deg; no unit means deg)")
@@ -282,7 +283,7 @@ def add_target_arguments(parser):
                              "(default; a retry run breaks ties) or all")
     parser.add_argument("--via", choices=("tap", "sia"), default="tap",
                         help="TAP (default, no ingestion lag) or SIA2")
-    parser.add_argument("--time", nargs=2, type=_float_arg("MJD"), metavar=("MJD1", "MJD2"),
+    parser.add_argument("--time", nargs=2, type=float_arg("MJD"), metavar=("MJD1", "MJD2"),
                         help="keep images overlapping this MJD interval")
     parser.add_argument("--archive", metavar="URL",
                         help="archive base URL (default $GLUE_SPHEREX_ARCHIVE_URL or IRSA)")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from .program import _float_arg
+from .program import float_arg
 
 __all__ = ["add_parser", "run", "parse_angle"]
 
@@ -105,9 +105,9 @@ def add_parser(subparsers):
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", metavar="FILE",
                         help="combined cutout file (or one spectral image)")
-    parser.add_argument("--ra", type=_float_arg("RA"), required=True,
+    parser.add_argument("--ra", type=float_arg("RA"), required=True,
                         help="aperture centre, right ascension (deg, ICRS)")
-    parser.add_argument("--dec", type=_float_arg("Dec"), required=True,
+    parser.add_argument("--dec", type=float_arg("Dec"), required=True,
                         help="aperture centre, declination (deg, ICRS)")
     parser.add_argument("--radius", type=_angle_arg("radius"), default="6arcsec",
                         help="aperture radius with unit (default 6arcsec; a bare number is "
@@ -123,7 +123,7 @@ def add_parser(subparsers):
     parser.add_argument("--aperture-correction", choices=("psf", "none"), default="psf",
                         help="psf: total flux of a point source (default); none: flux in the "
                              "aperture, for extended sources")
-    parser.add_argument("--min-unmasked-fraction", type=_float_arg("fraction"), default=0.5,
+    parser.add_argument("--min-unmasked-fraction", type=float_arg("fraction"), default=0.5,
                         metavar="F", help="minimum usable fraction of the aperture (default 0.5)")
     parser.add_argument("-o", "--output", metavar="ECSV",
                         help="write the table as ECSV (default: print it)")
