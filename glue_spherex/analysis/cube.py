@@ -94,20 +94,20 @@ def reproject_cube(products, *, band=None, wcs=None, shape=None, order="waveleng
     from reproject import reproject_interp
     from reproject.mosaicking import find_optimal_celestial_wcs
 
-    from .spectrum import _load_products
+    from .spectrum import load_products
 
     if order not in ORDERS:
         raise SpherexInputError(f"order must be one of {ORDERS}, got {order!r}")
     detector = band_number(band)
     if isinstance(products, (str, os.PathLike)):
-        opened = _load_products(products)
+        opened = load_products(products)
         try:
             return reproject_cube(opened, band=band, wcs=wcs, shape=shape, order=order,
                                   bad_flags=bad_flags, subtract_zodi=subtract_zodi)
         finally:
             for p in opened:
                 p.close()
-    products = [p for p in _load_products(products)
+    products = [p for p in load_products(products)
                 if detector is None or int(p.detector) == detector]
     if not products:
         raise SpherexInputError(

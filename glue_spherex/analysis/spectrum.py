@@ -42,6 +42,9 @@ __all__ = [
     "STATUS",
     "MixedPipelineWarning",
     "GaussianPSFWarning",
+    "load_products",
+    "product_psf",
+    "pixel_geometry",
 ]
 
 
@@ -124,7 +127,7 @@ class Frame:
             bad=bad,
             wcs=product.wcs,
             wave=lambda x, y: tuple(_as_um(v) for v in product.pixel_to_wave(x, y)),
-            psf=(lambda x, y: _product_psf(product, x, y)) if product.has_psf else None,
+            psf=(lambda x, y: product_psf(product, x, y)) if product.has_psf else None,
             psf_fwhm=float(product.psf_fwhm),
             info=dict(obs_id=str(product.obsid), detector=int(product.detector),
                       bandpass=str(product.bandpass), mjd=float(product.mjd_avg),
@@ -151,7 +154,8 @@ def flag_bits_for(product, names):
     return bits
 
 
-def _product_psf(product, x, y):
+def product_psf(product, x, y):
+    """``(image, step[, "effective"])``: the PSF of ``product`` at pixel (x, y), sampled ``step`` pixels apart."""
     # The PSF planes sample the detector grid OVERSAMP times finer (0.615" = 1/10 pixel);
     # the EPSF arrays OVSMPX = 5 times, and are effective PSFs.
     step = 1.0 / float(product.psf_oversampling)
@@ -182,7 +186,8 @@ def _check_coord(coord):
     return coord.icrs
 
 
-def _load_products(products_or_path):
+def load_products(products_or_path):
+    """A list of products or :class:`Frame` objects from a path (opened) or an iterable."""
     if isinstance(products_or_path, (str, os.PathLike)):
         from ..products.spectral_image import open_products
 
@@ -239,7 +244,7 @@ def extract_spectrum(products_or_path, coord, radius=6 * u.arcsec, *,
     names = [bad_flags] if isinstance(bad_flags, str) else list(bad_flags)
     mask_from_names(np.zeros(1, np.int32), names)  # unknown flag names fail before any I/O
     opened = isinstance(products_or_path, (str, os.PathLike))
-    products = _load_products(products_or_path)
+    products = load_products(products_or_path)
     try:
         frames = [p if isinstance(p, Frame)
                   else Frame.from_product(p, bad_flags=names, subtract_zodi=subtract_zodi)
@@ -371,7 +376,7 @@ def _empty_row(index, frame):
                 pipeline=int(info.get("pipeline") or 0))
 
 
-def _pixel_geometry(wcs):
+def pixel_geometry(wcs):
     """Solid angle (sr) and side (arcsec) of a pixel of the WCS's linear part (PC matrix)."""
     from astropy.wcs.utils import proj_plane_pixel_area
 
@@ -466,7 +471,7 @@ def _measure(index, frame, coord, radius, annulus, correction, min_fraction):
 
     row = _empty_row(index, frame)
     ny, nx = frame.image.shape
-    omega, scale = _pixel_geometry(frame.wcs)
+    omega, scale = pixel_geometry(frame.wcs)
     # Skip cutouts far from the position before inverting SIP there (it may diverge).
     ra, dec = coord.ra.deg, coord.dec.deg
     ra0, dec0 = frame.wcs.pixel_to_world_values((nx - 1) / 2.0, (ny - 1) / 2.0)

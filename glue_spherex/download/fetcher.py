@@ -846,7 +846,7 @@ def plausible_size(url):
     :data:`MAX_BODY_BYTES`; :data:`MAX_BODY_BYTES` when the URL has no readable size."""
     from urllib.parse import parse_qs
 
-    from ..local_archive.cutout_params import parse_cutout
+    from ..irsa.cutout_params import parse_cutout
 
     try:
         params = {k.lower(): v[0] for k, v in parse_qs(urlsplit(url).query).items()}

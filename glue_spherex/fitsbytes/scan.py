@@ -25,7 +25,7 @@ from ..errors import SpherexFormatError
 __all__ = ["HDUSpan", "REQUIRED_EXTENSIONS", "PSF_EXTENSIONS", "scan_hdus",
            "scan_spectral_image", "unwrap", "is_gzip", "header_cards", "card_value",
            "card_comment", "string_card", "image_array", "table_row", "table_columns",
-           "table_array", "TableColumn", "MAX_INFLATED", "MAX_HEADER_BLOCKS"]
+           "table_array", "TableColumn", "MAX_INFLATED", "MAX_HEADER_BLOCKS", "END_CARD", "aligned_find"]
 
 BLOCK = 2880
 CARD = 80
@@ -35,8 +35,8 @@ REQUIRED_EXTENSIONS = ("IMAGE", "FLAGS", "VARIANCE", "ZODI", "WCS-WAVE")
 PSF_EXTENSIONS = ("PSF", "EPSF")
 _GZIP_MAGIC = b"\x1f\x8b"
 _FITS_MAGIC = b"SIMPLE  =                    T"
-_END_CARD = b"END" + b" " * 77
-_END = re.compile(_END_CARD)
+END_CARD = b"END" + b" " * 77
+_END = re.compile(END_CARD)
 
 #: Largest size (bytes) gzip data may inflate to: a full frame is about 75 MB; more is refused
 #: as a decompression bomb (pass ``max_size=`` to :func:`unwrap` for another bound).
@@ -198,13 +198,13 @@ def _cards(header):
     Each keyword is looked up with ``bytes.find`` (only matches at card boundaries, before
     END count), which is many times faster than walking the cards in Python.
     """
-    end = _aligned_find(header, _END_CARD)
+    end = aligned_find(header, END_CARD)
     limit = end if end >= 0 else len(header)
     cards = {}
     keys = ["SIMPLE", "XTENSION", "BITPIX", "NAXIS", "PCOUNT", "GCOUNT", "EXTNAME", "BSCALE",
             "BZERO"]
     for key in keys:  # NAXISn are appended once NAXIS is known
-        pos = _aligned_find(header, f"{key:8}= ".encode(), limit)
+        pos = aligned_find(header, f"{key:8}= ".encode(), limit)
         if pos < 0:
             continue
         cards[key] = header[pos + 10:pos + CARD].decode("latin-1")
@@ -215,7 +215,7 @@ def _cards(header):
     return cards
 
 
-def _aligned_find(header, needle, limit=None):
+def aligned_find(header, needle, limit=None):
     """Offset of ``needle`` at the start of a card (before ``limit``), or -1."""
     pos = header.find(needle, 0, limit)
     while pos >= 0 and pos % CARD:

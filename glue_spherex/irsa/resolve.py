@@ -19,7 +19,7 @@ from astropy.utils.data import conf as data_conf
 
 from ..errors import SpherexInputError, SpherexServiceError
 
-__all__ = ["resolve_target", "check_radec", "RESOLVER_TIMEOUT"]
+__all__ = ["resolve_target", "check_radec", "RESOLVER_TIMEOUT", "parse_coordinates"]
 
 #: Seconds allowed per Sesame mirror before the resolver is declared unreachable.
 RESOLVER_TIMEOUT = 5.0
@@ -49,7 +49,7 @@ def resolve_target(target, *, timeout=RESOLVER_TIMEOUT):
             f"target {target!r} is not understood; give a name (e.g. 'M101'), "
             "'ra dec' in degrees, an (ra, dec) pair or a SkyCoord")
     text = target.strip()
-    coord = _parse_coordinates(text)
+    coord = parse_coordinates(text)
     return coord if coord is not None else _resolve_name(text, timeout)
 
 
@@ -72,7 +72,7 @@ def _fmt(value):
     return f"{value:g}" if isinstance(value, (int, float)) else str(value)
 
 
-def _parse_coordinates(text):
+def parse_coordinates(text):
     """A SkyCoord if ``text`` is a coordinate pair, else None (it is then taken as a name)."""
     parts = text.replace(",", " ").split()
     if len(parts) != 2:

@@ -3,7 +3,7 @@
 Whole frames (70 MB) are generated on first request into a small per-process LRU directory
 and served with ``Accept-Ranges: bytes`` and single-range ``206`` answers, so
 ``fits.open(url, use_fsspec=True)`` reads sections without downloading the file.
-``?center=..&size=..`` renders an IBE cutout per request (:mod:`.cutout_params`; no overlap is
+``?center=..&size=..`` renders an IBE cutout per request (:mod:`glue_spherex.irsa.cutout_params`; no overlap is
 HTTP 400, partial overlap is clipped), plain FITS unless ``gzip=true``. Pipeline-7 cutouts keep
 the EPSF table whole, FLAGS compressed or plain (``cutout_flags``). Where IRSA's behaviour is
 unknown, the choices are in ``docs/archive.rst``.
@@ -22,7 +22,7 @@ from collections import OrderedDict
 
 from ..errors import SpherexInputError
 from ..fitsbytes.atomic import write_bytes
-from .cutout_params import parse_cutout
+from ..irsa.cutout_params import parse_cutout
 from .response import FileBody, Response, error_document
 
 __all__ = ["FrameCache", "serve_file", "frame_cache", "parse_range", "ranged", "QR2_FRAME_BYTES"]

@@ -27,9 +27,9 @@ from typing import NamedTuple
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from ..errors import SpherexInputError, SpherexServiceError
+from ..irsa.cutout_params import parse_cutout
 from . import s3, vosi
 from .catalog import build_catalog, default_catalog
-from .cutout_params import parse_cutout
 from .faults import FaultConfig, is_body_fault, new_rng
 from .files import serve_file
 from .response import IBE_DESCRIPTION, FileBody, Response, error_document, text_response

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import SpherexInputError
 from ..irsa.config import MAX_WORKERS, check_int, check_url
 from ..irsa.core import parse_bandpasses, parse_collection, parse_release, parse_size, parse_time
-from ..irsa.resolve import _parse_coordinates
+from ..irsa.resolve import parse_coordinates
 
 __all__ = ["BANDS", "SIZE_UNITS", "PIXEL_SCALE_ARCSEC", "ImportRequest", "build_request",
            "parse_cutout_size", "cutout_bytes", "BandCount", "Preview", "summarize"]
@@ -82,7 +82,7 @@ def build_request(*, target, size, size_unit, detectors, collection="wide", time
     text = " ".join(str(target).split())
     if not text:
         raise SpherexInputError("enter a target: an object name (e.g. M101) or 'RA Dec' in degrees")
-    coord = _parse_coordinates(text)
+    coord = parse_coordinates(text)
     cut, size_px = parse_cutout_size(size, size_unit)
     if not detectors:
         raise SpherexInputError("choose at least one band (D1-D6)")

@@ -119,7 +119,7 @@ def frame_from_data(data, bad_flags=DEFAULT_BAD_FLAGS, subtract_zodi=True):
     """
     from scipy.ndimage import map_coordinates
 
-    from ..analysis.spectrum import _product_psf, flag_bits_for
+    from ..analysis.spectrum import flag_bits_for, product_psf
     from .datasets import source_product
 
     flux = _component(data, "flux")
@@ -149,7 +149,7 @@ def frame_from_data(data, bad_flags=DEFAULT_BAD_FLAGS, subtract_zodi=True):
                      for m in (wl_map, bw_map if bw_map is not None else wl_map * np.nan))
 
     if product is not None:
-        psf = (lambda x, y: _product_psf(product, x, y)) if product.has_psf else None
+        psf = (lambda x, y: product_psf(product, x, y)) if product.has_psf else None
         fwhm = product.psf_fwhm
     else:
         psf, fwhm = None, meta.get("psf_fwhm")
@@ -169,7 +169,7 @@ def frame_from_data(data, bad_flags=DEFAULT_BAD_FLAGS, subtract_zodi=True):
 # --- region of a subset ------------------------------------------------------------------
 
 def _pixel_geometry(data):
-    from ..analysis.spectrum import _pixel_geometry as geometry
+    from ..analysis.spectrum import pixel_geometry as geometry
 
     return geometry(_celestial(data))
 

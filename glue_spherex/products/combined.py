@@ -39,10 +39,10 @@ from .spectral_image import (
     KINDS,
     PSF_OMITTED_KEY,
     SpectralImage,
-    _cutout_info,
-    _open_backing,
-    _products,
+    backing_products,
+    open_backing,
     provenance,
+    read_cutout_info,
 )
 
 __all__ = ["CombinedWriter", "read_combined", "INFO_COLUMNS", "estimated_cutout_bytes",
@@ -327,10 +327,10 @@ class CombinedWriter:
 
 def read_combined(path):
     """``(CUTOUT_INFO as a Table, [SpectralImage per cutout present])`` of a combined file."""
-    with _open_backing(path) as backing:
+    with open_backing(path) as backing:
         if "CUTOUT_INFO" not in backing:
             raise SpherexFormatError(f"{backing.label}: not a combined cutout file (no CUTOUT_INFO)")
-        _cutout_info(backing, complete=True)  # validates the table, refuses a truncated file
+        read_cutout_info(backing, complete=True)  # validates the table, refuses a truncated file
         try:  # astropy also parses every header card, for the table's meta
             table = Table.read(backing.hdu("CUTOUT_INFO"))
         except (ValueError, TypeError, KeyError, IndexError, AttributeError, AssertionError,
@@ -339,7 +339,7 @@ def read_combined(path):
                 from None
         if not backing.cutouts:  # every cutout failed: the table still says why
             return table, []
-        return table, _products(backing)
+        return table, backing_products(backing)
 
 
 #: What one cutout adds to a file besides its pixels: the PSF cube (121 zones of 101x101

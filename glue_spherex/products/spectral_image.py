@@ -29,8 +29,8 @@ from astropy.wcs.utils import wcs_to_celestial_frame
 
 from ..errors import SpherexError, SpherexFormatError, SpherexInputError
 from ..fitsbytes.scan import (
-    _END_CARD,
-    _aligned_find,
+    END_CARD,
+    aligned_find,
     card_comment,
     card_value,
     header_cards,
@@ -47,7 +47,7 @@ from .epsf import EffectivePSF
 from .flags import flag_bits
 from .wavelength import SpectralWCS, WaveTable
 
-__all__ = ["SpectralImage", "open_products", "is_spherex_product", "provenance", "KINDS"]
+__all__ = ["SpectralImage", "open_products", "is_spherex_product", "provenance", "KINDS", "open_backing", "read_cutout_info", "backing_products"]
 
 #: The extensions of one spectral image, in file order (PRIMARY excluded). ``PSF`` stands for
 #: the image's PSF extension: the ``PSF`` cube or, in pipeline-7 files, the ``EPSF`` table.
@@ -212,7 +212,7 @@ class _Backing:
         else:
             cards = "".join(card for key, card in h.cards.items()
                             if _COMPRESSION_CARD.match(key))
-            head = (cards + _END_CARD.decode()).encode("latin-1")
+            head = (cards + END_CARD.decode()).encode("latin-1")
             head += b" " * (-len(head) % 2880)
             raw = head + bytes(self.read(span.data_start, span.end - span.data_start))
         try:
@@ -277,7 +277,7 @@ class _Keywords(Mapping):
         return len(self.cards)
 
 
-def _open_backing(source):
+def open_backing(source):
     """Open ``source`` (path, bytes, file object or HDUList) as a :class:`_Backing`."""
     if isinstance(source, fits.HDUList):
         info = source.fileinfo(0) if len(source) else None
@@ -468,7 +468,7 @@ def provenance(*texts):
             "processing": _from_path(_PROCESSING, *texts)}
 
 
-def _cutout_info(backing, complete=False):
+def read_cutout_info(backing, complete=False):
     """``{cutout_index: row dict}`` from CUTOUT_INFO (empty if the file has none).
 
     With ``complete``, a row with status 'ok' whose cutout is not in the file (a file cut
@@ -637,8 +637,8 @@ class SpectralImage:
         ``index`` picks the cutout of a combined file (``IMAGE{index}`` ...); it is required
         when that file holds more than one cutout.
         """
-        with _open_backing(source) as backing:
-            return _image(backing, index, _cutout_info(backing))
+        with open_backing(source) as backing:
+            return _image(backing, index, read_cutout_info(backing))
 
     def close(self):
         """Release the file (closed when the last image read from it is closed)."""
@@ -1034,20 +1034,20 @@ def renamed_extensions(buffer, spans, suffix, names=KINDS, kinds=KINDS):
     chunks = []
     for kind, name, span in zip(kinds, names, spans):
         header = bytearray(view[span.header_start:span.data_start])
-        limit = _aligned_find(header, _END_CARD)
+        limit = aligned_find(header, END_CARD)
         new = {"EXTNAME": f"{name}{suffix}"}
         if kind in _IMAGE_KINDS:
             new["PS1_0W"] = new["PS2_0W"] = f"WCS-WAVE{suffix}"
         for key, value in new.items():
-            pos = _aligned_find(header, f"{key:8}= ".encode(), limit)
+            pos = aligned_find(header, f"{key:8}= ".encode(), limit)
             if pos >= 0:
                 card = header[pos:pos + 80].decode("latin-1")
                 header[pos:pos + 80] = string_card(key, value, card_comment(card))
         for key in (b"CHECKSUM= ", b"DATASUM = ", b"ZHECKSUM= ", b"ZDATASUM= "):
-            pos = _aligned_find(header, key, limit)
+            pos = aligned_find(header, key, limit)
             while pos >= 0:
                 header[pos:pos + 80] = b" " * 80
-                pos = _aligned_find(header, key, limit)
+                pos = aligned_find(header, key, limit)
         chunks += [bytes(header), view[span.data_start:span.end]]
     return chunks
 
@@ -1186,15 +1186,16 @@ def open_products(source):
     Cutouts come in CUTOUT_INFO order (then any not listed there); rows recorded as failed
     or missing have no images and are skipped.
     """
-    with _open_backing(source) as backing:
-        return _products(backing)
+    with open_backing(source) as backing:
+        return backing_products(backing)
 
 
-def _products(backing):
+def backing_products(backing):
+    """The :class:`SpectralImage` objects of an open backing (one per cutout of a combined file)."""
     indices = _cutout_indices(backing)
     if indices is None:
         return [SpectralImage(backing, "")]
-    info = _cutout_info(backing, complete=True)
+    info = read_cutout_info(backing, complete=True)
     present = set(indices)
     order = [i for i in info if i in present] + [i for i in indices if i not in info]
     images = []
@@ -1211,7 +1212,7 @@ def _products(backing):
 def is_spherex_product(source):
     """True if ``source`` is a SPHEREx spectral image or combined cutout file (headers only)."""
     try:
-        with _open_backing(source) as backing:
+        with open_backing(source) as backing:
             indices = _cutout_indices(backing)
             _resolve(backing, "" if indices is None else str(indices[0]))
         return True

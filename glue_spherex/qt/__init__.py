@@ -14,7 +14,7 @@ from __future__ import annotations
 
 __all__ = ["setup", "teardown", "IMPORT_LABEL", "EXPORT_LABEL", "EXPORT_SELECTED_LABEL", "COMPARE_LABEL",
            "COMPARE_SELECTED_LABEL", "import_cutouts", "export_session_cutouts",
-           "export_selected_cutouts", "compare_session_cutouts", "compare_selected_cutouts"]
+           "export_selected_cutouts", "compare_session_cutouts", "compare_selected_cutouts", "error_notice"]
 
 IMPORT_LABEL = "SPHEREx cutouts…"
 EXPORT_LABEL = "Export SPHEREx cutouts as MEF…"
@@ -107,7 +107,7 @@ def _open_export(datasets, app):
     try:
         dialog = ExportDialog(datasets, parent=app)
     except Exception as exc:  # noqa: BLE001 -- one line for the user, traceback in the log
-        _notice(app, exc)
+        error_notice(app, exc)
         return None
     dialog.setAttribute(_delete_on_close())
     dialog.show()
@@ -121,11 +121,11 @@ def _compare(app, datasets):
     try:
         return open_wavelength_grid(app, datasets, block=False)  # panel by panel
     except Exception as exc:  # noqa: BLE001 -- one line for the user, traceback in the log
-        _notice(app, exc)
+        error_notice(app, exc)
         return None
 
 
-def _notice(parent, exc):
+def error_notice(parent, exc):
     """Show ``exc`` as one line in a non-blocking message box; unexpected errors also go to
     the log (View ▸ Console Log) with their traceback."""
     import logging

@@ -105,9 +105,9 @@ def open_wavelength_grid(app, datasets=None, count=DEFAULT_PANELS, block=True):
             return
         except Exception as exc:  # noqa: BLE001 -- one line for the user, like the menu
             app._spherex_grid_pending = False
-            from . import _notice
+            from . import error_notice
 
-            _notice(app, exc)
+            error_notice(app, exc)
             return
         QtCore.QTimer.singleShot(0, step)
 

@@ -345,7 +345,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
         self.time_dates.setText(f"{start} to {end}")
 
     def _update_target_hint(self, *args):
-        from ..irsa.resolve import _parse_coordinates
+        from ..irsa.resolve import parse_coordinates
 
         text = self.target_edit.text().strip()
         if not text:
@@ -353,7 +353,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
             self.target_hint.setStyleSheet(_GREY)
             return
         try:
-            coord = _parse_coordinates(" ".join(text.split()))
+            coord = parse_coordinates(" ".join(text.split()))
         except SpherexError as exc:
             self.target_hint.setText(one_line(exc))
             self.target_hint.setStyleSheet(_RED)

@@ -76,7 +76,7 @@ def _action(layer, data_collection):
     from glue.core import SubsetGroup
 
     from ..errors import SpherexInputError
-    from . import _notice
+    from . import error_notice
     from .session import find_application
 
     app = find_application(data_collection)
@@ -86,7 +86,7 @@ def _action(layer, data_collection):
             raise SpherexInputError("select a subset (a region drawn on a SPHEREx cutout)")
         return open_live_spectrum(app, group, block=False)
     except Exception as exc:  # noqa: BLE001 -- one line for the user, traceback in the log
-        _notice(app, exc)
+        error_notice(app, exc)
         return None
 
 

@@ -1,4 +1,4 @@
-"""Parse IBE cutout parameters: ``center=x,y[units]`` and ``size=s[,s2][units]`` (§6).
+"""Parse IBE cutout parameters (IRSA's cutout service): ``center=x,y[units]`` and ``size=s[,s2][units]``.
 
 ``center`` units: none, ``d``, ``deg``, ``rad``, ``arcmin``, ``arcsec`` (x, y are RA, Dec) or
 ``px``/``pix``/``pixels`` (x, y are pixel coordinates).  Pixel coordinates are **0-based with
