@@ -7,8 +7,23 @@ configuration; it is validated when a query is made.
 per batch).
 """
 
-from .catalog_plan import plan_catalog
-from .config import conf
-from .core import Spherex, SpherexClass
+from importlib import import_module
+
+# Loaded on first use: the local archive imports cutout_params from here and must not pull in
+# astropy and pyvo (tests/integration/test_archive_command.py).
+_EXPORTS = {"Spherex": "core", "SpherexClass": "core", "conf": "config",
+            "plan_catalog": "catalog_plan"}
 
 __all__ = ["Spherex", "SpherexClass", "conf", "plan_catalog"]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)
