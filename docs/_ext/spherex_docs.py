@@ -81,11 +81,10 @@ class FaultTable(SphinxDirective):
     has_content = False
 
     def run(self):
-        from glue_spherex.cli.archive import _PROBABILITIES
-        from glue_spherex.local_archive.faults import FAULT_KINDS
+        from glue_spherex.local_archive.faults import FAULT_EFFECTS, FAULT_KINDS
 
         rows = [(f"``{kind}``", f"``p_{kind}``", f"``--p-{kind}``",
-                 re.sub(r"(--[a-z-]+)", r"``\1``", _PROBABILITIES[kind]))
+                 re.sub(r"(--[a-z-]+)", r"``\1``", FAULT_EFFECTS[kind]))
                 for kind in FAULT_KINDS]
         return _table(self, ("fault", "FaultConfig", "glue-spherex archive", "what the client sees"),
                       rows, (10, 14, 20, 56))

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import SpherexFormatError, SpherexInputError
 from ..fitsbytes.atomic import atomic_path
-from ..fitsbytes.scan import scan_hdus
+from ..fitsbytes.scan import IMAGE_DTYPES, scan_hdus
 
 __all__ = ["quicklook_png", "DEFAULT_MAX_PANELS"]
 
@@ -96,7 +96,7 @@ def _file_panels(path):
 
 
 def _read_image(path, span):
-    dtype = {-32: ">f4", -64: ">f8", 8: "u1", 16: ">i2", 32: ">i4", 64: ">i8"}[span.bitpix]
+    dtype = IMAGE_DTYPES[span.bitpix]
     data = np.memmap(path, dtype=dtype, mode="r", offset=span.data_start, shape=span.shape)
     image = np.array(data, dtype=np.float32)
     del data

@@ -16,16 +16,6 @@ from ..errors import SpherexError
 
 __all__ = ["add_parser", "add_arguments", "run", "main"]
 
-_PROBABILITIES = {
-    "500": "HTTP 500 Internal Server Error",
-    "502": "HTTP 502 Bad Gateway (HTML body)",
-    "503": "HTTP 503 Service Unavailable with Retry-After",
-    "429": "HTTP 429 Too Many Requests with Retry-After",
-    "reset": "send part of the body, then reset the TCP connection",
-    "truncate": "announce the full Content-Length, send part of the body, close",
-    "stall": "send part of the body, pause --stall-seconds, send the rest",
-    "html200": "HTTP 200 with an HTML error page instead of the product",
-}
 
 
 def _number(kind, what, low=None, high=None):
@@ -60,6 +50,8 @@ def add_parser(subparsers):
 
 def add_arguments(parser):
     """Add the archive's options to an argparse parser."""
+    from ..local_archive.faults import FAULT_EFFECTS
+
     parser.add_argument("--port", type=_number(int, "port", 0, 65535), default=0,
                         help="TCP port on 127.0.0.1 (default: any free port)")
     parser.add_argument("--host", default="127.0.0.1",
@@ -81,7 +73,7 @@ def add_arguments(parser):
     g.add_argument("--bandwidth", type=_number(float, "bandwidth", 1.0), default=None,
                    metavar="BYTES_PER_S",
                    help="cap on the body rate of each response")
-    for kind, text in _PROBABILITIES.items():
+    for kind, text in FAULT_EFFECTS.items():
         g.add_argument(f"--p-{kind}", type=_number(float, "probability", 0.0, 1.0), default=0.0,
                        metavar="P",
                        help=f"probability per request: {text}")
@@ -97,9 +89,9 @@ def add_arguments(parser):
 
 
 def faults_from_args(args):
-    from ..local_archive.faults import FaultConfig
+    from ..local_archive.faults import FAULT_KINDS, FaultConfig
 
-    kwargs = {f"p_{kind}": getattr(args, f"p_{kind}") for kind in _PROBABILITIES}
+    kwargs = {f"p_{kind}": getattr(args, f"p_{kind}") for kind in FAULT_KINDS}
     return FaultConfig(latency=args.latency, bandwidth=args.bandwidth, retry_after=args.retry_after,
                        stall_seconds=args.stall_seconds, routes=args.fault_routes, **kwargs)
 

@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import SpherexFormatError
 
 __all__ = ["HDUSpan", "REQUIRED_EXTENSIONS", "PSF_EXTENSIONS", "scan_hdus",
-           "scan_spectral_image", "unwrap", "is_gzip", "header_cards", "card_value",
+           "scan_spectral_image", "IMAGE_DTYPES", "unwrap", "is_gzip", "header_cards", "card_value",
            "card_comment", "string_card", "image_array", "table_row", "table_columns",
            "table_array", "TableColumn", "MAX_INFLATED", "MAX_HEADER_BLOCKS", "END_CARD", "aligned_find"]
 
@@ -287,7 +287,8 @@ def _string(raw):
 # Keywords and data of one HDU
 # --------------------------------------------------------------------------------------
 
-_DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
+#: numpy dtype of an image HDU's data by BITPIX (big-endian, as FITS stores it)
+IMAGE_DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 _TFORM_BYTES = {"L": 1, "B": 1, "A": 1, "I": 2, "J": 4, "K": 8, "E": 4, "D": 8, "C": 8, "M": 16}
 _TFORM_DTYPE = {"I": ">i2", "J": ">i4", "K": ">i8", "E": ">f4", "D": ">f8"}
 
@@ -372,9 +373,9 @@ def image_array(data, span, label="image"):
     """
     if not span.shape:
         return None
-    if span.bitpix not in _DTYPES:
+    if span.bitpix not in IMAGE_DTYPES:
         raise SpherexFormatError(f"{label}: unsupported BITPIX {span.bitpix}")
-    array = np.ndarray(span.shape, _DTYPES[span.bitpix], buffer=data, offset=span.data_start)
+    array = np.ndarray(span.shape, IMAGE_DTYPES[span.bitpix], buffer=data, offset=span.data_start)
     bscale, bzero = span.bscale, span.bzero
     if (bscale, bzero) == (1.0, 0.0):
         return array

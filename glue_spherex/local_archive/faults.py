@@ -16,9 +16,20 @@ from dataclasses import dataclass, fields
 
 from ..errors import SpherexInputError
 
-__all__ = ["FaultConfig", "Latency", "FAULT_KINDS", "ROUTE_KINDS"]
+__all__ = ["FaultConfig", "Latency", "FAULT_KINDS", "FAULT_EFFECTS", "ROUTE_KINDS"]
 
 FAULT_KINDS = ("500", "502", "503", "429", "reset", "truncate", "stall", "html200")
+#: What a client sees for each fault kind (the command line's help and the docs' table)
+FAULT_EFFECTS = {
+    "500": "HTTP 500 Internal Server Error",
+    "502": "HTTP 502 Bad Gateway (HTML body)",
+    "503": "HTTP 503 Service Unavailable with Retry-After",
+    "429": "HTTP 429 Too Many Requests with Retry-After",
+    "reset": "send part of the body, then reset the TCP connection",
+    "truncate": "announce the full Content-Length, send part of the body, close",
+    "stall": "send part of the body, pause --stall-seconds, send the rest",
+    "html200": "HTTP 200 with an HTML error page instead of the product",
+}
 ROUTE_KINDS = ("data", "tap", "sia")
 _BODY_FAULTS = ("reset", "truncate", "stall")
 

@@ -13,7 +13,7 @@ wavelength subsets, :func:`build_cube`, :func:`export_combined` and :func:`fetch
 from __future__ import annotations
 
 from .cube_data import build_cube
-from .datasets import is_spherex_data, product_to_data, products_to_data
+from .datasets import cutouts_in, is_spherex_data, product_to_data, products_to_data
 from .into_session import SessionFetch, fetch_into
 from .links import link_cutouts, reference_cutout
 from .session_paths import register as _register_session_paths
@@ -25,7 +25,7 @@ from .subsets import (
 )
 
 __all__ = ["setup", "teardown", "build_cube", "product_to_data", "products_to_data", "is_spherex_data",
-           "link_cutouts", "reference_cutout", "SkyCircleSubsetState",
+           "cutouts_in", "link_cutouts", "reference_cutout", "SkyCircleSubsetState",
            "WavelengthRangeSubsetState", "sky_subset", "wavelength_subset", "export_combined",
            "fetch_into", "SessionFetch"]
 

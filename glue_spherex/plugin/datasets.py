@@ -30,7 +30,7 @@ from ..products.spectral_image import SpectralImage
 from ..products.spectral_image import celestial_wcs as _celestial_wcs
 
 __all__ = ["SPHEREX_COMPONENTS", "CelestialWCS", "celestial_wcs", "product_to_data",
-           "products_to_data", "is_spherex_data", "source_product", "data_label"]
+           "products_to_data", "is_spherex_data", "cutouts_in", "source_product", "data_label"]
 
 #: Component labels of a SPHEREx dataset, in order; the first four are the image HDUs.
 SPHEREX_COMPONENTS = ("flux", "variance", "flags", "zodi", "wavelength", "bandwidth")
@@ -94,9 +94,22 @@ def _finite_or_none(value):
 
 
 def is_spherex_data(data):
-    """True for a dataset made by :func:`product_to_data` (also after a session restore)."""
+    """True for a dataset made by :func:`product_to_data` (also after a session restore):
+    the package's one answer to "is this a SPHEREx cutout"."""
     meta = getattr(data, "meta", None)
-    return bool(meta) and meta.get("spherex") is True
+    return (bool(meta) and meta.get("spherex") is True and getattr(data, "ndim", 0) == 2
+            and getattr(data, "coords", None) is not None)
+
+
+def cutouts_in(layers):
+    """The SPHEREx cutouts among ``layers`` (Data, or Subsets whose Data is a cutout; a
+    DataCollection is a sequence of Data), in order and without repeats."""
+    out = []
+    for layer in layers:
+        data = getattr(layer, "data", layer)  # a Subset's .data is its Data
+        if is_spherex_data(data) and not any(data is d for d in out):
+            out.append(data)
+    return out
 
 
 def source_product(data, reopen=False):

@@ -34,13 +34,12 @@ from glue.core.subset import SubsetState
 from ..analysis.spectrum import Frame, measure_frames
 from ..errors import SpherexInputError
 from ..products.flags import DEFAULT_BAD_FLAGS, DEFAULT_BITS, mask_from_names
+from .datasets import cutouts_in, is_spherex_data
 
 __all__ = [
     "SkyCircle",
     "LiveSpectrum",
     "CutoutSelectionSubsetState",
-    "is_spherex_cutout",
-    "cutouts_in",
     "frame_from_data",
     "sky_circle_of",
     "spectrum_label",
@@ -82,17 +81,6 @@ class SkyCircle:
 
 
 # --- SPHEREx cutouts in a session ----------------------------------------------------------
-
-def is_spherex_cutout(data):
-    """True for a 2-D glue Data made from a SPHEREx spectral image by the plugin."""
-    meta = getattr(data, "meta", None) or {}
-    return (bool(meta.get("spherex")) and getattr(data, "ndim", 0) == 2
-            and getattr(data, "coords", None) is not None)
-
-
-def cutouts_in(data_collection):
-    return [d for d in data_collection if is_spherex_cutout(d)]
-
 
 def _component(data, name):
     # Look among the dataset's own components: data[name] would search every component
@@ -199,7 +187,7 @@ def _roi_circle(state):
 
     xatt, yatt, roi = getattr(state, "xatt", None), getattr(state, "yatt", None), state.roi
     data = getattr(xatt, "parent", None)
-    if data is None or not is_spherex_cutout(data) or getattr(yatt, "parent", None) is not data:
+    if data is None or not is_spherex_data(data) or getattr(yatt, "parent", None) is not data:
         return None
     pix = data.pixel_component_ids   # [y, x]
     world = data.world_component_ids  # [Dec, RA]
@@ -285,7 +273,7 @@ class CutoutSelectionSubsetState(SubsetState):
         self.ra, self.dec, self.radius_arcsec = float(ra), float(dec), float(radius_arcsec)
 
     def to_mask(self, data, view=None):
-        if not is_spherex_cutout(data):
+        if not is_spherex_data(data):
             raise IncompatibleAttribute("not a SPHEREx cutout")
         shape = data.shape
         if data.uuid not in self.uuids:
@@ -587,13 +575,13 @@ class LiveSpectrum(HubListener):
 
     def _on_data_change(self, message):
         data = getattr(message, "data", None)
-        if data is not None and is_spherex_cutout(data):
+        if data is not None and is_spherex_data(data):
             self._frames.pop(data.uuid, None)
             self._request(force=True)
 
     def _on_numerical_change(self, message):
         data = message.sender
-        if is_spherex_cutout(data):
+        if is_spherex_data(data):
             self._frames.pop(data.uuid, None)
             self._request(force=True)
 

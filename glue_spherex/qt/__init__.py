@@ -77,14 +77,15 @@ def import_cutouts():
 
 def export_session_cutouts(session, data_collection):
     """Plugins menu: export every SPHEREx cutout in the session."""
-    from .session import cutouts_in
+    from ..plugin import cutouts_in
 
     _open_export(cutouts_in(data_collection), session.application)
 
 
 def export_selected_cutouts(layers, data_collection):
     """Data-collection menu: export the selected SPHEREx cutouts."""
-    from .session import cutouts_in, find_application
+    from ..plugin import cutouts_in
+    from .session import find_application
 
     _open_export(cutouts_in(layers), find_application(data_collection))
 
@@ -96,7 +97,8 @@ def compare_session_cutouts(session, data_collection):
 
 def compare_selected_cutouts(layers, data_collection):
     """Data-collection menu: wavelength grid of the selected cutouts."""
-    from .session import cutouts_in, find_application
+    from ..plugin import cutouts_in
+    from .session import find_application
 
     _compare(find_application(data_collection), cutouts_in(layers))
 

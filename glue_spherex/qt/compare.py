@@ -17,7 +17,8 @@ import numpy as np
 from echo import delay_callback
 
 from ..errors import SpherexError
-from .session import central_wavelength, is_cutout
+from ..plugin import is_spherex_data
+from .session import central_wavelength
 
 __all__ = ["choose_across_wavelength", "grid_shape", "open_wavelength_grid", "SharedView",
            "reattach_wavelength_grids", "view_record", "restore_view", "restore_view_when_shown",
@@ -82,7 +83,7 @@ def open_wavelength_grid(app, datasets=None, count=DEFAULT_PANELS, block=True):
         In wavelength order.
     """
     pool = [d for d in (datasets if datasets is not None else app.data_collection)
-            if is_cutout(d)]
+            if is_spherex_data(d)]
     if len(pool) < 2:
         raise SpherexError("comparing across wavelengths needs at least 2 SPHEREx cutouts; "
                            "import some with File ▸ Import data ▸ SPHEREx cutouts…")

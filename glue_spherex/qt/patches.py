@@ -41,7 +41,7 @@ def _restored_grids():
         restore_view,
         restore_view_when_shown,
     )
-    from .session import cutouts_in
+    from ..plugin import cutouts_in
 
     glue_method = GlueApplication.__dict__["__setgluestate__"]  # a classmethod
 

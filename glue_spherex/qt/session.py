@@ -10,7 +10,7 @@ from qtpy import QtWidgets
 
 from ..errors import SpherexError
 
-__all__ = ["find_application", "is_cutout", "cutouts_in", "central_wavelength"]
+__all__ = ["find_application", "central_wavelength"]
 
 
 def find_application(data_collection=None):
@@ -30,23 +30,6 @@ def find_application(data_collection=None):
     return apps[-1]
 
 
-def is_cutout(data):
-    """True for a Data made from a SPHEREx spectral image by :mod:`glue_spherex.plugin`."""
-    from ..plugin import is_spherex_data
-
-    return is_spherex_data(data)
-
-
 def central_wavelength(data):
     return float(data.meta["central_wavelength"])
 
-
-def cutouts_in(layers):
-    """The SPHEREx cutouts among ``layers`` (Data, or Subsets whose Data is a cutout), in order
-    and without repeats."""
-    out = []
-    for layer in layers:
-        data = getattr(layer, "data", layer)  # a Subset's .data is its Data
-        if is_cutout(data) and not any(data is d for d in out):
-            out.append(data)
-    return out

@@ -102,7 +102,8 @@ def open_live_spectrum(app, subset_group, block=True, timeout=120.0):
 
     from qtpy import QtWidgets
 
-    from ..plugin.live_spectrum import LiveSpectrum, cutouts_in, live_spectra
+    from ..plugin import cutouts_in
+    from ..plugin.live_spectrum import LiveSpectrum, live_spectra
 
     dc = app.data_collection
     live = live_spectra(dc).get(subset_group)
