@@ -5,6 +5,12 @@ spectrum), the parser and error handling in :mod:`.main`, shared arguments in :m
 module's other names as ``from glue_spherex.cli.main import build_parser``.)
 """
 
-from .main import main
+import sys
+
+try:
+    from .main import main
+except KeyboardInterrupt:  # Ctrl-C while the console script loads us: one line, as main() says
+    sys.stderr.write("glue-spherex: interrupted\n")
+    raise SystemExit(130) from None
 
 __all__ = ["main"]

@@ -12,7 +12,7 @@ import re
 
 from ..errors import SpherexInputError
 
-__all__ = ["EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "EXIT_SERVICE", "EXIT_INTERRUPTED",
+__all__ = ["interrupts_deferred", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "EXIT_SERVICE", "EXIT_INTERRUPTED",
            "EXIT_CODES", "ARCHIVE_EXIT_CODES", "EPILOG", "one_line", "cli_words", "float_arg",
            "add_target_arguments", "target_from_args", "describe", "query_archive",
            "check_outputs", "run_as_program", "ignore_interrupts"]
@@ -95,6 +95,28 @@ def ignore_interrupts():
         return
     with contextlib.suppress(ValueError, OSError):  # ValueError: not the main thread
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Ctrl-C inside the block takes effect when it ends (only for the ``glue-spherex``
+    program): an interrupt that lands inside importlib's module locks would otherwise
+    surface later as ``RuntimeError: release unlocked lock`` instead of an interrupt."""
+    import signal
+
+    hits = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda *_: hits.append(1)) if _as_program \
+            else None
+    except (ValueError, OSError):  # not the main thread
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+            if hits:
+                raise KeyboardInterrupt
 
 
 # -- shared arguments -------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from .common import (
     EXIT_USAGE,
     cli_words,
     ignore_interrupts,
+    interrupts_deferred,
     one_line,
     run_as_program,
 )
@@ -112,6 +113,9 @@ def main(argv=None):
 def _main(argv):
     parser = build_parser()
     args = parser.parse_args(_join_values(argv))
+    with interrupts_deferred():  # the heavy imports every subcommand makes
+        import astropy.io.fits  # noqa: F401
+        import astropy.table  # noqa: F401
     try:
         return args.func(args)
     except KeyboardInterrupt:
