@@ -29,6 +29,7 @@ from ..plugin.import_request import (
     summarize,
 )
 from .fetch_worker import BackgroundTask, one_line
+from .messages import plain_message
 
 __all__ = ["SpherexImportDialog"]
 
@@ -382,8 +383,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
 
     def show_error(self, message):
         """Show ``message`` (its first line only) as an error under the results."""
-        lines = [line.strip() for line in str(message).splitlines() if line.strip()]
-        self._show(lines[0] if lines else "error", _RED)
+        self._show(plain_message(message), _RED)
 
     def _set_state(self, state):
         self.state = state
