@@ -19,6 +19,7 @@ import threading
 from qtpy import QtCore
 
 from ..errors import SpherexError
+from .messages import plain_message
 
 __all__ = ["BackgroundTask", "one_line"]
 
@@ -96,7 +97,7 @@ class BackgroundTask(QtCore.QObject):
         try:
             value = self._function(report, self.cancel_event)
         except BaseException as exc:  # noqa: BLE001 -- shown to the user as one line
-            self._queue.put(("error", one_line(exc)))
+            self._queue.put(("error", plain_message(exc)))
         else:
             self._queue.put(("done", value))
 

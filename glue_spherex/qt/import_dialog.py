@@ -29,6 +29,7 @@ from ..plugin.import_request import (
     summarize,
 )
 from .fetch_worker import BackgroundTask, one_line
+from .messages import plain_message
 
 __all__ = ["SpherexImportDialog"]
 
@@ -82,6 +83,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
         self.failures = []
         self._pending = []
         self._done = self._cancelled = 0
+        self._cancel_pressed = False
         self._to_fetch = None
         self._rows = {}
         self._loaded_indices = set()
@@ -381,8 +383,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
 
     def show_error(self, message):
         """Show ``message`` (its first line only) as an error under the results."""
-        lines = [line.strip() for line in str(message).splitlines() if line.strip()]
-        self._show(lines[0] if lines else "error", _RED)
+        self._show(plain_message(message), _RED)
 
     def _set_state(self, state):
         self.state = state
@@ -560,6 +561,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
         self.failures = []
         self._show_failures()
         self._done = self._cancelled = 0
+        self._cancel_pressed = False
         self._pending = []
         self.progress.setRange(0, len(table))
         self.progress.setValue(0)
@@ -604,6 +606,12 @@ class SpherexImportDialog(QtWidgets.QDialog):
     def _arrived(self, item):
         result, data = item
         self._done += 1
+        if self._cancel_pressed and result.status == "ok":
+            # queued to the GUI thread before the worker saw Cancel: not added either, so
+            # nothing enters the session once Cancel is pressed
+            result = dataclasses.replace(result, status="cancelled", reason="cancelled",
+                                         data=None)
+            data = None
         self._bytes["downloaded"] += result.bytes
         if result.status == "ok" and not isinstance(data, str):
             self._bytes["saved"] += data.meta.pop("psf_bytes_saved", 0)
@@ -655,7 +663,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
         self._set_state("finished")
         if message:
             self.show_error(f"{message} ({loaded} of {total} cutouts are in the session)")
-        elif self._cancelled or self._done < len(self._to_fetch):
+        elif self._cancel_pressed or self._cancelled or self._done < len(self._to_fetch):
             self._show(f"Cancelled: {loaded} of {total} cutouts are in the session.", _GREY)
         elif self.failures:
             self._show(f"{loaded} of {total} cutouts loaded; {len(self.failures)} failed "
@@ -702,6 +710,8 @@ class SpherexImportDialog(QtWidgets.QDialog):
             self._set_state("idle")
             return
         task.cancel()
+        self._flush()  # what arrived before Cancel stays; nothing after it is added
+        self._cancel_pressed = True
         self._show("Cancelling: finishing the downloads in progress…")
         self.cancel_button.setEnabled(False)
 

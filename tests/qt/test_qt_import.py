@@ -195,6 +195,32 @@ def test_cancel_keeps_what_arrived_and_can_resume(glue_app, qtbot, make_archive,
     assert len(list(cache.glob("*.fits"))) == window_size
 
 
+def test_cancel_against_a_fast_archive_adds_nothing_after_cancel(glue_app, qtbot, archive,
+                                                                  window_size):
+    """Results already queued to the GUI thread when Cancel is pressed are not added."""
+    dc = glue_app.data_collection
+    dialog = open_import_dialog(glue_app)
+    fill(dialog, archive.url, size="1", workers=8)
+    search(qtbot, dialog)
+    n = dialog.preview.total
+    assert n == window_size and n > 4
+    sizes_at_cancel = []
+
+    def cancel_after_a_few(value):
+        if value >= 3 and not sizes_at_cancel:
+            dialog.cancel()
+            sizes_at_cancel.append(len(dc))
+
+    dialog.progress.valueChanged.connect(cancel_after_a_few)
+    fetch(qtbot, dialog)
+    kept = len(dc)
+    assert kept == sizes_at_cancel[0]  # nothing entered the session after Cancel
+    assert kept < n
+    assert dialog.status_label.text() == f"Cancelled: {kept} of {n} cutouts are in the session."
+    assert len(dialog.loaded) == kept
+    assert dialog.fetch_button.text() == f"Fetch {n - kept} remaining"
+
+
 @pytest.mark.slow
 def test_closing_mid_fetch_keeps_what_arrived(glue_app, qtbot, make_archive, window_size):
     arch = make_archive(latency=0.4)
@@ -264,7 +290,7 @@ def test_unreachable_archive_is_one_line(glue_app, qtbot):
     search(qtbot, dialog)
     text = dialog.status_label.text()
     assert dialog.state == "idle"
-    assert "127.0.0.1:9" in text and "failed" in text
+    assert text.startswith("Cannot reach the archive at 127.0.0.1:9:") and "try again" in text
     assert "\n" not in text and "Traceback" not in text
     assert len(glue_app.data_collection) == 0
 
