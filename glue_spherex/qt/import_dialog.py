@@ -662,7 +662,8 @@ class SpherexImportDialog(QtWidgets.QDialog):
         self._show_failures()
         self._set_state("finished")
         if message:
-            self.show_error(f"{message} ({loaded} of {total} cutouts are in the session)")
+            self.show_error(f"{message.rstrip('.')} ({loaded} of {total} cutouts are in the "
+                            "session).")
         elif self._cancel_pressed or self._cancelled or self._done < len(self._to_fetch):
             self._show(f"Cancelled: {loaded} of {total} cutouts are in the session.", _GREY)
         elif self.failures:
