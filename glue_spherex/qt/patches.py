@@ -35,13 +35,13 @@ def _batched_tree():
 def _restored_grids():
     from glue_qt.app import GlueApplication
 
+    from ..plugin import cutouts_in
     from .compare import (
         VIEW_KEY,
         reattach_wavelength_grids,
         restore_view,
         restore_view_when_shown,
     )
-    from ..plugin import cutouts_in
 
     glue_method = GlueApplication.__dict__["__setgluestate__"]  # a classmethod
 

@@ -39,8 +39,8 @@ def test_read_only_folder_names_the_directory():
 def test_output_under_a_file(tmp_path):
     afile = tmp_path / "a_file"
     afile.write_text("x")
-    with pytest.raises(OSError) as info:
-        open(afile / "cut.fits.part", "wb")
+    with pytest.raises(OSError) as info, open(afile / "cut.fits.part", "wb"):
+        pass
     text = _plain(plain_message(info.value))
     assert str(afile) in text and "choose another output folder" in text
 
