@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import SpherexFormatError
 
-__all__ = ["HDUSpan", "REQUIRED_EXTENSIONS", "PSF_EXTENSIONS", "scan_hdus",
+__all__ = ["HDUSpan", "REQUIRED_EXTENSIONS", "PSF_EXTENSIONS", "scan_hdus", "header_span",
            "scan_spectral_image", "IMAGE_DTYPES", "unwrap", "is_gzip", "header_cards", "card_value",
            "card_comment", "string_card", "image_array", "table_row", "table_columns",
            "table_array", "TableColumn", "MAX_INFLATED", "MAX_HEADER_BLOCKS", "END_CARD", "aligned_find"]
@@ -143,35 +143,49 @@ def scan_hdus(data, label="body"):
     while offset < n:
         if spans and not bytes(view[offset:offset + BLOCK]).strip(b"\0 "):
             break  # trailing padding after the last HDU
-        header_start = offset
-        while True:  # find the block holding the END card
-            if offset + BLOCK > n:
-                raise SpherexFormatError(
-                    f"{label} is truncated: header of HDU {len(spans)} ends after byte {n}")
-            if offset - header_start >= MAX_HEADER_BLOCKS * BLOCK:
-                raise SpherexFormatError(
-                    f"{label}: HDU {len(spans)} has no END card in its first "
-                    f"{MAX_HEADER_BLOCKS} header blocks (the limit)")
-            block = bytes(view[offset:offset + BLOCK])
-            offset += BLOCK
-            if any(m.start() % CARD == 0 for m in _END.finditer(block)):
-                break
-        cards = _cards(bytes(view[header_start:offset]))
-        if "XTENSION" not in cards and spans:
-            raise SpherexFormatError(f"{label}: HDU {len(spans)} has no XTENSION card")
-        extname = _string(cards.get("EXTNAME", "'PRIMARY'" if not spans else "''"))
-        where = f"{label}: HDU {len(spans)} ({extname or 'no EXTNAME'})"
-        size, bitpix, shape = _data_size(cards, where, bool(spans))
-        data_start = offset
-        offset += -(-size // BLOCK) * BLOCK
-        if offset > n:  # the standard pads every HDU to 2880 bytes
+        span = header_span(view, offset, len(spans), label)
+        if span is None:
             raise SpherexFormatError(
-                f"{label} is truncated: HDU {len(spans)} ({extname or 'no EXTNAME'}) needs "
-                f"{offset} bytes, got {n}")
-        spans.append(HDUSpan(len(spans), extname.upper(), header_start, data_start, size,
-                             offset, bitpix, shape, _float(cards, "BSCALE", 1.0),
-                             _float(cards, "BZERO", 0.0)))
+                f"{label} is truncated: header of HDU {len(spans)} ends after byte {n}")
+        if span.end > n:  # the standard pads every HDU to 2880 bytes
+            raise SpherexFormatError(
+                f"{label} is truncated: HDU {len(spans)} ({span.extname or 'no EXTNAME'}) "
+                f"needs {span.end} bytes, got {n}")
+        spans.append(span)
+        offset = span.end
     return spans
+
+
+def header_span(data, offset, index, label="body"):
+    """The :class:`HDUSpan` of the HDU whose header starts at ``offset`` of ``data``.
+
+    Returns None when ``data`` ends before the header's END card (a reader of byte ranges then
+    fetches more); the data need not be present, only the header. ``index`` is the HDU's
+    number (0 for the primary HDU).
+    """
+    view = memoryview(data)
+    n = len(view)
+    header_start = offset
+    while True:  # find the block holding the END card
+        if offset + BLOCK > n:
+            return None
+        if offset - header_start >= MAX_HEADER_BLOCKS * BLOCK:
+            raise SpherexFormatError(
+                f"{label}: HDU {index} has no END card in its first "
+                f"{MAX_HEADER_BLOCKS} header blocks (the limit)")
+        block = bytes(view[offset:offset + BLOCK])
+        offset += BLOCK
+        if any(m.start() % CARD == 0 for m in _END.finditer(block)):
+            break
+    cards = _cards(bytes(view[header_start:offset]))
+    if "XTENSION" not in cards and index:
+        raise SpherexFormatError(f"{label}: HDU {index} has no XTENSION card")
+    extname = _string(cards.get("EXTNAME", "'PRIMARY'" if not index else "''"))
+    where = f"{label}: HDU {index} ({extname or 'no EXTNAME'})"
+    size, bitpix, shape = _data_size(cards, where, bool(index))
+    end = offset + -(-size // BLOCK) * BLOCK
+    return HDUSpan(index, extname.upper(), header_start, offset, size, end, bitpix, shape,
+                   _float(cards, "BSCALE", 1.0), _float(cards, "BZERO", 0.0))
 
 
 def scan_spectral_image(data, label="body"):

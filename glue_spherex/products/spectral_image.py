@@ -640,6 +640,20 @@ class SpectralImage:
         with open_backing(source) as backing:
             return _image(backing, index, read_cutout_info(backing))
 
+    @classmethod
+    def from_buffer(cls, buffer, label, **provenance):
+        """A single spectral image over ``buffer`` (a 1-D uint8 array), without copying it.
+
+        For files read in part by byte ranges (:mod:`glue_spherex.products.partial`): every
+        header must be in place; data not yet read are zeros. ``provenance`` is
+        ``access_url``, ``release`` and ``processing``, as the fetcher records them.
+        """
+        if not (isinstance(buffer, np.ndarray) and buffer.dtype == np.uint8 and buffer.ndim == 1):
+            raise SpherexInputError("from_buffer needs a 1-D uint8 numpy array")
+        _check_magic(bytes(buffer[:len(_FITS_MAGIC)]), label)
+        with _Backing(buffer, label) as backing:
+            return cls(backing, "", **provenance)
+
     def close(self):
         """Release the file (closed when the last image read from it is closed)."""
         if not self._closed:
@@ -723,6 +737,13 @@ class SpectralImage:
         A tile-compressed FLAGS (pipeline 7) is decompressed on first access and kept.
         """
         return self._data("FLAGS")
+
+    def compressed_flags(self):
+        """The tile-compressed FLAGS as an astropy CompImageHDU (its ``section`` decompresses
+        only the tiles of the rows asked for); SpherexFormatError if FLAGS is not compressed."""
+        if not self.flags_compressed:
+            raise SpherexFormatError(f"{self._backing.label}: FLAGS is not tile-compressed")
+        return self._backing.compressed_hdu(self._names["FLAGS"])
 
     @property
     def variance(self):
