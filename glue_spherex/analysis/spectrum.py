@@ -45,6 +45,9 @@ __all__ = [
     "load_products",
     "product_psf",
     "pixel_geometry",
+    "check_options",
+    "measure_point",
+    "flag_bits_for",
 ]
 
 
@@ -239,7 +242,7 @@ def extract_spectrum(products_or_path, coord, radius=6 * u.arcsec, *,
         ``product_index`` (position in the input), ``status``, ``pipeline`` (major pipeline
         version of the cutout, 0 if unknown); sorted by wavelength.
     """
-    options = _check_options(coord, radius, annulus, aperture_correction,
+    options = check_options(coord, radius, annulus, aperture_correction,
                              min_unmasked_fraction)
     names = [bad_flags] if isinstance(bad_flags, str) else list(bad_flags)
     mask_from_names(np.zeros(1, np.int32), names)  # unknown flag names fail before any I/O
@@ -263,11 +266,13 @@ def extract_spectrum(products_or_path, coord, radius=6 * u.arcsec, *,
 def measure_frames(frames, coord, radius=6 * u.arcsec, *, annulus=None,
                    aperture_correction="psf", min_unmasked_fraction=0.5):
     """The photometry of :func:`extract_spectrum` on prepared :class:`Frame` objects."""
-    return _measure_all(frames, *_check_options(coord, radius, annulus, aperture_correction,
+    return _measure_all(frames, *check_options(coord, radius, annulus, aperture_correction,
                                                 min_unmasked_fraction))
 
 
-def _check_options(coord, radius, annulus, aperture_correction, min_unmasked_fraction):
+def check_options(coord, radius, annulus, aperture_correction, min_unmasked_fraction):
+    """The options of :func:`extract_spectrum`, checked: ``(coord, radius, annulus,
+    aperture_correction, min_unmasked_fraction)`` as :func:`measure_point` takes them."""
     coord = _check_coord(coord)
     radius = _check_angle(radius, "the aperture radius")
     if annulus is not None:
@@ -300,7 +305,8 @@ def _check_options(coord, radius, annulus, aperture_correction, min_unmasked_fra
 def _measure_all(frames, coord, radius, annulus, aperture_correction, min_unmasked_fraction):
     if not frames:
         raise SpherexInputError("no cutouts to measure")
-    rows = [_measure(i, f, coord, radius, annulus, aperture_correction, min_unmasked_fraction)
+    rows = [measure_point(i, f, coord, radius, annulus, aperture_correction,
+                          min_unmasked_fraction)
             for i, f in enumerate(frames)]
     table = _rows_to_table(rows)
     _flag_mixed_pipelines(table)
@@ -466,7 +472,12 @@ def _mirror_fill(weights, missing, bbox, window, good, data, x, y):
     return extra, fill_var, lost
 
 
-def _measure(index, frame, coord, radius, annulus, correction, min_fraction):
+def measure_point(index, frame, coord, radius, annulus, correction, min_fraction):
+    """One row of :func:`extract_spectrum`: the photometry of ``frame`` at ``coord``.
+
+    The options are those :func:`check_options` returns; ``index`` is the row's
+    ``product_index``. The row is a dict of the table's columns (and ``gaussian_psf``).
+    """
     from photutils.aperture import CircularAnnulus, CircularAperture
 
     row = _empty_row(index, frame)
