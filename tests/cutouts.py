@@ -27,7 +27,9 @@ from functools import lru_cache
 import numpy as np
 from astropy.io import fits
 
+from glue_spherex.errors import SpherexInputError
 from glue_spherex.local_archive.synthetic import (
+    NPIX,
     FrameSpec,
     cutout_bytes,
     cutout_window,
@@ -50,7 +52,6 @@ MJD_REAL = 61027.214984375
 R7_TAG = "l2b-v27-2026-222"
 #: M101, the centre of :func:`survey`.
 RA0, DEC0 = 210.80, 54.35
-NPIX = 2040
 
 
 def frame_spec(detector=3, *, ra=RA_REAL, dec=DEC_REAL, pa=0.0, mjd=MJD_REAL, obsid=OBSID,
@@ -61,7 +62,7 @@ def frame_spec(detector=3, *, ra=RA_REAL, dec=DEC_REAL, pa=0.0, mjd=MJD_REAL, ob
     the processing tag (e.g. ``'l2b-v26-2026-196'``, QR2 reprocessed).
     """
     if pipeline not in (6, 7):
-        raise ValueError(f"pipeline is 6 or 7, got {pipeline!r}")
+        raise SpherexInputError(f"pipeline is 6 or 7, got {pipeline!r}")
     if tag is None:
         tag = R7_TAG if pipeline == 7 else ""
     collection = "spherex_qr3" if "-v27-" in tag else "spherex_qr2"
@@ -98,7 +99,7 @@ def with_version(hdul, version):
 def one_zone_psf(hdul):
     """``hdul`` with its PSF cube cut to the plane of the zone holding the cutout's centre
     (a 1x1-zone cube whose ``XCTR_1``/``YCTR_1`` are that zone's): ``psf_at`` inside that
-    zone gives the universe's own plane, for a 100th of the bytes."""
+    zone gives the universe's own plane, for a 121st of the bytes."""
     image = hdul["IMAGE"].header
     x0, y0 = 1 - int(round(image["CRPIX1A"])), 1 - int(round(image["CRPIX2A"]))
     ix, iy = (int(v) for v in zone_index(x0 + (image["NAXIS1"] - 1) / 2,

@@ -15,6 +15,7 @@ from cutouts import (
     frame_spec,
     make_cutout,
     make_frame,
+    one_zone_psf,
     to_bytes,
     with_version,
 )
@@ -217,6 +218,15 @@ def test_erratum_file_breaks_the_keyword_number_method(d5_frame):
     assert keyword_method(erratum, px, py) != _expected_plane(px, py)
     with SpectralImage.open(with_version(d5_frame, "6.5.5")) as image:
         assert image.psf_row(px, py) == _expected_plane(px, py)
+
+
+def test_one_zone_psf_of_the_test_survey_keeps_the_universes_plane():
+    # tests/cutouts.py cuts the PSF cube of its glue-test cutouts to one zone
+    full = make_cutout(frame_spec(2), 1500, 400, 24, 24)
+    with SpectralImage.open(full) as a, SpectralImage.open(one_zone_psf(full)) as b:
+        assert b.psf.shape == (1, 101, 101) and a.psf_zone(12, 12) == (8, 2)
+        np.testing.assert_array_equal(b.psf_at(12, 12), a.psf_at(12, 12))
+        np.testing.assert_array_equal(b.psf_at(0, 23), psf_cube(2)[2 * NZONE + 8])
 
 
 # -- hdulist -----------------------------------------------------------------------------------
