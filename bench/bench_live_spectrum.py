@@ -21,7 +21,7 @@ from astropy.coordinates import SkyCoord
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from synthetic_cutouts import covering_frames  # noqa: E402
+from cutouts import covering_frames  # noqa: E402
 
 from glue_spherex.analysis.spectrum import extract_spectrum  # noqa: E402
 from glue_spherex.local_archive.synthetic import cutout_bytes, default_sky  # noqa: E402

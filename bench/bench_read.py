@@ -1,9 +1,9 @@
 """Per-cutout read cost of both layouts: pipeline < 7 (QR2) vs pipeline 7 (FLAGS compressed or not).
 
-Builds, with astropy (the test builders of ``tests/spherex_testfiles.py``), one combined file
-per layout holding K cutouts of 29x29 pixels (IRSA's 180" cutouts) from a full frame: QR2
-(int32 FLAGS, PSF cube), R7 with RICE_1 tile-compressed FLAGS and an EPSF table, and R7 with
-plain int32 FLAGS. Then, per layout, times what a reader does for each cutout -- open (header
+Builds, with the synthetic universe (the test generator ``tests/cutouts.py``), one combined
+file per layout holding K cutouts of 29x29 pixels (IRSA's 180" cutouts) of one D5 exposure:
+QR2 (int32 FLAGS, PSF cube), R7 with RICE_1 tile-compressed FLAGS and an EPSF table, and R7
+with plain int32 FLAGS. Then, per layout, times what a reader does for each cutout -- open (header
 scan of the file, one SpectralImage per cutout), IMAGE, FLAGS (decompressed for RICE_1),
 per-pixel wavelength and the PSF zone of the centre pixel with its array -- and prints
 ms/cutout and the ratios to QR2, best of R runs, all in one process (warm page cache). Run:
@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from spherex_testfiles import make_cutout, make_frame, make_r7_frame  # noqa: E402
+from cutouts import cutout_bytes, frame_spec  # noqa: E402
 
 from glue_spherex.products.combined import CombinedWriter  # noqa: E402
 from glue_spherex.products.spectral_image import open_products  # noqa: E402
@@ -30,13 +30,13 @@ from glue_spherex.products.spectral_image import open_products  # noqa: E402
 SIZE = 29
 
 
-def write_combined(path, frame, k, flags_compressed=None):
+def write_combined(path, spec, k, flags="compressed"):
     rng = np.random.default_rng(1)
     corners = rng.integers(0, 2040 - SIZE, (k, 2))
     planned = [{"cutout_index": i + 1, "access_url": f"cutout{i + 1}"} for i in range(k)]
     with CombinedWriter(path, planned, overwrite=True) as writer:
         for i, (x0, y0) in enumerate(corners):
-            writer.add(i + 1, make_cutout(frame, int(x0), int(y0), SIZE, SIZE, flags_compressed))
+            writer.add(i + 1, cutout_bytes(spec, int(x0), int(y0), SIZE, SIZE, flags))
 
 
 def read_all(path):
@@ -67,15 +67,14 @@ def main():
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         layouts = {
-            "QR2 (pipeline < 7)": (make_frame(detector=5), None),
-            "R7, FLAGS RICE_1": (make_r7_frame(compressed=True), True),
-            "R7, FLAGS int32": (make_r7_frame(compressed=True), False),
+            "QR2 (pipeline < 7)": (frame_spec(5), "compressed"),
+            "R7, FLAGS RICE_1": (frame_spec(5, pipeline=7), "compressed"),
+            "R7, FLAGS int32": (frame_spec(5, pipeline=7), "plain"),
         }
         paths = {}
-        for name, (frame, compressed) in layouts.items():
+        for name, (spec, flags) in layouts.items():
             paths[name] = os.path.join(tmp, f"{len(paths)}.fits")
-            write_combined(paths[name], frame, args.cutouts, compressed)
-        del layouts
+            write_combined(paths[name], spec, args.cutouts, flags)
         print(f"{args.cutouts} cutouts of {SIZE}x{SIZE} per file, best of {args.repeat}; per cutout: "
               "open + IMAGE + FLAGS + wavelength + PSF zone and array")
         results = {}

@@ -23,7 +23,7 @@ import resource
 import tempfile
 from functools import cache
 
-from synthetic_cutouts import covering_frames
+from cutouts import covering_frames
 
 from glue_spherex.errors import SpherexError
 from glue_spherex.fitsbytes.scan import scan_hdus

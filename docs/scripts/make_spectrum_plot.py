@@ -20,7 +20,7 @@ from astropy.coordinates import SkyCoord
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from synthetic_cutouts import cutouts_at  # noqa: E402
+from cutouts import cutouts_at  # noqa: E402
 
 from glue_spherex.analysis.spectrum import DETECTOR_COLOURS, extract_spectrum  # noqa: E402
 from glue_spherex.local_archive.synthetic import BANDS, DETECTOR_FWHM, default_sky  # noqa: E402

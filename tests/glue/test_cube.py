@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from astropy.coordinates import SkyCoord
 from astropy.wcs import WCS
+from cutouts import cutouts_at
 from glue.core import DataCollection
-from synthetic_cutouts import cutouts_at
 
 from glue_spherex.analysis.cube import reproject_cube
 from glue_spherex.analysis.spectrum import extract_spectrum

@@ -5,11 +5,11 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
+from cutouts import survey, write_combined
 from glue.config import data_exporter
 from glue.core import Data, DataCollection
 from glue.core.data_factories import load_data
 from glue.core.state import GlueSerializer, GlueUnSerializer
-from plugin_cutouts import survey, write_combined
 
 from glue_spherex import plugin
 from glue_spherex.errors import SpherexInputError

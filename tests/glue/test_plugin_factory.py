@@ -8,12 +8,21 @@ import pytest
 from astropy.io import fits
 from astropy.time import Time
 from astropy.wcs import WCS
+from cutouts import (
+    DEC0,
+    RA0,
+    frame_spec,
+    make_cutout,
+    make_frame,
+    one_zone_psf,
+    survey,
+    write_combined,
+)
 from glue.config import autolinker, data_exporter, data_factory
 from glue.core.data_factories import find_factory, load_data
-from plugin_cutouts import cutout_hdul, survey, write_combined
-from spherex_testfiles import make_frame
 
 from glue_spherex import plugin
+from glue_spherex.local_archive.synthetic import frame_headers
 from glue_spherex.plugin import datasets, exporter, factory, linkmanager, links, patches
 from glue_spherex.plugin.patches import wcs_autolinker
 from glue_spherex.products.spectral_image import SpectralImage
@@ -82,10 +91,13 @@ def test_teardown_restores_glue_and_setup_reapplies():
     assert sum(m.function is factory.read_spherex for m in data_factory.members) == 1
 
 
+CUTOUT_SPEC = frame_spec(4, ra=RA0, dec=DEC0, pa=30, mjd=61045.25, obsid="2026W02_1B_0042_3")
+
+
 @pytest.fixture(scope="module")
 def cutout_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("factory") / "cutout.fits"
-    cutout_hdul(detector=4, pa=30, size=30, mjd=61045.25, obsid="2026W02_1B_0042_3").writeto(path)
+    make_cutout(CUTOUT_SPEC, 990, 990, 30, 30).writeto(path)
     return path
 
 
@@ -110,8 +122,12 @@ def test_cutout_file_opens_as_one_dataset(cutout_file):
     assert meta["spherex"] is True and datasets.is_spherex_data(data)
     assert (meta["obs_id"], meta["detector"], meta["bandpass"]) == \
         ("2026W02_1B_0042_3", 4, "SPHEREx-D4")
+    truth = frame_headers(CUTOUT_SPEC)["IMAGE"]
     assert (meta["mjd_beg"], meta["mjd_avg"], meta["mjd_end"]) == \
-        (61045.25, 61045.25 + 0.0007, 61045.25 + 0.0013)
+        (truth["MJD-BEG"], truth["MJD-AVG"], truth["MJD-END"])
+    assert meta["mjd_beg"] == 61045.25
+    assert meta["mjd_end"] == pytest.approx(CUTOUT_SPEC.mjd_end, abs=1e-9)
+    assert meta["mjd_end"] - meta["mjd_beg"] == pytest.approx(115.12 / 86400, abs=1e-9)
     wl, bw = product.pixel_to_wave(14.5, 14.5)
     assert meta["central_wavelength"] == pytest.approx(float(wl))
     assert meta["central_bandwidth"] == pytest.approx(float(bw))
@@ -140,11 +156,7 @@ def test_coords_are_the_celestial_wcs_only(cutout_file):
 
 @pytest.mark.slow
 def test_full_frame_file(tmp_path):
-    frame = make_frame(detector=1)
-    frame["PSF"].data = frame["PSF"].data[:1].copy()  # keep the file small
-    for key in list(frame["PSF"].header):
-        if key[1:4] == "CTR" or key[1:4] == "WID":
-            del frame["PSF"].header[key]
+    frame = one_zone_psf(make_frame(frame_spec(1)))  # keep the file small
     path = tmp_path / "frame.fits"
     frame.writeto(path)
     data = load_data(str(path))

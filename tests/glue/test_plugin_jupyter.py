@@ -9,7 +9,7 @@ import asyncio
 
 import numpy as np
 import pytest
-from plugin_cutouts import DEC0, RA0, survey, write_combined
+from cutouts import DEC0, RA0, survey, write_combined
 
 pytest.importorskip("glue_jupyter")
 

@@ -7,6 +7,7 @@ of the link chain glue would use for each, and the pixel-aligned datasets.
 
 import numpy as np
 import pytest
+from cutouts import survey
 from glue.core import Data, DataCollection
 from glue.core.component_id import ComponentID
 from glue.core.component_link import ComponentLink
@@ -15,7 +16,6 @@ from glue.core.link_helpers import LinkSame
 from glue.core.link_manager import LinkManager
 from glue.core.message import ExternallyDerivableComponentsChangedMessage
 from glue.plugins.wcs_autolinking.wcs_autolinking import WCSLink
-from plugin_cutouts import survey
 
 from glue_spherex import plugin
 from glue_spherex.plugin import patches, product_to_data

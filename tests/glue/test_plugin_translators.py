@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from astropy.coordinates import SkyCoord
 from astropy.nddata import StdDevUncertainty
+from cutouts import cutouts_at
 from glue.config import data_translator
 from glue.core import Data, DataCollection
 from glue.core.subset import RangeSubsetState
-from synthetic_cutouts import cutouts_at
 
 from glue_spherex import plugin
 from glue_spherex.analysis.spectrum import extract_spectrum

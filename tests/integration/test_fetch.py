@@ -333,7 +333,7 @@ def test_cutout_bytes_read_like_astropy():
     import numpy as np
     from astropy.io import fits
     from astropy.wcs import WCS
-    from spherex_testfiles import make_cutout, make_frame, to_bytes
+    from cutouts import frame_spec, make_cutout, to_bytes
 
     from glue_spherex.errors import SpherexFormatError
     from glue_spherex.products.spectral_image import SpectralImage
@@ -342,7 +342,7 @@ def test_cutout_bytes_read_like_astropy():
     windows = {1: (1000, 1000, 59, 59), 2: (0, 0, 20, 30), 3: (2020, 1500, 20, 40),
                4: (1990, 2000, 50, 40), 5: (700, 2030, 33, 10), 6: (5, 1200, 117, 117)}
     for det, (x0, y0, nx, ny) in windows.items():
-        cut = make_cutout(make_frame(detector=det), x0, y0, nx, ny)
+        cut = make_cutout(frame_spec(det), x0, y0, nx, ny)
         data = to_bytes(cut)
         hdul = fits.open(io.BytesIO(data))
         h = hdul["IMAGE"].header

@@ -20,7 +20,7 @@ import sys
 
 import pytest
 import qt_support
-from plugin_cutouts import survey, write_combined
+from cutouts import survey, write_combined
 from qt_support import WINDOW, fetch, fill, open_import_dialog, search
 
 pytest.importorskip("glue_qt")

@@ -6,10 +6,10 @@ import astropy.units as u
 import numpy as np
 import pytest
 from astropy.coordinates import SkyCoord
+from cutouts import cutouts_at
 from glue.core import DataCollection
 from glue.core.roi import CircularROI, RectangularROI
 from glue.core.subset import RangeSubsetState, RoiSubsetState
-from synthetic_cutouts import cutouts_at
 
 from glue_spherex.analysis.spectrum import extract_spectrum
 from glue_spherex.errors import SpherexInputError

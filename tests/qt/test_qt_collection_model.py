@@ -8,10 +8,10 @@ import os
 
 import pytest
 import qt_support
+from cutouts import survey
 from glue.core import Data
 from glue.core.roi import RectangularROI
 from glue.core.subset import RoiSubsetState
-from plugin_cutouts import survey
 
 from glue_spherex.plugin import link_cutouts, product_to_data
 from glue_spherex.products.spectral_image import SpectralImage

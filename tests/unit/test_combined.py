@@ -9,16 +9,12 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
-from spherex_testfiles import make_cutout, make_frame, to_bytes
+from cutouts import FrameSpec, cutout_bytes, frame_spec, make_cutout, to_bytes, with_version
 
 from glue_spherex.errors import SpherexFormatError, SpherexInputError
+from glue_spherex.local_archive.synthetic import frame_wcs
 from glue_spherex.products.combined import CombinedWriter, read_combined
 from glue_spherex.products.spectral_image import SpectralImage, open_products
-
-try:  # the synthetic universe of the local archive, when present
-    from glue_spherex.local_archive.synthetic import FrameSpec, cutout_bytes, frame_wcs
-except ImportError:
-    FrameSpec = cutout_bytes = frame_wcs = None
 
 TARGET = SkyCoord(10.68, 41.27, unit="deg")
 TUTORIAL_COLUMNS = ["cutout_index", "observation_date", "central_wavelength", "access_url"]
@@ -26,12 +22,13 @@ TUTORIAL_COLUMNS = ["cutout_index", "observation_date", "central_wavelength", "a
 
 @pytest.fixture(scope="module")
 def cutouts():
-    """Five cutouts from a D3 and a D5 frame: {cutout_index: HDUList}, all containing TARGET."""
-    d3 = make_frame(3, obsid="2025W51_1A_0684_2")
-    d5 = make_frame(5, obsid="2025W52_2B_0011_1", version="6.5.5")
+    """Five cutouts of a D3 and a D5 frame pointed alike (D5 labelled 6.5.5, the PSF erratum):
+    {cutout_index: HDUList}, all containing TARGET."""
+    d3, d5 = frame_spec(3), frame_spec(5, obsid="2025W52_2B_0011_1")
     windows = [(d3, 1330, 900, 40, 30), (d5, 1320, 890, 60, 50), (d3, 1300, 880, 80, 70),
                (d5, 1335, 905, 20, 20), (d3, 1325, 895, 35, 45)]
-    return {i + 1: make_cutout(f, *w) for i, (f, *w) in enumerate(windows)}
+    return {i + 1: make_cutout(spec, *w) if spec is d3 else
+            with_version(make_cutout(spec, *w), "6.5.5") for i, (spec, *w) in enumerate(windows)}
 
 
 def _planned(n):
@@ -236,7 +233,6 @@ def test_planned_validation(cutouts, tmp_path):
     assert list(Table.read(path, hdu=1)["status"]) == ["missing", "missing"]
 
 
-@pytest.mark.skipif(cutout_bytes is None, reason="glue_spherex.local_archive.synthetic not available")
 def test_synthetic_archive_cutouts(tmp_path):
     # cutouts as the local archive serves them, around one target seen by three detectors
     specs = [FrameSpec("2025W21_1A_0001_1", det, 150.1, 2.2, 30.0, 60800.0) for det in (1, 4, 6)]

@@ -9,23 +9,30 @@ import pytest
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.wcs import WCS
-from spherex_testfiles import make_cutout, make_frame, to_bytes
+from cutouts import (
+    FrameSpec,
+    cutout_bytes,
+    frame_spec,
+    make_cutout,
+    make_frame,
+    one_zone_psf,
+    to_bytes,
+    with_version,
+)
 
 from glue_spherex.errors import SpherexFormatError, SpherexInputError
+from glue_spherex.local_archive.synthetic import frame_headers, psf_cube
+from glue_spherex.local_archive.synthetic.psf import NZONE, zone_index
 from glue_spherex.products.flags import DEFAULT_BAD_FLAGS, describe, flag_bits, mask_from_names
 from glue_spherex.products.spectral_image import SpectralImage, is_spherex_product, open_products
 
-try:  # the synthetic universe of the local archive, when present
-    from glue_spherex.local_archive.synthetic import FrameSpec, cutout_bytes
-except ImportError:
-    FrameSpec = cutout_bytes = None
-
 X0, Y0, NX, NY = 1292, 863, 117, 117  # the window of the real IRSA cutout header
+SPEC = frame_spec(3)  # D3: the non-square 9x14 wavelength grid; the real file's pointing
 
 
 @pytest.fixture(scope="module")
 def frame():
-    return make_frame(3)  # D3: the non-square 9x14 wavelength grid
+    return make_frame(SPEC)
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +43,8 @@ def frame_path(frame, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cutout(frame):
-    return make_cutout(frame, X0, Y0, NX, NY)
+def cutout():
+    return make_cutout(SPEC, X0, Y0, NX, NY)
 
 
 # -- sources -----------------------------------------------------------------------------------
@@ -60,10 +67,11 @@ def test_every_kind_of_source_reads_the_same(cutout, tmp_path):
 def test_metadata(frame_path):
     with SpectralImage.open(frame_path) as image:
         assert (image.obsid, image.detector, image.bandpass) == ("2025W51_1A_0684_2", 3, "SPHEREx-D3")
-        assert image.mjd_beg == 61027.214984375
-        assert image.mjd_avg == 61027.215650564
-        assert image.mjd_end == 61027.216316753
-        assert image.exptime == 113.5826
+        truth = frame_headers(SPEC)["IMAGE"]
+        assert image.mjd_beg == truth["MJD-BEG"] == 61027.214984375  # the real file's
+        assert image.mjd_avg == truth["MJD-AVG"] == pytest.approx(SPEC.mjd_avg, abs=1e-9)
+        assert image.mjd_end == truth["MJD-END"] == pytest.approx(SPEC.mjd_end, abs=1e-9)
+        assert image.exptime == truth["XPOSURE"] == 113.5826
         assert image.psf_fwhm == pytest.approx(5.222648214064271)
         assert image.version == "6.4+psffix1"
         assert image.parent_origin == (0, 0)
@@ -169,21 +177,33 @@ def test_wavelength_at_uses_sip_for_sky_to_pixel(cutout):
 # -- PSF zones -------------------------------------------------------------------------------
 
 def _expected_plane(px, py):
-    return int(py * 11 // 2040) * 11 + int(px * 11 // 2040)
+    """Plane of the universe's PSF cube used for parent pixel (px, py): x fastest."""
+    ix, iy = zone_index(px, py)
+    return int(iy) * NZONE + int(ix)
+
+
+@pytest.fixture(scope="module")
+def d5_frame():
+    return make_frame(frame_spec(5))
 
 
 @pytest.mark.parametrize("version", ["6.4+psffix1", "6.5.6", "6.5.5"])
-def test_psf_zone_lookup(version):
-    frame = make_frame(5, version=version)  # 6.5.5: zone keywords written y-fast (erratum)
+def test_psf_zone_lookup(version, d5_frame):
+    frame = with_version(d5_frame, version)  # 6.5.5: zone keywords written y-fast (erratum)
     image = SpectralImage.open(frame)
+    cube = psf_cube(5)
     for px, py in [(0, 0), (2039, 0), (0, 2039), (1000, 300), (300, 1000), (1900, 1200)]:
-        # the test cube holds the plane number in every pixel of the plane
-        assert image.psf_at(px, py)[50, 50] == _expected_plane(px, py)
-    cut = SpectralImage.open(make_cutout(frame, 1700, 150, 50, 50))
-    assert cut.psf_at(10, 10)[0, 0] == _expected_plane(1710, 160)
+        plane = _expected_plane(px, py)
+        assert image.psf_row(px, py) == plane
+        np.testing.assert_array_equal(image.psf_at(px, py), cube[plane])
+    # (1000, 300) and (300, 1000) are transposed zones: a y-fast reading would swap them
+    assert image.psf_zone(1000, 300) == (5, 1) and image.psf_zone(300, 1000) == (1, 5)
+    cut = SpectralImage.open(with_version(make_cutout(frame_spec(5), 1700, 150, 50, 50), version))
+    assert cut.psf_row(10, 10) == _expected_plane(1710, 160)
+    np.testing.assert_array_equal(cut.psf_at(10, 10), cube[_expected_plane(1710, 160)])
 
 
-def test_erratum_file_breaks_the_keyword_number_method():
+def test_erratum_file_breaks_the_keyword_number_method(d5_frame):
     # The tutorial picks plane k of the nearest (XCTR_k, YCTR_k): right for fixed files,
     # transposed for VERSION <= 6.5.5 files. This is the case psf_at must get right.
     def keyword_method(header, px, py):
@@ -192,9 +212,21 @@ def test_erratum_file_breaks_the_keyword_number_method():
         return int(np.argmin(d))
 
     px, py = 1900, 200
-    fixed, erratum = make_frame(5, "6.5.6")["PSF"].header, make_frame(5, "6.5.5")["PSF"].header
+    fixed = with_version(d5_frame, "6.5.6")["PSF"].header
+    erratum = with_version(d5_frame, "6.5.5")["PSF"].header
     assert keyword_method(fixed, px, py) == _expected_plane(px, py)
     assert keyword_method(erratum, px, py) != _expected_plane(px, py)
+    with SpectralImage.open(with_version(d5_frame, "6.5.5")) as image:
+        assert image.psf_row(px, py) == _expected_plane(px, py)
+
+
+def test_one_zone_psf_of_the_test_survey_keeps_the_universes_plane():
+    # tests/cutouts.py cuts the PSF cube of its glue-test cutouts to one zone
+    full = make_cutout(frame_spec(2), 1500, 400, 24, 24)
+    with SpectralImage.open(full) as a, SpectralImage.open(one_zone_psf(full)) as b:
+        assert b.psf.shape == (1, 101, 101) and a.psf_zone(12, 12) == (8, 2)
+        np.testing.assert_array_equal(b.psf_at(12, 12), a.psf_at(12, 12))
+        np.testing.assert_array_equal(b.psf_at(0, 23), psf_cube(2)[2 * NZONE + 8])
 
 
 # -- hdulist -----------------------------------------------------------------------------------
@@ -298,7 +330,6 @@ def test_bad_source_types(tmp_path):
 
 # -- files from glue_spherex.local_archive.synthetic (the local archive's writer) -----------------------------
 
-@pytest.mark.skipif(cutout_bytes is None, reason="glue_spherex.local_archive.synthetic not available")
 def test_synthetic_archive_cutouts_agree_where_they_overlap():
     spec = FrameSpec("2025W21_1A_0001_1", 4, 150.1, 2.2, 30.0, 60800.0)
     a = SpectralImage.open(cutout_bytes(spec, 100, 1700, 60, 50))

@@ -1,17 +1,20 @@
 """Pipeline-7 products (QR3, and QR2 reprocessed) next to pipeline < 7 ones: the reader, the
 fetch body check, combined files, spectra and glue.
 
-Files are built with astropy (:mod:`spherex_testfiles`): the real QR3 IMAGE header and R7
-WCS-WAVE HDU, FLAGS as ``CompImageHDU(int32, 'RICE_1', tile_shape=(1, nx))`` or as a plain
-int32 image, MSKN/MSKM cards and an EPSF table. Everything the byte-level reader returns is
-compared with what astropy reads from the same bytes.
+Files are the synthetic universe's (:mod:`cutouts`): one exposure in both processings, the
+pipeline-7 one with the real QR3 IMAGE keyword set and R7 WCS-WAVE HDU, FLAGS as
+``CompImageHDU(int32, 'RICE_1', tile_shape=(1, nx))`` or as a plain int32 image, MSKN/MSKM
+cards and an EPSF table. Everything the byte-level reader returns is compared with what
+astropy reads from the same bytes, and the EPSF with the universe's ``epsf_table``.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 import warnings
+from pathlib import Path
 
 import astropy.units as u
 import numpy as np
@@ -19,46 +22,42 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
-from spherex_testfiles import (
-    R7_IMAGE_HEADER,
-    epsf_hdu,
-    make_cutout,
-    make_frame,
-    make_r7_frame,
-    psf_hdu,
-    to_bytes,
-)
+from cutouts import cutout_bytes, frame_bytes, frame_spec, make_cutout, to_bytes
 
 from glue_spherex.analysis.spectrum import MixedPipelineWarning, extract_spectrum
 from glue_spherex.cli.main import main as cli_main
 from glue_spherex.errors import SpherexFormatError
 from glue_spherex.fitsbytes.scan import scan_spectral_image, table_array
+from glue_spherex.local_archive.synthetic import frame_headers, survey_target_id
+from glue_spherex.local_archive.synthetic.pipeline7 import DETECTOR_FWHM_R7, epsf_table
+from glue_spherex.local_archive.synthetic.spec import survey_target_name
 from glue_spherex.products.combined import CombinedWriter, read_combined
 from glue_spherex.products.epsf import point_fractions
-from glue_spherex.products.flags import FLAG_TABLE, describe, mask_from_names
+from glue_spherex.products.flags import describe, mask_from_names
 from glue_spherex.products.spectral_image import SpectralImage, open_products
 
 X0, Y0, SIZE = 700, 1300, 29
-OBSID = "2025W17_4B_0238_2"
+OBSID = "2025W17_4B_0292_2"  # an exposure with a satellite STREAK across the window
+#: One D5 exposure in its pipeline-7 (QR3) and its pipeline < 7 processing: same sky, same WCS.
+SPEC7 = frame_spec(5, obsid=OBSID, pipeline=7)
+SPEC6 = frame_spec(5, obsid=OBSID)
+#: The real QR3 D5 IMAGE header (a copy of the shared reference file).
+R7_IMAGE_HEADER = Path(__file__).parents[1] / "data" / "r7" / \
+    "qr3_D5_IMAGE_header_2026W30_2A_0049_1.json"
 
 
 @pytest.fixture(scope="module")
 def r7_frame():
-    return make_r7_frame(obsid=OBSID)
+    """The full pipeline-7 frame as bytes (FLAGS compressed, heap padded to IRSA's size)."""
+    return frame_bytes(SPEC7)
 
 
 @pytest.fixture(scope="module")
-def qr2_frame():
-    return make_frame(detector=5, obsid=OBSID)
-
-
-@pytest.fixture(scope="module")
-def cutouts(r7_frame, qr2_frame):
+def cutouts():
     """``{name: cutout bytes}``: R7 with compressed FLAGS, R7 plain, QR2 -- same window."""
-    return {"r7_rice": to_bytes(make_cutout(r7_frame, X0, Y0, SIZE, SIZE)),
-            "r7_plain": to_bytes(make_cutout(r7_frame, X0, Y0, SIZE, SIZE,
-                                             flags_compressed=False)),
-            "qr2": to_bytes(make_cutout(qr2_frame, X0, Y0, SIZE, SIZE))}
+    return {"r7_rice": cutout_bytes(SPEC7, X0, Y0, SIZE, SIZE),
+            "r7_plain": cutout_bytes(SPEC7, X0, Y0, SIZE, SIZE, flags="plain"),
+            "qr2": cutout_bytes(SPEC6, X0, Y0, SIZE, SIZE)}
 
 
 def _astropy_value(header, key):
@@ -70,7 +69,7 @@ def _astropy_value(header, key):
 
 @pytest.mark.parametrize("which", ["r7_rice", "r7_plain", "qr2", "r7_frame"])
 def test_byte_reader_agrees_with_astropy_on_every_hdu(which, cutouts, r7_frame):
-    data = to_bytes(r7_frame) if which == "r7_frame" else cutouts[which]
+    data = r7_frame if which == "r7_frame" else cutouts[which]
     with SpectralImage.open(data) as image, \
             fits.open(io.BytesIO(data), disable_image_compression=True) as raw, \
             fits.open(io.BytesIO(data)) as hdul:
@@ -82,9 +81,9 @@ def test_byte_reader_agrees_with_astropy_on_every_hdu(which, cutouts, r7_frame):
             keywords = backing.keywords(span.extname)
             for key in keywords:  # every keyword the reader returns
                 assert keywords[key] == _astropy_value(hdu.header, key), (span.extname, key)
-        assert np.array_equal(image.image, hdul["IMAGE"].data)
-        assert np.array_equal(image.variance, hdul["VARIANCE"].data)
-        assert np.array_equal(image.zodi, hdul["ZODI"].data)
+        assert np.array_equal(image.image, hdul["IMAGE"].data, equal_nan=True)
+        assert np.array_equal(image.variance, hdul["VARIANCE"].data, equal_nan=True)
+        assert np.array_equal(image.zodi, hdul["ZODI"].data, equal_nan=True)
         assert image.flags.dtype.kind == "i"
         assert np.array_equal(image.flags, hdul["FLAGS"].data)  # decompressed by astropy too
         assert image.flags_compressed == (which in ("r7_rice", "r7_frame"))
@@ -135,12 +134,18 @@ def test_release_and_processing_from_the_path(tmp_path, cutouts):
         assert (image.release, image.processing) == ("qr3", "l2b-v27-2026-222")
 
 
-def test_real_qr3_header_keywords_reach_the_product(cutouts):
+def test_qr3_header_keywords_reach_the_product(cutouts):
     real = json.loads(R7_IMAGE_HEADER.read_text())["header"]
+    truth = frame_headers(SPEC7)["IMAGE"]
     with SpectralImage.open(cutouts["r7_rice"]) as image:
-        assert image.header["SPS_TARGET"] == real["SPS_TARGET"] == "SPS_106011_S34"
-        assert image.header["L2 N_XTALK"] == real["L2 N_XTALK"]
-        assert image.psf_fwhm == pytest.approx(real["PSF_FWHM"])
+        # the keyword set of the real QR3 header, the values of this exposure
+        assert [key for key in real if key not in image.header] == []
+        target = survey_target_name(survey_target_id(SPEC7))
+        assert image.header["SPS_TARGET"] == truth["SPS_TARGET"] == target
+        assert re.fullmatch(r"SPS_\d{6}_S34", target) and re.fullmatch(r"SPS_\d{6}_S34",
+                                                                         real["SPS_TARGET"])
+        assert image.header["L2 N_XTALK"] == truth["L2 N_XTALK"] > 0
+        assert image.psf_fwhm == pytest.approx(DETECTOR_FWHM_R7[5]) == real["PSF_FWHM"]
         assert image.detector == 5 and image.keywords["CRPIX1A"] == 1.0 - X0
 
 
@@ -198,10 +203,10 @@ def test_body_check_accepts_both_layouts_and_rejects_what_it_did(cutouts):
 @pytest.mark.parametrize("detector, lattice", [(5, (21, 21)), (3, (11, 41))])
 def test_epsf_zone_is_the_nearest_centre_to_the_parent_pixel(detector, lattice):
     nx, ny = lattice
-    table = epsf_hdu(detector)
+    table = epsf_table(detector)  # the universe's truth
     assert len(table.data) == nx * ny
     assert np.allclose(table.data["EPSF"].sum(axis=(1, 2)), 1.0)
-    hdul = make_cutout(make_r7_frame(detector=detector, compressed=False), 1900, 40, 21, 21)
+    hdul = make_cutout(frame_spec(detector, pipeline=7), 1900, 40, 21, 21, flags="plain")
     with SpectralImage.open(hdul) as image:
         for x, y in ((0, 0), (20, 20), (10, 3)):
             px, py = 1900 + x, 40 + y  # 0-based parent pixel
@@ -216,7 +221,7 @@ def test_epsf_zone_is_the_nearest_centre_to_the_parent_pixel(detector, lattice):
 def test_point_sampled_fractions_follow_photutils_imagepsf():
     from photutils.psf import ImagePSF
 
-    array = epsf_hdu(5).data["EPSF"][17]
+    array = epsf_table(5).data["EPSF"][17]
     xs, ys = np.arange(-6.0, 7.0), np.arange(-6.0, 7.0)
     frac = point_fractions(array, (5, 5), 0.3, -0.2, xs, ys)
     model = ImagePSF(array, x_0=0.3, y_0=-0.2, oversampling=5)
@@ -241,8 +246,8 @@ def _with_point_source(hdul, image, x, y, flux_ujy):
 
 
 @pytest.mark.parametrize("radius", [6, 12])
-def test_epsf_aperture_correction_recovers_a_point_source(r7_frame, radius):
-    hdul = make_cutout(r7_frame, X0, Y0, SIZE, SIZE)
+def test_epsf_aperture_correction_recovers_a_point_source(radius):
+    hdul = make_cutout(SPEC7, X0, Y0, SIZE, SIZE)
     x, y = 14.3, 13.6
     with SpectralImage.open(hdul) as image:
         hdul = _with_point_source(hdul, image, x, y, 1000.0)
@@ -257,31 +262,16 @@ def test_epsf_aperture_correction_recovers_a_point_source(r7_frame, radius):
     assert raw[0]["flux"].to_value(u.uJy) < 990.0
 
 
-def _as_pipeline6(r7_cutout_hdul):
-    """The same pixels and sky in the pipeline < 7 layout (PSF cube, plain FLAGS, MP_ cards)."""
-    out = fits.HDUList([fits.PrimaryHDU()])
-    out[0].header["VERSION"] = "6.4+psffix1"
-    for hdu in r7_cutout_hdul[1:]:
-        if hdu.name == "EPSF":
-            out.append(psf_hdu())
-        elif hdu.name == "FLAGS":
-            h = hdu.header.copy()
-            for key in [k for k in h if k.startswith("MSK")]:
-                del h[key]
-            for bit, name, _ in FLAG_TABLE:
-                if bit not in (20, 25, 29):  # the pipeline-7 additions
-                    h[f"HIERARCH MP_{name}"] = bit
-            out.append(fits.ImageHDU(np.asarray(hdu.data), header=h, name="FLAGS"))
-        else:
-            out.append(hdu.copy())
-    return out
+def _as_pipeline6():
+    """The same exposure and window in its pipeline < 7 processing (PSF cube, MP_ cards)."""
+    return make_cutout(SPEC6, X0, Y0, SIZE, SIZE)
 
 
-def test_a_spectrum_mixing_pipelines_says_so(r7_frame, tmp_path, capsys):
-    hdul = make_cutout(r7_frame, X0, Y0, SIZE, SIZE)
+def test_a_spectrum_mixing_pipelines_says_so(tmp_path, capsys):
+    hdul = make_cutout(SPEC7, X0, Y0, SIZE, SIZE)
     with SpectralImage.open(hdul) as image:
         coord = image.wcs.pixel_to_world(14.0, 14.0)
-    old = _as_pipeline6(hdul)
+    old = _as_pipeline6()
     products = [SpectralImage.open(old), SpectralImage.open(hdul)]
     with pytest.warns(MixedPipelineWarning, match="1 points from pipeline < 7"):
         table = extract_spectrum(products, coord)
@@ -313,7 +303,7 @@ def test_a_spectrum_mixing_pipelines_says_so(r7_frame, tmp_path, capsys):
 QR3_URL = ("http://127.0.0.1/ibe/cutouts/spherex/qr3/level2/2026W30_2A/l2b-v27-2026-222/5/"
            "level2_2026W30_2A_0049_1D5_spx_l2b-v27-2026-222.fits?center=1,2&size=0.05")
 QR2_URL = ("http://127.0.0.1/ibe/cutouts/spherex/qr2/level2/2025W17_4B/l2b-v21-2025-190/5/"
-           "level2_2025W17_4B_0238_2D5_spx_l2b-v21-2025-190.fits?center=1,2&size=0.05")
+           "level2_2025W17_4B_0292_2D5_spx_l2b-v21-2025-190.fits?center=1,2&size=0.05")
 
 
 @pytest.fixture(scope="module")
@@ -438,7 +428,7 @@ def test_glue_factory_exporter_and_cube_on_a_mixed_file(mixed_file, cutouts, tmp
             image.close()
     # a cube of one field seen by a pipeline < 7 and a pipeline 7 cutout
     hdul = fits.open(io.BytesIO(cutouts["r7_rice"]))
-    both = [SpectralImage.open(_as_pipeline6(hdul)), SpectralImage.open(hdul)]
+    both = [SpectralImage.open(_as_pipeline6()), SpectralImage.open(hdul)]
     try:
         cube = reproject_cube(both)
         assert np.shape(cube.flux)[0] == 2 and np.isfinite(cube.flux).any()
@@ -515,18 +505,17 @@ def test_provenance_of_irsa_paths():
     assert provenance("cutout.fits", None) == {"release": None, "processing": None}
 
 
-def test_live_spectrum_frames_of_r7_datasets_use_the_epsf_and_warn_when_mixed(r7_frame,
-                                                                              glue_plugin):
+def test_live_spectrum_frames_of_r7_datasets_use_the_epsf_and_warn_when_mixed(glue_plugin):
     from glue_spherex.analysis.spectrum import measure_frames
     from glue_spherex.plugin import products_to_data
     from glue_spherex.plugin.live_spectrum import frame_from_data
 
-    hdul = make_cutout(r7_frame, X0, Y0, SIZE, SIZE)
+    hdul = make_cutout(SPEC7, X0, Y0, SIZE, SIZE)
     x, y = 14.3, 13.6
     with SpectralImage.open(hdul) as image:
         hdul = _with_point_source(hdul, image, x, y, 1000.0)
         coord = image.wcs.pixel_to_world(x, y)
-    products = [SpectralImage.open(hdul), SpectralImage.open(_as_pipeline6(hdul))]
+    products = [SpectralImage.open(hdul), SpectralImage.open(_as_pipeline6())]
     try:
         datasets = products_to_data(products)
         frames = [frame_from_data(d) for d in datasets]

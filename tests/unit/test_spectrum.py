@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from astropy.coordinates import SkyCoord
 from astropy.table import QTable
-from synthetic_cutouts import cutouts_at
+from cutouts import cutouts_at
 
 from glue_spherex.analysis.spectrum import (
     Frame,

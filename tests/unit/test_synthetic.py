@@ -532,6 +532,21 @@ def test_psf_cube_and_header():
     assert all(5.2 <= v <= 6.1 for v in DETECTOR_FWHM.values())
 
 
+def test_psf_header_of_the_erratum_writes_the_zone_keywords_y_fast():
+    fixed, erratum = psf_header(4), psf_header(4, zone_order="y-fast")
+    assert fixed == psf_header(4, zone_order="x-fast") and len(erratum) == 509
+    assert [c.keyword for c in fixed.cards] == [c.keyword for c in erratum.cards]
+    for k in (1, 2, 12, 50, 121):  # keyword k of the erratum is zone ((k-1) // 11, (k-1) % 11)
+        i, j = (k - 1) // 11 + 1, (k - 1) % 11 + 1
+        transposed = (j - 1) * 11 + i  # the fixed keyword number of that zone
+        for axis in "XY":
+            assert erratum[f"{axis}CTR_{k}"] == fixed[f"{axis}CTR_{transposed}"]
+            assert erratum[f"{axis}WID_{k}"] == fixed[f"{axis}WID_{transposed}"]
+    assert erratum["XCTR_2"] == fixed["YCTR_2"] and erratum["XCTR_2"] != fixed["XCTR_2"]
+    with pytest.raises(SpherexInputError, match="zone_order='z-fast'"):
+        psf_header(4, zone_order="z-fast")
+
+
 # --- headers of the real pointing ------------------------------------------------------------
 
 

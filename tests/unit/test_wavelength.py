@@ -6,12 +6,18 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
-from spherex_testfiles import image_header
+from cutouts import frame_spec
 
+from glue_spherex.local_archive.synthetic import frame_headers
 from glue_spherex.products.spectral_image import SpectralImage
 from glue_spherex.products.wavelength import SpectralWCS, reference_table
 
 DETECTORS = (1, 2, 3, 4, 5, 6)
+
+
+def image_header(detector):
+    """The full-frame IMAGE header of a synthetic frame of ``detector`` (the real keywords)."""
+    return frame_headers(frame_spec(detector))["IMAGE"]
 
 
 def _cutout_header(detector):

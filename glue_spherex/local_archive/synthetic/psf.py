@@ -9,6 +9,10 @@ sum 1 (the normalisation of the real planes is not documented).
 
 The renderer draws a point source with the FWHM of the zone that contains it, so the image and
 the PSF extension agree.
+
+``psf_header(detector, zone_order='y-fast')`` writes the zone keywords as files of
+``VERSION <= 6.5.5`` have them (the erratum: ``XCTR_k``/``YCTR_k`` numbered y-fast while the
+planes are x-fast); the archive always serves the fixed, x-fast order.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from scipy.special import erf
 from .geometry import NPIX
 
 __all__ = ["DETECTOR_FWHM", "NZONE", "OVERSAMP", "zone_fwhm", "fwhm_at", "zone_index",
-           "psf_cube", "psf_header", "zone_centres"]
+           "psf_cube", "psf_header", "zone_centres", "ZONE_ORDERS"]
 
 #: Median PSF FWHM (arcsec) per detector: D3, D4, D5 are real header values.
 DETECTOR_FWHM = {1: 5.41, 2: 5.31, 3: 5.222648214064271, 4: 6.10, 5: 6.06, 6: 5.98}
@@ -86,8 +90,12 @@ def psf_cube(detector):
     return cube
 
 
+#: Orders of the zone keywords ``XCTR_k``... : ``'x-fast'`` (fixed files), ``'y-fast'`` (erratum).
+ZONE_ORDERS = ("x-fast", "y-fast")
+
+
 @cache
-def _psf_cards(detector):
+def _psf_cards(detector, zone_order="x-fast"):
     cards = [
         ("WCSAXES", 2, "Number of coordinate axes"),
         ("CRPIX1", 51.0, "Pixel coordinate of reference point"),
@@ -107,7 +115,7 @@ def _psf_cards(detector):
     ]
     ctr = np.round(zone_centres(), 8)
     for k in range(NZONE * NZONE):
-        ix, iy = k % NZONE, k // NZONE
+        ix, iy = (k % NZONE, k // NZONE) if zone_order == "x-fast" else (k // NZONE, k % NZONE)
         cards += [
             (f"XCTR_{k + 1}", float(ctr[ix]), f"Center of x zone ({ix}, {iy})"),
             (f"YCTR_{k + 1}", float(ctr[iy]), f"Center of y zone ({ix}, {iy})"),
@@ -123,9 +131,19 @@ def _width(i, ctr):
     return round(2 * ctr[0], 8) if i == 0 else round(_ZONE, 8)
 
 
-def psf_header(detector):
-    """The PSF extension header (509 cards, as in the real files) of a detector."""
+def psf_header(detector, zone_order="x-fast"):
+    """The PSF extension header (509 cards, as in the real files) of a detector.
+
+    ``zone_order``: ``'x-fast'`` (the default, as the archive serves it: keyword ``k`` is plane
+    ``k``, zone ``ix = (k - 1) % 11``, ``iy = (k - 1) // 11``) or ``'y-fast'`` (the
+    ``VERSION <= 6.5.5`` erratum: keyword ``k`` describes zone ``ix = (k - 1) // 11``,
+    ``iy = (k - 1) % 11``, while plane ``k`` is still zone ``((k - 1) % 11, (k - 1) // 11)``).
+    """
+    from ...errors import SpherexInputError
+
     detector = _check_detector(detector)
+    if zone_order not in ZONE_ORDERS:
+        raise SpherexInputError(f"zone_order={zone_order!r}: give 'x-fast' or 'y-fast'")
     hdr = fits.Header()
     hdr["XTENSION"] = ("IMAGE", "Image extension")
     hdr["BITPIX"] = (-32, "array data type")
@@ -135,6 +153,6 @@ def psf_header(detector):
     hdr["NAXIS3"] = NZONE * NZONE
     hdr["PCOUNT"] = (0, "number of parameters")
     hdr["GCOUNT"] = (1, "number of groups")
-    for key, value, comment in _psf_cards(detector):
+    for key, value, comment in _psf_cards(detector, zone_order):
         hdr[key] = (value, comment)
     return hdr
