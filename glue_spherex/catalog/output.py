@@ -6,8 +6,9 @@ written to a temporary name and renamed, so a part is whole or absent; a rerun r
 never duplicates a row. Beside the parts, files that Parquet readers skip (their names start
 with ``_``): ``_run.json`` (the options; a rerun must give the same), ``_plan.parquet`` (the
 images of each source, so a rerun asks the archive nothing), ``_rejected.ecsv`` (catalog rows
-refused, with reasons) and ``_summary.ecsv`` (one row per source: points, coverage, median
-S/N).
+refused, with reasons), ``_failed.ecsv`` (the images that failed after retries, with the
+reason; they are not in a part, so the next run tries them again) and ``_summary.ecsv`` (one
+row per source: points, coverage, median S/N).
 """
 
 from __future__ import annotations
@@ -129,6 +130,15 @@ class CatalogOutput:
             pq.write_table(table, tmp)
         return path
 
+    def write_failed(self, rows):
+        """Replace ``_failed.ecsv`` by the failures of this run (one row per source x image)."""
+        names = ("s3_key", "obs_id", "detector", "id", "ra", "dec", "reason")
+        table = Table({n: [r.get(n) for r in rows] for n in names} if rows else
+                      {n: np.array([], dtype=float if n in ("ra", "dec") else
+                                   int if n == "detector" else str) for n in names})
+        with atomic_path(self.path / "_failed.ecsv") as tmp:
+            table.write(tmp, format="ascii.ecsv")
+
     def read(self):
         """Every row of every part, as an astropy Table (units on the columns)."""
         import pyarrow.parquet as pq
@@ -147,14 +157,15 @@ class CatalogOutput:
 
     # -- summary ---------------------------------------------------------------------------
 
-    def write_summary(self, sources):
-        """One row per source of ``sources`` (id, ra, dec): points measured, images tried,
-        wavelength coverage, median S/N; written to ``_summary.ecsv`` and returned."""
+    def write_summary(self, sources, failed=()):
+        """One row per source of ``sources`` (id, ra, dec): images measured, points with a
+        flux, images that failed (``failed``: their rows), wavelength coverage, median S/N;
+        written to ``_summary.ecsv`` and returned."""
         rows = self.read()
         ids = np.asarray(sources["id"], dtype=str)
         index = {s: i for i, s in enumerate(ids.tolist())}
         n = len(ids)
-        images, points, failed = np.zeros(n, int), np.zeros(n, int), np.zeros(n, int)
+        images, points, failed_count = np.zeros(n, int), np.zeros(n, int), np.zeros(n, int)
         lo, hi, snr = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
         if len(rows):
             rid = np.asarray(rows["id"], dtype=str)
@@ -170,13 +181,16 @@ class CatalogOutput:
                     continue
                 ok = sel[status[sel] == "ok"]
                 images[i], points[i] = len(sel), len(ok)
-                failed[i] = int(np.sum(status[sel] == "failed"))
                 if len(ok):
                     lo[i], hi[i] = np.nanmin(wl[ok]), np.nanmax(wl[ok])
                     snr[i] = np.nanmedian(s[ok])
+        for row in failed:
+            i = index.get(str(row["id"]))
+            if i is not None:
+                failed_count[i] += 1
         summary = Table({"id": ids, "ra": np.asarray(sources["ra"], float),
                          "dec": np.asarray(sources["dec"], float), "images": images,
-                         "points": points, "failed": failed, "wavelength_min": lo,
+                         "points": points, "failed": failed_count, "wavelength_min": lo,
                          "wavelength_max": hi, "median_snr": snr})
         for name, unit in (("ra", "deg"), ("dec", "deg"), ("wavelength_min", "um"),
                            ("wavelength_max", "um")):

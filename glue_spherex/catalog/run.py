@@ -136,12 +136,15 @@ def extract_catalog(sources, output, *, via="s3", scheduler=None, workers=None,
                             timeout=cfg.timeout, max_retries=cfg.max_retries,
                             threads=threads_per_worker)
         totals = dict(bytes=0, requests=0, retries=0, rows=0, failed=0)
+        failures = []
         dashboard = None
         if todo:
-            dashboard = _run(dask_client, todo, task_options, out, totals, scheduler=scheduler,
+            dashboard = _run(dask_client, todo, task_options, out, totals, failures,
+                             scheduler=scheduler,
                              workers=workers, threads=threads_per_worker,
                              max_requests=max_requests, progress=progress)
-        summary = out.write_summary(checked.sources)
+        out.write_failed(failures)
+        summary = out.write_summary(checked.sources, failures)
     return CatalogResult(path=out.path, sources=len(checked.sources),
                          rejected=len(checked.rejected), images=len(tasks),
                          images_done_before=len(tasks) - len(todo), rows=totals["rows"],
@@ -173,7 +176,7 @@ def _tasks(plan, endpoint, sources):
     return tasks
 
 
-def _run(dask, todo, task_options, out, totals, *, scheduler, workers, threads,
+def _run(dask, todo, task_options, out, totals, failures, *, scheduler, workers, threads,
          max_requests, progress):
     """Submit the tasks, write parts as results arrive; returns the dashboard address."""
     from distributed import Client, LocalCluster, Semaphore, as_completed
@@ -202,10 +205,13 @@ def _run(dask, todo, task_options, out, totals, *, scheduler, workers, threads,
             for future in as_completed(futures):
                 rows, stats = future.result()
                 future.release()
-                pending.extend(rows)
                 for k in ("bytes", "requests", "retries"):
                     totals[k] += stats[k]
-                totals["failed"] += int(bool(rows) and rows[0]["status"] == "failed")
+                if rows and rows[0]["status"] == "failed":  # kept aside: tried again next run
+                    totals["failed"] += 1
+                    failures.extend(rows)
+                else:
+                    pending.extend(rows)
                 bar.update(1)
                 bar.set_postfix_str(f"{totals['bytes'] / 1e6:.0f} MB", refresh=False)
                 if len(pending) >= _PART_IMAGES * 50 or time.monotonic() - last > _PART_SECONDS:

@@ -24,7 +24,7 @@ import re
 import sys
 
 from ..errors import SpherexError, SpherexFormatError, SpherexInputError, SpherexServiceError
-from . import archive, demo, fetch, query, spectrum
+from . import archive, catalog, demo, fetch, query, spectrum
 from .common import (
     EPILOG,
     EXIT_INTERRUPTED,
@@ -42,7 +42,7 @@ from .common import (
 __all__ = ["main", "build_parser", "SUBCOMMANDS"]
 
 #: The subcommand modules, in the order they appear in ``--help``.
-SUBCOMMANDS = (query, fetch, demo, archive, spectrum)
+SUBCOMMANDS = (query, fetch, spectrum, catalog, demo, archive)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -77,7 +77,7 @@ def _version():
 
 #: Options taking one value that may start with '-' (argparse would take ``-3arcsec`` for an
 #: option and say "expected one argument"); they are passed on as ``--radius=-3arcsec``.
-_VALUE_OPTIONS = ("--size", "--radius", "--annulus", "--ra", "--dec", "--port", "--workers",
+_VALUE_OPTIONS = ("--size", "--radius", "--annulus", "--ra", "--dec", "--port", "--workers", "--threads", "--max-requests",
                   "--retries", "--min-unmasked-fraction", "--seed")
 
 

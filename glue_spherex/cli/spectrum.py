@@ -19,7 +19,7 @@ import math
 
 from .common import float_arg
 
-__all__ = ["add_parser", "run", "parse_angle"]
+__all__ = ["add_parser", "run", "parse_angle", "angle_arg", "annulus_arg"]
 
 DESCRIPTION = """\
 Measure the spectrum (SED) at a sky position on every SPHEREx cutout in FILE (a combined
@@ -66,7 +66,7 @@ def parse_angle(text, what="angle"):
     return value
 
 
-def _angle_arg(what):
+def angle_arg(what):
     def convert(text):
         from ..errors import SpherexInputError
 
@@ -81,12 +81,12 @@ def _angle_arg(what):
     return convert
 
 
-def _annulus_arg(text):
+def annulus_arg(text):
     parts = [p for p in str(text).split(",") if p.strip()]
     if len(parts) != 2:
         raise argparse.ArgumentTypeError(
             f"annulus {text!r} must be two angles 'INNER,OUTER', e.g. 12arcsec,20arcsec")
-    return tuple(_angle_arg("annulus radius")(p) for p in parts)
+    return tuple(angle_arg("annulus radius")(p) for p in parts)
 
 
 def _flags_arg(text):
@@ -109,10 +109,10 @@ def add_parser(subparsers):
                         help="aperture centre, right ascension (deg, ICRS)")
     parser.add_argument("--dec", type=float_arg("Dec"), required=True,
                         help="aperture centre, declination (deg, ICRS)")
-    parser.add_argument("--radius", type=_angle_arg("radius"), default="6arcsec",
+    parser.add_argument("--radius", type=angle_arg("radius"), default="6arcsec",
                         help="aperture radius with unit (default 6arcsec; a bare number is "
                              "arcsec)")
-    parser.add_argument("--annulus", type=_annulus_arg, metavar="INNER,OUTER",
+    parser.add_argument("--annulus", type=annulus_arg, metavar="INNER,OUTER",
                         help="local background annulus, e.g. 12arcsec,20arcsec")
     parser.add_argument("--no-zodi", action="store_true",
                         help="do not subtract the ZODI model")
