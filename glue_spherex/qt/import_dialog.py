@@ -37,6 +37,8 @@ __all__ = ["SpherexImportDialog"]
 BATCH_SECONDS = 0.5
 #: Largest share of the GUI thread's time that adding batches may take.
 BATCH_WORK_SHARE = 0.1
+#: Lines of text the status line under the results has room for before it grows.
+STATUS_LINES = 2
 
 _COLLECTIONS = (("Wide survey", "wide"), ("Deep fields", "deep"), ("Wide and deep", "both"))
 _RELEASES = (("QR2, pipeline < 7", "qr2"), ("Pipeline 7 (QR3, QR2 reprocessed)", "qr3"),
@@ -223,6 +225,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
         self.progress.setTextVisible(True)
         self.progress.setFormat("%v of %m cutouts")
         self.progress.setVisible(False)
+        _keep_space_when_hidden(self.progress)  # so that the buttons stay put when it shows
         res.addWidget(self.progress)
 
         self.failure_label = QtWidgets.QLabel("Failed cutouts")
@@ -245,6 +248,11 @@ class SpherexImportDialog(QtWidgets.QDialog):
         self.status_label = QtWidgets.QLabel()
         self.status_label.setWordWrap(True)
         self.status_label.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        self.status_label.setAlignment(QtCore.Qt.AlignLeft | QtCore.Qt.AlignTop)
+        # room for a two-line message from the start: a longer status does not push the
+        # buttons down (the dialog is often at its smallest height, after Advanced closes)
+        self.status_label.setMinimumHeight(
+            STATUS_LINES * self.status_label.fontMetrics().lineSpacing())
         outer.addWidget(self.status_label)
 
         buttons = QtWidgets.QHBoxLayout()
@@ -770,6 +778,12 @@ def _compact(table, rows, fixed=False):
         table.setVerticalScrollBarPolicy(QtCore.Qt.ScrollBarAlwaysOff)
     else:
         table.setMaximumHeight(height)
+
+
+def _keep_space_when_hidden(widget):
+    policy = widget.sizePolicy()
+    policy.setRetainSizeWhenHidden(True)
+    widget.setSizePolicy(policy)
 
 
 def _small_label():

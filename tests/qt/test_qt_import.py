@@ -444,3 +444,42 @@ def test_psf_none_leaves_the_psf_out_of_the_session(glue_app, qtbot, archive):
     text = dialog.status_label.text()
     assert "Downloaded" in text and "of PSF left out" in text, text
     combo.setCurrentIndex(combo.findData("full"))
+
+
+def test_buttons_stay_put_when_the_progress_bar_and_status_appear(glue_app, qtbot, archive,
+                                                                  monkeypatch):
+    """The Cancel button does not move under the pointer when Fetch shows the progress bar
+    and the status line, also when the dialog is at its smallest height (after Advanced is
+    closed it shrinks to fit)."""
+    from qtpy.QtCore import QPoint
+
+    dialog = open_import_dialog(glue_app)
+    fill(dialog, archive.url, size="1", workers=2)
+    dialog.advanced_button.setChecked(False)
+    qtbot.waitUntil(lambda: dialog.height() == dialog.minimumSizeHint().height())
+    search(qtbot, dialog)
+    assert dialog.state == "previewed", dialog.status_label.text()
+    qtbot.wait(50)
+
+    def place(button):
+        return button.mapTo(dialog, QPoint(0, 0)), button.size()
+
+    before = {b.text(): place(b) for b in (dialog.cancel_button, dialog.close_button)}
+    assert not dialog.progress.isVisible()
+    monkeypatch.setattr(archive, "faults", FaultConfig(latency=0.4, routes="data"))
+    qtbot.mouseClick(dialog.fetch_button, _left())
+    qtbot.waitUntil(lambda: dialog.progress.isVisible())
+    qtbot.wait(100)  # the layout has caught up
+    assert dialog.state == "fetching"
+    assert dialog.cancel_button.isEnabled()
+    assert {b.text(): place(b) for b in (dialog.cancel_button, dialog.close_button)} == before
+    # a status of two lines (the longest the dialog shows) does not move them either
+    dialog.show_error("The archive answered with an error for one of the cutouts; press Retry "
+                      "to try them again, or narrow the search to fewer bands or a shorter "
+                      "time range.")
+    qtbot.wait(50)
+    label, line = dialog.status_label, dialog.status_label.fontMetrics().lineSpacing()
+    assert 1.5 * line < label.heightForWidth(label.width()) <= label.height() < 3 * line
+    assert {b.text(): place(b) for b in (dialog.cancel_button, dialog.close_button)} == before
+    qtbot.mouseClick(dialog.cancel_button, _left())
+    qtbot.waitUntil(lambda: dialog.state == "finished", timeout=60_000)
