@@ -635,18 +635,17 @@ class SpherexImportDialog(QtWidgets.QDialog):
         self.progress.setValue(self._done - self._cancelled)
 
     def _flush(self):
-        """Add the cutouts that arrived since the last batch to the session, linked."""
+        """Add the cutouts that arrived since the last batch to the session, linked and in
+        wavelength order."""
         if not self._pending:
             return
         batch, self._pending = self._pending, []
-        from ..plugin import link_cutouts
+        from ..plugin import add_cutouts
 
         dc = self.data_collection
         started = time.perf_counter()
         try:
-            with dc.delay_link_manager_update():
-                dc.extend(batch)
-                link_cutouts(dc, batch)
+            add_cutouts(dc, batch)  # listed in wavelength order among the session's cutouts
         except Exception as exc:  # noqa: BLE001 -- reported at the end; the data stay loaded
             self._session_error = f"linking the cutouts failed: {one_line(exc)}"
         self.loaded.extend(d for d in batch if d in dc.data)
