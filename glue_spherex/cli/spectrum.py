@@ -7,7 +7,9 @@ Example::
         [--bad-flags HOT,COLD,...] [--spectrum spec.fits]
 
 Without ``-o`` the table is printed. Every cutout gives a row; rows that could not be
-measured keep a NaN flux and say why in ``status``. Exit code 0 when at least one cutout was
+measured keep a NaN flux and say why in ``status``. On a terminal, progress bars on stderr
+follow the two slow steps, opening the cutouts and measuring them (``--no-progress`` hides
+them; as with ``fetch``, none is drawn when stderr is not a terminal). Exit code 0 when at least one cutout was
 measured, 1 when none was (the outputs are still written) or an output cannot be written
 (checked before any work), 2 on bad input.
 """
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import sys
 
 from .common import float_arg
 
@@ -130,13 +134,13 @@ def add_parser(subparsers):
     parser.add_argument("--plot", metavar="PNG", help="write a plot of the spectrum")
     parser.add_argument("--spectrum", metavar="FITS",
                         help="write a specutils spectrum (tabular FITS)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
     return parser
 
 
 def run(args):
     """Run the subcommand; returns the exit code."""
-    import sys
     import warnings
 
     from ..analysis.spectrum import (
@@ -152,14 +156,23 @@ def run(args):
 
     coord = check_radec(args.ra, args.dec)
     check_outputs(args.output, args.spectrum, args.plot)  # before the work, not after it
-    with warnings.catch_warnings():  # said once, as one line, after the table
-        warnings.simplefilter("ignore", MixedPipelineWarning)
-        table = extract_spectrum(
-            args.file, coord, args.radius,
-            bad_flags=DEFAULT_BAD_FLAGS if args.bad_flags is None else args.bad_flags,
-            subtract_zodi=not args.no_zodi, annulus=args.annulus,
-            aperture_correction=args.aperture_correction,
-            min_unmasked_fraction=args.min_unmasked_fraction)
+    names = list(DEFAULT_BAD_FLAGS if args.bad_flags is None else args.bad_flags)
+    progress = _Progress(enabled=not args.no_progress and sys.stderr.isatty())
+    opened = []
+    try:
+        with warnings.catch_warnings():  # said once, as one line, after the table
+            warnings.simplefilter("ignore", MixedPipelineWarning)
+            # the options are checked before the file is opened: the frames come lazily
+            table = extract_spectrum(
+                _frames(args.file, names, not args.no_zodi, opened, progress), coord,
+                args.radius, bad_flags=names, subtract_zodi=not args.no_zodi,
+                annulus=args.annulus, aperture_correction=args.aperture_correction,
+                min_unmasked_fraction=args.min_unmasked_fraction)
+    finally:
+        progress.close()
+        for product in opened:
+            product.close()
+    table.meta["source"] = os.fspath(args.file)  # as extract_spectrum(path) records it
     written = []
     if args.output:
         written.append(str(write_ecsv(table, args.output)))
@@ -178,3 +191,73 @@ def run(args):
     for message in table.meta.get("warnings", []):
         print(f"warning: {message}", file=sys.stderr)
     return 0 if n_ok else 1
+
+
+class _Progress:
+    """tqdm bars on stderr, one per step (``open``, then ``measure``), counted in cutouts;
+    nothing at all unless ``enabled``."""
+
+    def __init__(self, enabled):
+        self.enabled = bool(enabled)
+        self._bar = None
+
+    def step(self, name, total=None):
+        """End the current bar (filled) and start one called ``name``."""
+        self.close()
+        if self.enabled:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=name, unit="cutout", leave=True,
+                             file=sys.stderr,
+                             bar_format=None if total is not None else "{desc}: reading…")
+
+    def total(self, total):
+        """The number of cutouts, once known: the bar starts counting them."""
+        if self._bar is not None:
+            self._bar.bar_format = None
+            self._bar.reset(total=total)
+
+    def update(self, n=1):
+        if self._bar is not None:
+            self._bar.update(n)
+
+    def close(self):
+        bar, self._bar = self._bar, None
+        if bar is not None:
+            if bar.total is not None and bar.n < bar.total:
+                bar.update(bar.total - bar.n)  # e.g. cutouts skipped as off the position
+            bar.close()
+
+
+def _frames(path, bad_flags, subtract_zodi, opened, progress):
+    """The frames :func:`~glue_spherex.analysis.spectrum.extract_spectrum` would make of
+    ``path``, made as it asks for them, with the progress of both steps: each frame's
+    ``wave`` is first called when that frame is measured, which advances the second bar."""
+    from ..analysis.spectrum import Frame, load_products
+
+    progress.step("open")
+    products = load_products(path)
+    opened.extend(products)
+    progress.total(len(products))
+    frames = []
+    for product in products:
+        frames.append(Frame.from_product(product, bad_flags=bad_flags,
+                                         subtract_zodi=subtract_zodi))
+        progress.update()
+    progress.step("measure", len(frames))
+    for frame in frames:
+        frame.wave = _Counted(frame.wave, progress)
+        yield frame
+
+
+class _Counted:
+    """A frame's ``wave`` that advances the progress bar on its first call."""
+
+    def __init__(self, wave, progress):
+        self._wave, self._progress = wave, progress
+
+    def __call__(self, x, y):
+        progress, self._progress = self._progress, None
+        if progress is not None:
+            progress.update()
+        return self._wave(x, y)

@@ -7,14 +7,15 @@ patches of :mod:`.patches`; :func:`teardown` undoes the patches and the translat
 registries cannot remove the others). Importing the package registers where classes of older
 session files moved (:mod:`.session_paths`). Public helpers for other code (e.g. the Qt
 importer) are listed in ``__all__``: conversion to glue ``Data``, :func:`link_cutouts`, sky and
-wavelength subsets, :func:`build_cube`, :func:`export_combined` and :func:`fetch_into`.
+wavelength subsets, :func:`build_cube`, :func:`export_combined`, :func:`fetch_into` and
+:func:`add_cutouts`.
 """
 
 from __future__ import annotations
 
 from .cube_data import build_cube
 from .datasets import cutouts_in, is_spherex_data, product_to_data, products_to_data
-from .into_session import SessionFetch, fetch_into
+from .into_session import SessionFetch, add_cutouts, fetch_into
 from .links import link_cutouts, reference_cutout
 from .session_paths import register as _register_session_paths
 from .subsets import (
@@ -27,7 +28,7 @@ from .subsets import (
 __all__ = ["setup", "teardown", "build_cube", "product_to_data", "products_to_data", "is_spherex_data",
            "cutouts_in", "link_cutouts", "reference_cutout", "SkyCircleSubsetState",
            "WavelengthRangeSubsetState", "sky_subset", "wavelength_subset", "export_combined",
-           "fetch_into", "SessionFetch"]
+           "fetch_into", "SessionFetch", "add_cutouts"]
 
 _register_session_paths()  # older session files name classes by their old paths
 

@@ -30,7 +30,8 @@ from ..products.spectral_image import SpectralImage
 from ..products.spectral_image import celestial_wcs as _celestial_wcs
 
 __all__ = ["SPHEREX_COMPONENTS", "CelestialWCS", "celestial_wcs", "product_to_data",
-           "products_to_data", "is_spherex_data", "cutouts_in", "source_product", "data_label"]
+           "products_to_data", "is_spherex_data", "cutouts_in", "source_product", "data_label",
+           "identity"]
 
 #: Component labels of a SPHEREx dataset, in order; the first four are the image HDUs.
 SPHEREX_COMPONENTS = ("flux", "variance", "flags", "zodi", "wavelength", "bandwidth")
@@ -134,17 +135,45 @@ def source_product(data, reopen=False):
     return product
 
 
-def _date(mjd):
+def _date(mjd, minutes=False):
     if not math.isfinite(mjd):
         return "unknown date"
-    return (_MJD0 + _dt.timedelta(days=mjd)).strftime("%Y-%m-%d")
+    return (_MJD0 + _dt.timedelta(days=mjd)).strftime("%Y-%m-%d %H:%M" if minutes else "%Y-%m-%d")
 
 
 def data_label(meta):
-    """A label a person can read, e.g. ``'D2 1.342 µm 2025-05-03 #17'``."""
+    """A short label a person can read: band, central wavelength, and the date with the
+    cutout's index in its combined file (``'D2 1.342 µm 2025-05-03 #17'``) or, for a cutout
+    on its own, the UTC time of the exposure to the minute (``'D2 1.342 µm 2025-05-03
+    14:07'``). The observation id and the rest of the identity are in ``meta``."""
     mjd = meta["mjd_avg"] if math.isfinite(meta["mjd_avg"]) else meta["mjd_beg"]
-    which = f"#{meta['cutout_index']}" if meta["cutout_index"] is not None else meta["obs_id"]
-    return f"D{meta['detector']} {meta['central_wavelength']:.3f} µm {_date(mjd)} {which}"
+    head = f"D{meta['detector']} {meta['central_wavelength']:.3f} µm"
+    if meta["cutout_index"] is not None:
+        return f"{head} {_date(mjd)} #{meta['cutout_index']}"
+    return f"{head} {_date(mjd, minutes=True)}"
+
+
+def identity(data):
+    """The full identity of a SPHEREx dataset in one line, for a tooltip: observation id,
+    detector, processing version, release, time and file, e.g. ``'2025W23_2A_0173_4 D1
+    (6.4+psffix1, QR2), MJD 60832.58018, cutout #3 of m101.fits'``."""
+    meta = data.meta
+    text = f"{meta.get('obs_id') or 'unknown observation'} D{meta.get('detector')}"
+    provenance = [str(v) for v in (meta.get("version"), (meta.get("release") or "").upper())
+                  if v]
+    if provenance:
+        text += f" ({', '.join(provenance)})"
+    mjd = meta.get("mjd_avg")
+    if isinstance(mjd, float) and math.isfinite(mjd):
+        text += f", MJD {mjd:.5f}"
+    path = meta.get("source_path")
+    if meta.get("cutout_index") is not None:
+        text += f", cutout #{meta['cutout_index']}"
+        if path:
+            text += f" of {os.path.basename(path)}"
+    elif path:
+        text += f", {os.path.basename(path)}"
+    return text
 
 
 def _source_path(product):

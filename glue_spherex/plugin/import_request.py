@@ -3,7 +3,8 @@
 Qt-free on purpose: :func:`build_request` turns the dialog's raw field values into an
 :class:`ImportRequest` (or raises :class:`~glue_spherex.errors.SpherexInputError` with a
 one-line message the dialog shows), and :func:`summarize` turns the query's result table into
-the count-first preview (cutouts per band, estimated download size).
+the count-first preview (cutouts per band, estimated download size); :func:`memory_bytes`
+estimates what the loaded cutouts will hold in memory.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from ..irsa.core import parse_bandpasses, parse_collection, parse_release, parse
 from ..irsa.resolve import parse_coordinates
 
 __all__ = ["BANDS", "SIZE_UNITS", "PIXEL_SCALE_ARCSEC", "ImportRequest", "build_request",
-           "parse_cutout_size", "cutout_bytes", "BandCount", "Preview", "summarize"]
+           "parse_cutout_size", "cutout_bytes", "memory_bytes", "BandCount", "Preview",
+           "summarize"]
 
 #: Detector -> (band name, shortest and longest wavelength in µm), from the archive documentation.
 BANDS = {
@@ -116,6 +118,20 @@ def cutout_bytes(size_px):
     """Estimated bytes of one cutout of ``size_px`` pixels on a side (PSF cube included)."""
     side = max(1, math.ceil(size_px))
     return _PSF_BYTES + _HEADER_BYTES + _BYTES_PER_PIXEL * side * side
+
+
+def memory_bytes(size_px, downloaded, cached=0, psf="full"):
+    """Estimated bytes a session holds in memory once these cutouts are loaded.
+
+    A cutout downloaded now is held as it arrived (PSF cube included), also when it is
+    written to a cache folder; one already in the cache is memory-mapped from its file and
+    counts nothing. With ``psf='none'`` every cutout, cached or not, is held in memory
+    without its PSF cube.
+    """
+    per_cutout = cutout_bytes(size_px)
+    if psf == "none":
+        return (int(downloaded) + int(cached)) * (per_cutout - _PSF_BYTES)
+    return int(downloaded) * per_cutout
 
 
 @dataclass(frozen=True)

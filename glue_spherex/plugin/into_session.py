@@ -3,7 +3,7 @@
 :func:`fetch_into` is the import dialog's search-and-fetch without the dialog: the same
 validation (:func:`glue_spherex.plugin.import_request.build_request`), query and download, and
 the same batches (every ``batch_seconds`` the arrived cutouts are added in one ``extend`` and
-linked). Downloads run on worker threads; the data collection is touched only on the
+linked, by :func:`add_cutouts`, which keeps the session's cutouts in wavelength order). Downloads run on worker threads; the data collection is touched only on the
 session's own thread -- the Qt GUI thread (a glue-qt ``GlueApplication``), the asyncio loop
 of the calling thread (a Jupyter kernel: the call returns at once), or else the calling
 thread, which waits. Failures are kept in :attr:`SessionFetch.failures`; arrived cutouts stay
@@ -21,7 +21,54 @@ from glue.core.data_collection import DataCollection
 from ..errors import SpherexError, SpherexInputError
 from ..irsa.config import settings as client_settings
 
-__all__ = ["fetch_into", "SessionFetch"]
+__all__ = ["fetch_into", "SessionFetch", "add_cutouts"]
+
+
+def add_cutouts(data_collection, datasets):
+    """Add SPHEREx cutouts to ``data_collection`` in one batch, linked by sky position.
+
+    The session then lists its SPHEREx cutouts in order of central wavelength (shortest
+    first, ties by time): the new ones are put among those already there, in the places the
+    collection gives to SPHEREx cutouts, so other data keep their places. A label that is
+    already in the collection (the same exposure fetched twice, e.g. in two releases) gets
+    ``' (2)'``, ``' (3)'``... Returns the datasets that are now in the collection.
+    """
+    from .datasets import is_spherex_data
+    from .links import link_cutouts
+
+    dc = data_collection
+    present = {id(d) for d in dc.data}
+    datasets = [d for d in datasets if id(d) not in present]
+    taken = {d.label for d in dc.data}
+    for data in sorted(datasets, key=_wavelength_order):
+        label, n = data.label, 1
+        while label in taken:
+            n += 1
+            label = f"{data.label} ({n})"
+        if label != data.label:
+            data.label = label
+        taken.add(label)
+    try:
+        with dc.delay_link_manager_update():
+            dc.extend(sorted(datasets, key=_wavelength_order))
+            link_cutouts(dc, datasets)
+    finally:
+        # glue's own list (DataCollection.data): the cutouts' slots, refilled in order
+        items = dc.data
+        slots = [i for i, d in enumerate(items) if is_spherex_data(d)]
+        for i, data in zip(slots, sorted((items[i] for i in slots), key=_wavelength_order)):
+            items[i] = data
+    present = {id(d) for d in dc.data}
+    return [d for d in datasets if id(d) in present]
+
+
+def _wavelength_order(data):
+    meta = data.meta
+    lam = meta.get("central_wavelength")
+    lam = lam if isinstance(lam, float) and lam == lam else float("inf")
+    mjd = meta.get("mjd_avg")
+    mjd = mjd if isinstance(mjd, float) and mjd == mjd else float("inf")
+    return lam, mjd
 
 
 def _collection_of(session):
@@ -131,13 +178,9 @@ class SessionFetch:
             else:
                 self.error = payload
         if batch:
-            from .links import link_cutouts
-
             dc = self.data_collection
             try:
-                with dc.delay_link_manager_update():
-                    dc.extend(batch)
-                    link_cutouts(dc, batch)
+                add_cutouts(dc, batch)
             except Exception as exc:  # noqa: BLE001 -- the data stay loaded
                 self.error = f"linking the cutouts failed: {_one_line(exc)}"
             self.datasets.extend(d for d in batch if d in dc.data)

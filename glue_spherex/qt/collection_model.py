@@ -7,8 +7,9 @@ cutouts or one selection on them costs O(N²) (the figures are in ``docs/perform
 for SPHEREx datasets and their subsets, defers the rebuild to a zero-delay single-shot timer:
 one rebuild shows everything added before Qt next processes events, then selects the last
 item as glue does; a selection made from code first completes a pending rebuild. Other data
-(and deletions) keep glue's immediate refresh. Installed by the ``batched-tree`` patch
-(:mod:`glue_spherex.qt.patches`).
+(and deletions) keep glue's immediate refresh. A SPHEREx dataset's tooltip adds its full
+identity (observation id, processing version, source file) to the short label. Installed by
+the ``batched-tree`` patch (:mod:`glue_spherex.qt.patches`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from glue_qt.core import data_collection_model as _dcm
 from qtpy import QtCore
 
-from ..plugin.datasets import is_spherex_data
+from ..plugin.datasets import identity, is_spherex_data
 
 __all__ = ["BatchedDataCollectionModel"]
 
@@ -50,6 +51,13 @@ class BatchedDataCollectionModel(_GlueModel):
         self._pending = kind
         if not self._refresh_timer.isActive():
             self._refresh_timer.start()
+
+    def _tooltip_data(self, index):
+        item = self._get_item(index)
+        data = getattr(item, "glue_data", None) if isinstance(item, _dcm.DataItem) else None
+        if is_spherex_data(data):
+            return f"{data.label}\n{identity(data)}"
+        return super()._tooltip_data(index)
 
     def to_indices(self, items):
         # Selecting layers programmatically (the view's set_selected_layers) must come after

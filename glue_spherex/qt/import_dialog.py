@@ -2,7 +2,8 @@
 
 The dialog is non-modal and works in two steps, both off the GUI thread. **Search** validates
 the fields (a bad Dec or size is reported before any request), runs the query and shows a
-count-first preview: cutouts per band and the estimated download size. **Fetch** downloads in
+count-first preview: cutouts per band and the estimated download size. **Fetch** (after a
+Yes/No question if the cutouts would hold more than a few GB of memory) downloads in
 parallel; every half second the arrived cutouts are added to the data collection in one batch
 and linked by sky position with :func:`glue_spherex.plugin.link_cutouts` (never glue's
 pairwise autolinker, so no link dialog). **Cancel** keeps what arrived; failed cutouts are
@@ -25,6 +26,7 @@ from ..plugin.import_request import (
     build_request,
     cutout_bytes,
     format_bytes,
+    memory_bytes,
     parse_cutout_size,
     summarize,
 )
@@ -37,6 +39,8 @@ __all__ = ["SpherexImportDialog"]
 BATCH_SECONDS = 0.5
 #: Largest share of the GUI thread's time that adding batches may take.
 BATCH_WORK_SHARE = 0.1
+#: Lines of text the status line under the results has room for before it grows.
+STATUS_LINES = 2
 
 _COLLECTIONS = (("Wide survey", "wide"), ("Deep fields", "deep"), ("Wide and deep", "both"))
 _RELEASES = (("QR2, pipeline < 7", "qr2"), ("Pipeline 7 (QR3, QR2 reprocessed)", "qr3"),
@@ -48,9 +52,11 @@ _RED = "color: #b3261e;"
 _GREEN = "color: #1e6b34;"
 
 
-#: Above this estimate a search without a cache folder warns before any download: without a
-#: cache every cutout (PSF cube included) is held in memory for the session.
+#: Above this estimate of the memory the cutouts will hold (:meth:`SpherexImportDialog.
+#: memory_estimate`) the status line after a search warns in red.
 MEMORY_WARNING_BYTES = 2 << 30
+#: Above this estimate Fetch asks, in a Yes/No question, before downloading anything.
+CONFIRM_MEMORY_BYTES = 3 * 10**9
 
 
 class SpherexImportDialog(QtWidgets.QDialog):
@@ -223,6 +229,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
         self.progress.setTextVisible(True)
         self.progress.setFormat("%v of %m cutouts")
         self.progress.setVisible(False)
+        _keep_space_when_hidden(self.progress)  # so that the buttons stay put when it shows
         res.addWidget(self.progress)
 
         self.failure_label = QtWidgets.QLabel("Failed cutouts")
@@ -245,6 +252,11 @@ class SpherexImportDialog(QtWidgets.QDialog):
         self.status_label = QtWidgets.QLabel()
         self.status_label.setWordWrap(True)
         self.status_label.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        self.status_label.setAlignment(QtCore.Qt.AlignLeft | QtCore.Qt.AlignTop)
+        # room for a two-line message from the start: a longer status does not push the
+        # buttons down (the dialog is often at its smallest height, after Advanced closes)
+        self.status_label.setMinimumHeight(
+            STATUS_LINES * self.status_label.fontMetrics().lineSpacing())
         outer.addWidget(self.status_label)
 
         buttons = QtWidgets.QHBoxLayout()
@@ -485,11 +497,10 @@ class SpherexImportDialog(QtWidgets.QDialog):
         self.preview = preview
         self._fill_preview()
         self._set_state("previewed")
-        if self.preview.total and self.preview.nbytes > MEMORY_WARNING_BYTES \
-                and not self.cache_edit.text().strip():
-            self._show(f"Warning: these cutouts will hold about "
-                       f"{format_bytes(self.preview.nbytes)} in memory; set a cache folder "
-                       "under Advanced to keep them on disk, or narrow the search.", _RED)
+        memory = self.memory_estimate()
+        if self.preview.total and memory > MEMORY_WARNING_BYTES:
+            self._show(f"Warning: these cutouts will hold about {format_bytes(memory)} in "
+                       "memory; leave the PSF out under Advanced, or narrow the search.", _RED)
         elif self.preview.total:
             self._show("Press Fetch to download them; they appear in the data collection as "
                        "they arrive.")
@@ -540,14 +551,62 @@ class SpherexImportDialog(QtWidgets.QDialog):
         return [i for i, idx in enumerate(self.table["cutout_index"])
                 if int(idx) not in self._loaded_indices]
 
+    def memory_estimate(self, table=None):
+        """Bytes the cutouts of ``table`` (default: the whole search result) will hold in
+        memory once loaded, with the PSF and cache folder now chosen in the form
+        (:func:`~glue_spherex.plugin.import_request.memory_bytes`)."""
+        table = self.table if table is None else table
+        if table is None or self.request is None or not len(table):
+            return 0
+        cached = 0
+        folder = self.cache_edit.text().strip()
+        if folder:
+            from ..download.cache import CutoutCache
+
+            store = CutoutCache(Path(folder).expanduser())
+            cached = sum(store.contains(str(url)) for url in table["cutout_url"])
+        return memory_bytes(self.request.size_px, len(table) - cached, cached,
+                            self.psf_combo.currentData() or "full")
+
+    def memory_question(self, count, nbytes):
+        """The Yes/No question Fetch asks before loading ``count`` cutouts that will hold
+        about ``nbytes`` of memory (not shown: the caller runs ``exec()``)."""
+        box = QtWidgets.QMessageBox(self)
+        box.setIcon(QtWidgets.QMessageBox.Warning)
+        box.setWindowTitle("Import SPHEREx cutouts")
+        box.setText(f"These {count} cutouts will hold about {format_bytes(nbytes)} of memory "
+                    "in this glue session. Fetch them anyway?")
+        box.setInformativeText("To use less, choose PSF 'none' under Advanced, or narrow the "
+                               "search: a smaller cutout size, fewer bands or a shorter time "
+                               "range.")
+        box.setStandardButtons(QtWidgets.QMessageBox.Yes | QtWidgets.QMessageBox.No)
+        box.setDefaultButton(QtWidgets.QMessageBox.No)
+        box.setObjectName("SpherexMemoryQuestion")
+        return box
+
+    def _memory_confirmed(self, table):
+        nbytes = self.memory_estimate(table)
+        if nbytes <= CONFIRM_MEMORY_BYTES:
+            return True
+        box = self.memory_question(len(table), nbytes)
+        try:
+            return box.exec() == QtWidgets.QMessageBox.Yes
+        finally:
+            box.deleteLater()
+
     def fetch(self):
         """Download the previewed cutouts off the GUI thread; after a cancel or failures,
-        the ones not loaded yet."""
+        the ones not loaded yet. Above :data:`CONFIRM_MEMORY_BYTES` of estimated memory it
+        asks first (:meth:`memory_question`); No fetches nothing."""
         if self.state == "finished" and self._remaining():
             table = self.table[self._remaining()]
         elif self.state == "previewed" and self.preview and self.preview.total:
             table = self.table
         else:
+            return
+        if not self._memory_confirmed(table):
+            self._show("Nothing was fetched: choose PSF 'none' under Advanced or narrow the "
+                       "search, or press Fetch again to load them all.")
             return
         cache = self.cache_edit.text().strip()
         request = self.request = dataclasses.replace(
@@ -627,18 +686,17 @@ class SpherexImportDialog(QtWidgets.QDialog):
         self.progress.setValue(self._done - self._cancelled)
 
     def _flush(self):
-        """Add the cutouts that arrived since the last batch to the session, linked."""
+        """Add the cutouts that arrived since the last batch to the session, linked and in
+        wavelength order."""
         if not self._pending:
             return
         batch, self._pending = self._pending, []
-        from ..plugin import link_cutouts
+        from ..plugin import add_cutouts
 
         dc = self.data_collection
         started = time.perf_counter()
         try:
-            with dc.delay_link_manager_update():
-                dc.extend(batch)
-                link_cutouts(dc, batch)
+            add_cutouts(dc, batch)  # listed in wavelength order among the session's cutouts
         except Exception as exc:  # noqa: BLE001 -- reported at the end; the data stay loaded
             self._session_error = f"linking the cutouts failed: {one_line(exc)}"
         self.loaded.extend(d for d in batch if d in dc.data)
@@ -770,6 +828,12 @@ def _compact(table, rows, fixed=False):
         table.setVerticalScrollBarPolicy(QtCore.Qt.ScrollBarAlwaysOff)
     else:
         table.setMaximumHeight(height)
+
+
+def _keep_space_when_hidden(widget):
+    policy = widget.sizePolicy()
+    policy.setRetainSizeWhenHidden(True)
+    widget.setSizePolicy(policy)
 
 
 def _small_label():

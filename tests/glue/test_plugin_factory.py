@@ -134,9 +134,11 @@ def test_cutout_file_opens_as_one_dataset(cutout_file):
     assert 2.42 < meta["central_wavelength"] < 3.82  # the D4 band
     assert meta["cutout_index"] is None and meta["access_url"] is None
     assert meta["source_path"] == str(cutout_file)
-    date = Time(meta["mjd_avg"], format="mjd").datetime.strftime("%Y-%m-%d")
-    assert date == "2026-01-05"
-    assert data.label == f"D4 {meta['central_wavelength']:.3f} µm {date} 2026W02_1B_0042_3"
+    when = Time(meta["mjd_avg"], format="mjd").datetime.strftime("%Y-%m-%d %H:%M")
+    assert when == "2026-01-05 06:01"
+    # short: the observation id is in meta and in the tooltip text, not in the label
+    assert data.label == f"D4 {meta['central_wavelength']:.3f} µm {when}"
+    assert datasets.identity(data).startswith("2026W02_1B_0042_3 D4")
 
 
 def test_coords_are_the_celestial_wcs_only(cutout_file):

@@ -52,3 +52,27 @@ def test_fetch_into_blocking_from_the_gui_thread(glue_app, archive):
     run = fetch_into(glue_app, TARGET, size="30 arcsec", bandpass="D3", time_range=WINDOW,
                      archive_url=archive.url, block=True)
     assert run.done and len(dc) == len(run.table) > 0
+
+
+def test_data_panel_lists_cutouts_by_wavelength_with_their_identity_as_tooltip(glue_app, qtbot,
+                                                                                 archive):
+    from qtpy.QtCore import Qt
+
+    dc = glue_app.data_collection
+    run = fetch_into(glue_app, TARGET, size="30 arcsec", bandpass=["D5", "D1", "D3"],
+                     time_range=WINDOW, archive_url=archive.url, block=True)
+    assert run.done and len(dc) == len(run.table) > 3
+    model = glue_app._layer_widget.ui.layerTree.model()
+    qtbot.waitUntil(lambda: not getattr(model, "pending", False))
+    root = model.data_index()
+    rows = [model.index(row, 0, root) for row in range(model.rowCount(root))]
+    shown = [model.data(index, Qt.DisplayRole) for index in rows]
+    lams = [d.meta["central_wavelength"] for d in dc]
+    assert shown == [d.label for d in dc] and lams == sorted(lams)
+    assert shown[0].startswith("D1 ") and shown[-1].startswith("D5 ")
+    for index, data in zip(rows, dc):
+        tip = model.data(index, Qt.ToolTipRole)
+        label, ident = tip.split("\n")
+        assert label == data.label and len(label) <= 32
+        assert ident.startswith(f"{data.meta['obs_id']} D{data.meta['detector']}")
+        assert data.meta["version"] in ident

@@ -349,6 +349,7 @@ def test_unreachable_name_resolver_is_one_line(glue_app, qtbot, archive):
 
 def test_a_search_that_would_fill_memory_warns_before_fetching(glue_app, qtbot, archive,
                                                                monkeypatch, tmp_path):
+    from glue_spherex.plugin.import_request import cutout_bytes
     from glue_spherex.qt import import_dialog
 
     dialog = open_import_dialog(glue_app)
@@ -357,14 +358,93 @@ def test_a_search_that_would_fill_memory_warns_before_fetching(glue_app, qtbot, 
     size = 40 << 20  # a lower threshold stands in for a search of several GB
     monkeypatch.setattr(import_dialog, "MEMORY_WARNING_BYTES", size)
     search(qtbot, dialog)
-    assert dialog.preview.nbytes > size
+    n = dialog.preview.total
+    # every cutout is held as it arrives, PSF cube included: the download estimate
+    assert dialog.memory_estimate() == dialog.preview.nbytes > size
     text = dialog.status_label.text()
-    assert text.startswith("Warning: these cutouts will hold about") and "cache folder" in text
+    assert text.startswith("Warning: these cutouts will hold about") and "PSF" in text
     assert dialog.fetch_button.isEnabled()  # a warning, not a refusal
-    # with a cache folder they live on disk: no warning
+    # without their PSF they hold a few percent of it: no warning
+    dialog.psf_combo.setCurrentIndex(dialog.psf_combo.findData("none"))
+    search(qtbot, dialog)
+    assert dialog.memory_estimate() < 0.1 * dialog.preview.nbytes
+    assert not dialog.status_label.text().startswith("Warning")
+
+    # A cache folder keeps nothing out of memory on the first fetch (a download is held as
+    # it arrived); cutouts already in it are memory-mapped from their files.
+    dialog.psf_combo.setCurrentIndex(dialog.psf_combo.findData("full"))
     dialog.cache_edit.setText(str(tmp_path / "cache"))
     search(qtbot, dialog)
-    assert not dialog.status_label.text().startswith("Warning")
+    assert dialog.memory_estimate() == dialog.preview.nbytes
+    assert dialog.status_label.text().startswith("Warning")
+    fetch(qtbot, dialog)
+    assert dialog.failures == [] and len(glue_app.data_collection) == n
+    assert dialog.memory_estimate() == 0
+    dialog.psf_combo.setCurrentIndex(dialog.psf_combo.findData("none"))
+    assert dialog.memory_estimate() == n * (cutout_bytes(dialog.request.size_px)
+                                            - 121 * 101 * 101 * 4)
+    dialog.psf_combo.setCurrentIndex(dialog.psf_combo.findData("full"))
+
+
+def _answer_question(qtbot, button, asked, tries=250):
+    """Answer the next modal QMessageBox with ``button`` (polling every 20 ms, as a person
+    who reads it first) and record what it said in ``asked``."""
+    from qtpy import QtCore, QtWidgets
+
+    box = QtWidgets.QApplication.activeModalWidget()
+    if not isinstance(box, QtWidgets.QMessageBox):
+        if tries:
+            QtCore.QTimer.singleShot(20, lambda: _answer_question(qtbot, button, asked,
+                                                                  tries - 1))
+        return
+    asked.append({"text": box.text(), "more": box.informativeText(),
+                  "default": box.defaultButton() is box.button(QtWidgets.QMessageBox.No),
+                  "buttons": box.standardButtons()})
+    box.button(button).click()
+
+
+@pytest.mark.parametrize("answer", ["No", "Yes"])
+def test_fetch_asks_first_when_the_cutouts_would_hold_gigabytes(glue_app, qtbot, archive,
+                                                                 monkeypatch, answer):
+    from qtpy import QtCore, QtWidgets
+
+    from glue_spherex.qt import import_dialog
+
+    assert import_dialog.CONFIRM_MEMORY_BYTES == 3 * 10**9
+    dc = glue_app.data_collection
+    dialog = open_import_dialog(glue_app)
+    fill(dialog, archive.url, size="1", bands=[1, 2])
+    dialog.cache_edit.setText("")
+    search(qtbot, dialog)
+    assert dialog.state == "previewed", dialog.status_label.text()
+    n, estimate = dialog.preview.total, dialog.memory_estimate()
+    assert n > 0 and estimate == dialog.preview.nbytes
+    # a lower threshold stands in for a search of more than 3 GB
+    monkeypatch.setattr(import_dialog, "CONFIRM_MEMORY_BYTES", estimate - 1)
+
+    asked = []
+    button = getattr(QtWidgets.QMessageBox, answer)
+    QtCore.QTimer.singleShot(0, lambda: _answer_question(qtbot, button, asked))
+    requests_before = len(archive.log)
+    qtbot.mouseClick(dialog.fetch_button, _left())  # returns once the question is answered
+    assert len(asked) == 1
+    question = asked[0]
+    assert question["text"] == (f"These {n} cutouts will hold about "
+                                f"{import_dialog.format_bytes(estimate)} of memory in this "
+                                "glue session. Fetch them anyway?")
+    assert "PSF 'none'" in question["more"] and "\n" not in question["more"]
+    assert question["default"]  # Enter means No
+    assert question["buttons"] == QtWidgets.QMessageBox.Yes | QtWidgets.QMessageBox.No
+    if answer == "No":
+        assert dialog.state == "previewed" and dialog.fetch_button.isEnabled()
+        qtbot.wait(300)
+        assert len(dc) == 0 and len(archive.log) == requests_before  # nothing was fetched
+        assert dialog.status_label.text().startswith("Nothing was fetched:")
+        assert not dialog.progress.isVisible()
+    else:
+        qtbot.waitUntil(lambda: dialog.state == "finished", timeout=120_000)
+        assert dialog.failures == [] and len(dc) == n
+        assert len(archive.log) >= requests_before + n
 
 
 def test_release_combo_chooses_what_is_searched(glue_app, qtbot, archive):
@@ -444,3 +524,42 @@ def test_psf_none_leaves_the_psf_out_of_the_session(glue_app, qtbot, archive):
     text = dialog.status_label.text()
     assert "Downloaded" in text and "of PSF left out" in text, text
     combo.setCurrentIndex(combo.findData("full"))
+
+
+def test_buttons_stay_put_when_the_progress_bar_and_status_appear(glue_app, qtbot, archive,
+                                                                  monkeypatch):
+    """The Cancel button does not move under the pointer when Fetch shows the progress bar
+    and the status line, also when the dialog is at its smallest height (after Advanced is
+    closed it shrinks to fit)."""
+    from qtpy.QtCore import QPoint
+
+    dialog = open_import_dialog(glue_app)
+    fill(dialog, archive.url, size="1", workers=2)
+    dialog.advanced_button.setChecked(False)
+    qtbot.waitUntil(lambda: dialog.height() == dialog.minimumSizeHint().height())
+    search(qtbot, dialog)
+    assert dialog.state == "previewed", dialog.status_label.text()
+    qtbot.wait(50)
+
+    def place(button):
+        return button.mapTo(dialog, QPoint(0, 0)), button.size()
+
+    before = {b.text(): place(b) for b in (dialog.cancel_button, dialog.close_button)}
+    assert not dialog.progress.isVisible()
+    monkeypatch.setattr(archive, "faults", FaultConfig(latency=0.4, routes="data"))
+    qtbot.mouseClick(dialog.fetch_button, _left())
+    qtbot.waitUntil(lambda: dialog.progress.isVisible())
+    qtbot.wait(100)  # the layout has caught up
+    assert dialog.state == "fetching"
+    assert dialog.cancel_button.isEnabled()
+    assert {b.text(): place(b) for b in (dialog.cancel_button, dialog.close_button)} == before
+    # a status of two lines (the longest the dialog shows) does not move them either
+    dialog.show_error("The archive answered with an error for one of the cutouts; press Retry "
+                      "to try them again, or narrow the search to fewer bands or a shorter "
+                      "time range.")
+    qtbot.wait(50)
+    label, line = dialog.status_label, dialog.status_label.fontMetrics().lineSpacing()
+    assert 1.5 * line < label.heightForWidth(label.width()) <= label.height() < 3 * line
+    assert {b.text(): place(b) for b in (dialog.cancel_button, dialog.close_button)} == before
+    qtbot.mouseClick(dialog.cancel_button, _left())
+    qtbot.waitUntil(lambda: dialog.state == "finished", timeout=60_000)

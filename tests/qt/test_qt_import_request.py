@@ -96,3 +96,14 @@ def test_download_estimate_grows_with_size_and_includes_the_psf_cube():
     assert psf_cube < cutout_bytes(1) < cutout_bytes(20) < cutout_bytes(200)
     # the four image planes add 16 bytes per pixel
     assert cutout_bytes(200) - cutout_bytes(100) == 16 * (200 ** 2 - 100 ** 2)
+
+
+def test_memory_estimate_counts_what_stays_in_memory():
+    from glue_spherex.plugin.import_request import memory_bytes
+
+    per, psf = cutout_bytes(20), 121 * 101 * 101 * 4
+    assert memory_bytes(20, 10) == 10 * per                  # downloads are held whole
+    assert memory_bytes(20, 10, cached=5) == 10 * per        # cached ones are mapped
+    assert memory_bytes(20, 0, cached=5) == 0
+    assert memory_bytes(20, 10, cached=5, psf="none") == 15 * (per - psf)  # copied, no PSF
+    assert 0 < memory_bytes(20, 10, psf="none") < 0.1 * memory_bytes(20, 10)

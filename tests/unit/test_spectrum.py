@@ -300,6 +300,70 @@ def test_cli_spectrum_writes_all_outputs(combined_file, tmp_path):
     assert f"{n} cutouts" in result.stderr
 
 
+def _cli_on_a_terminal(*args, columns=100):
+    """Run the command line with stderr on a pseudo-terminal of ``columns`` columns (stdout
+    a pipe): ``(exit code, stdout, what the terminal showed)``."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "glue_spherex.cli", *args],
+                            stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL)
+    os.close(slave)
+    shown = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown.append(chunk)
+    out = proc.stdout.read().decode()
+    proc.stdout.close()
+    code = proc.wait(timeout=300)
+    os.close(master)
+    return code, out, b"".join(shown).decode()
+
+
+@pytest.mark.slow
+def test_cli_spectrum_progress_on_a_terminal_leaves_the_results_unchanged(combined_file,
+                                                                          tmp_path):
+    import re
+
+    from glue_spherex.analysis.spectrum import write_ecsv
+
+    path, n = combined_file
+    src = SKY.source(POINT)
+    where = ["spectrum", str(path), "--ra", str(src.ra), "--dec", str(src.dec)]
+    expected = write_ecsv(extract_spectrum(path, _coord(POINT), 6 * u.arcsec),
+                          tmp_path / "expected.ecsv").read_bytes()
+
+    piped = _cli(*where, "-o", str(tmp_path / "piped.ecsv"))
+    code, out, screen = _cli_on_a_terminal(*where, "-o", str(tmp_path / "tty.ecsv"))
+    assert piped.returncode == code == 0, piped.stderr
+    assert out == piped.stdout
+    assert (tmp_path / "piped.ecsv").read_bytes() == (tmp_path / "tty.ecsv").read_bytes() \
+        == expected
+    summary = f"{n} cutouts, {n} measured; wrote {tmp_path / 'tty.ecsv'}"
+    # not a terminal: no bar, only the summary (as 'glue-spherex fetch')
+    assert piped.stderr.splitlines() == [summary.replace("tty.ecsv", "piped.ecsv")]
+    # a terminal: a bar for opening and one for measuring, each filled, then the summary
+    lines = [line.strip() for line in re.split(r"[\r\n]+", screen) if line.strip()]
+    for step in ("open", "measure"):
+        assert any(re.match(rf"{step}: 100%\|█+\| {n}/{n} \[", line) for line in lines), lines
+    assert lines[-1] == summary
+    assert max(len(line) for line in lines if "%|" in line) <= 100  # the terminal's width
+
+    code, out, screen = _cli_on_a_terminal(*where, "--no-progress")
+    assert code == 0 and out.splitlines()[0].split()[:2] == ["wavelength", "wavelength_mean"]
+    assert "%|" not in screen and screen.strip() == f"{n} cutouts, {n} measured"
+
+
 def _cli_in_process(capsys, *args):
     from glue_spherex.cli.main import main
 
