@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
-from ..errors import SpherexInputError
+from ..errors import SpherexInputError, SpherexOutputError
 from ..fitsbytes.atomic import atomic_path, remove_stale_temporaries, write_bytes
 
 __all__ = ["CatalogOutput", "COLUMNS", "UNITS"]
@@ -50,11 +50,9 @@ class CatalogOutput:
 
     def __init__(self, path, options):
         self.path = Path(path)
-        if self.path.exists() and not self.path.is_dir():
-            raise SpherexInputError(f"{self.path} exists and is not a directory; the result "
-                                    "is a Parquet dataset directory -- give another -o")
-        manifest = self.path / "_run.json"
-        if self.path.is_dir() and any(self.path.iterdir()) and not manifest.exists():
+        manifest = self.manifest_of(self.path)
+        if not manifest.exists() and any(not p.name.startswith(".")
+                                         for p in self.path.iterdir()):
             raise SpherexInputError(f"{self.path} is a directory that is not a catalog run "
                                     "(no _run.json); give another -o")
         self.resumed = manifest.exists()
@@ -72,10 +70,26 @@ class CatalogOutput:
                 raise SpherexInputError(f"{self.path} was made with other options: {said}; "
                                         "rerun with the same ones to resume, or give another -o")
         else:
-            self.path.mkdir(parents=True, exist_ok=True)
             write_bytes(manifest, json.dumps(options, indent=1, sort_keys=True).encode())
         remove_stale_temporaries(self.path)  # a part being written when a run died
         self._next = 1 + max((int(p.stem.split("-")[1]) for p in self._parts()), default=0)
+
+    @staticmethod
+    def manifest_of(path):
+        """Make the directory ``path`` if need be (its parent must exist); its ``_run.json``
+        path, which a run locks (:func:`~glue_spherex.fitsbytes.atomic.output_lock`)."""
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise SpherexInputError(f"{path} exists and is not a directory; the result is a "
+                                    "Parquet dataset directory -- give another -o")
+        if not path.parent.is_dir():
+            raise SpherexOutputError(f"cannot write {path}: directory {path.parent} does not "
+                                     "exist")
+        try:
+            path.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise SpherexOutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        return path / "_run.json"
 
     def _parts(self):
         return sorted(p for p in self.path.glob("part-*.parquet")

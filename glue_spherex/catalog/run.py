@@ -39,9 +39,9 @@ __all__ = ["extract_catalog", "CatalogResult", "VIA", "DEFAULT_MAX_REQUESTS"]
 VIA = ("s3", "cutouts")
 #: Requests in flight to the archive across the whole cluster (be kind to IRSA).
 DEFAULT_MAX_REQUESTS = 16
-#: Images measured before their rows are written as a part (and at least every 30 s).
-_PART_IMAGES = 200
-_PART_SECONDS = 30.0
+#: Rows are written as a part every this many images or seconds (what a kill can lose).
+_PART_IMAGES = 100
+_PART_SECONDS = 5.0
 
 
 @dataclass
@@ -118,7 +118,7 @@ def extract_catalog(sources, output, *, via="s3", scheduler=None, workers=None,
                    archive=cfg.archive_url, s3_endpoint=endpoint,
                    sources=len(checked.sources))
     started = time.perf_counter()
-    with output_lock(output):
+    with output_lock(CatalogOutput.manifest_of(output)):
         out = CatalogOutput(output, options)
         plan = out.load_plan()
         if plan is None:
@@ -198,7 +198,7 @@ def _run(dask, todo, task_options, out, totals, failures, *, scheduler, workers,
         futures = [client.submit(measure_image, t, task_options, limit, key=f"image-{i}-"
                                  f"{uuid.uuid4().hex[:8]}", pure=False)
                    for i, t in enumerate(todo)]
-        pending, last = [], time.monotonic()
+        pending, images, last = [], 0, time.monotonic()
         bar = tqdm(total=len(futures), unit="image", disable=not progress, file=sys.stderr,
                    desc="images")
         try:
@@ -212,12 +212,13 @@ def _run(dask, todo, task_options, out, totals, failures, *, scheduler, workers,
                     failures.extend(rows)
                 else:
                     pending.extend(rows)
+                    images += 1
                 bar.update(1)
                 bar.set_postfix_str(f"{totals['bytes'] / 1e6:.0f} MB", refresh=False)
                 if len(pending) >= _PART_IMAGES * 50 or time.monotonic() - last > _PART_SECONDS:
                     totals["rows"] += len(pending)
                     out.write_part(pending)
-                    pending, last = [], time.monotonic()
+                    pending, images, last = [], 0, time.monotonic()
         finally:
             bar.close()
             totals["rows"] += len(pending)

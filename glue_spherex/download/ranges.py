@@ -110,7 +110,12 @@ class RangeReader:
         r = self._get(f"bytes {start}-{stop - 1}",
                       headers={"Range": f"bytes={start}-{stop - 1}"})
         body = r.content
-        if r.status_code == 200:  # the server sent the whole file
+        if r.status_code == 200:  # the server sent the whole file -- or an error page
+            if r.headers.get("Content-Type", "").startswith("text/") or \
+                    (self.size is not None and len(body) != self.size):
+                raise _Retry(f"HTTP 200 with a {len(body)}-byte "
+                             f"{r.headers.get('Content-Type') or 'untyped'} body, not the "
+                             "byte range")
             self.size = len(body)
             return body[start:stop]
         m = _CONTENT_RANGE.fullmatch(r.headers.get("Content-Range", "").strip())
