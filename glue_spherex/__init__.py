@@ -7,7 +7,7 @@ The public API, importable from here (each name is loaded on first use, so
   :class:`CombinedWriter`;
 - querying and fetching: :data:`Spherex` (the default :class:`SpherexClass`), :data:`conf`,
   :func:`fetch_cutouts`, :func:`fetch_to_file`;
-- spectra: :func:`extract_spectrum`;
+- spectra: :func:`extract_spectrum`, and of a whole catalog :func:`extract_catalog`;
 - the local IRSA-compatible archive: :class:`LocalArchive`, :class:`FaultConfig`.
 
 The glue plugin lives in :mod:`glue_spherex.plugin` (and its Qt half in
@@ -29,6 +29,7 @@ _EXPORTS = {
     "fetch_cutouts": "download",
     "fetch_to_file": "download",
     "extract_spectrum": "analysis",
+    "extract_catalog": "catalog",
     "LocalArchive": "local_archive",
     "FaultConfig": "local_archive",
 }

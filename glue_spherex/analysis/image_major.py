@@ -20,7 +20,14 @@ from astropy.coordinates import SkyCoord
 from astropy.wcs import NoConvergence
 
 from ..products.flags import DEFAULT_BAD_FLAGS, mask_from_names
-from .spectrum import Frame, check_options, flag_bits_for, measure_point, product_psf
+from .spectrum import (
+    Frame,
+    check_options,
+    flag_bits_for,
+    measure_point,
+    pixel_geometry,
+    product_psf,
+)
 
 __all__ = ["measure_sources", "WINDOW_MARGIN_PX"]
 
@@ -90,9 +97,9 @@ def measure_sources(partial, ids, ra, dec, radius=6 * u.arcsec, *, radii=None, a
                 bandpass=str(product.bandpass), mjd=float(product.mjd_avg), cutout_index=-1,
                 pipeline=int(product.pipeline or 0))
     psf = product.has_psf and correction == "psf"
+    geometry = pixel_geometry(product.wcs)  # the same in every window
     rows = []
     for i, sid in enumerate(ids):
-        coord = SkyCoord(ra[i], dec[i], unit="deg")
         if near[i]:
             xc, yc_i = int(round(x[i])), int(round(y[i]))
             x0, x1 = max(xc - half, 0), min(xc + half + 1, nx)
@@ -112,11 +119,14 @@ def measure_sources(partial, ids, ra, dec, radius=6 * u.arcsec, *, radii=None, a
             psf=_shifted_psf(product, x0, y0) if psf else None,
             psf_fwhm=float(product.psf_fwhm),
             info=info,
+            geometry=geometry,
         )
         r = float(per_source[i])
         if r not in checked:
-            checked[r] = check_options(coord, r * u.arcsec, annulus, correction, fraction)[1]
-        row = measure_point(0, frame, coord, checked[r], annulus, correction, fraction)
+            checked[r] = check_options(SkyCoord(0.0, 0.0, unit="deg"), r * u.arcsec, annulus,
+                                       correction, fraction)[1]
+        row = measure_point(0, frame, float(ra[i]), float(dec[i]), checked[r], annulus,
+                            correction, fraction)
         row.update(id=sid, ra=float(ra[i]), dec=float(dec[i]),
                    x=row["x"] + x0, y=row["y"] + y0)
         rows.append(row)

@@ -105,6 +105,9 @@ class Frame:
     info : dict
         ``obs_id``, ``detector``, ``bandpass``, ``mjd``, ``cutout_index``, and ``pipeline``
         (major pipeline version, 0 if unknown).
+    geometry : tuple or None
+        ``(solid angle in sr, side in arcsec)`` of a pixel, if known (:func:`pixel_geometry`
+        of ``wcs`` otherwise).
     """
 
     image: np.ndarray
@@ -115,6 +118,7 @@ class Frame:
     psf: object = None
     psf_fwhm: float = np.nan
     info: dict = field(default_factory=dict)
+    geometry: tuple = None
 
     @classmethod
     def from_product(cls, product, bad_flags=DEFAULT_BAD_FLAGS, subtract_zodi=True):
@@ -305,7 +309,8 @@ def check_options(coord, radius, annulus, aperture_correction, min_unmasked_frac
 def _measure_all(frames, coord, radius, annulus, aperture_correction, min_unmasked_fraction):
     if not frames:
         raise SpherexInputError("no cutouts to measure")
-    rows = [measure_point(i, f, coord, radius, annulus, aperture_correction,
+    ra, dec = float(coord.ra.deg), float(coord.dec.deg)
+    rows = [measure_point(i, f, ra, dec, radius, annulus, aperture_correction,
                           min_unmasked_fraction)
             for i, f in enumerate(frames)]
     table = _rows_to_table(rows)
@@ -472,19 +477,19 @@ def _mirror_fill(weights, missing, bbox, window, good, data, x, y):
     return extra, fill_var, lost
 
 
-def measure_point(index, frame, coord, radius, annulus, correction, min_fraction):
-    """One row of :func:`extract_spectrum`: the photometry of ``frame`` at ``coord``.
+def measure_point(index, frame, ra, dec, radius, annulus, correction, min_fraction):
+    """One row of :func:`extract_spectrum`: the photometry of ``frame`` at (``ra``, ``dec``).
 
-    The options are those :func:`check_options` returns; ``index`` is the row's
-    ``product_index``. The row is a dict of the table's columns (and ``gaussian_psf``).
+    ``ra``, ``dec`` are ICRS degrees; the options are those :func:`check_options` returns;
+    ``index`` is the row's ``product_index``. The row is a dict of the table's columns (and
+    ``gaussian_psf``).
     """
     from photutils.aperture import CircularAnnulus, CircularAperture
 
     row = _empty_row(index, frame)
     ny, nx = frame.image.shape
-    omega, scale = pixel_geometry(frame.wcs)
+    omega, scale = frame.geometry or pixel_geometry(frame.wcs)
     # Skip cutouts far from the position before inverting SIP there (it may diverge).
-    ra, dec = coord.ra.deg, coord.dec.deg
     ra0, dec0 = frame.wcs.pixel_to_world_values((nx - 1) / 2.0, (ny - 1) / 2.0)
     reach = (np.hypot(nx, ny) / 2 + 3) * scale + radius.to_value(u.arcsec)
     if separation_deg(ra0, dec0, ra, dec) * 3600.0 > reach:

@@ -135,7 +135,9 @@ def cluster_sources(ra, dec, cell_deg=CUTOUT_CELL_DEG):
 
 def _via_cutouts(task, options, session, policy, holder, stats):
     opts = _measure_options(options)
-    reach = max(opts["radius"], opts["annulus"][1] if opts["annulus"] else opts["radius"])
+    radii = [r for r in (task.get("radii") or []) if np.isfinite(r)]
+    reach = max([opts["radius"], *(r * u.arcsec for r in radii),
+                 *(opts["annulus"][1:] if opts["annulus"] else [])])
     margin = reach.to_value(u.deg) + WINDOW_MARGIN_PX * 6.2 / 3600.0
     ra, dec = np.asarray(task["ra"], float), np.asarray(task["dec"], float)
     rows = [None] * len(ra)
@@ -157,11 +159,13 @@ def _via_cutouts(task, options, session, policy, holder, stats):
             frame = Frame.from_product(cutout)
             x0, y0 = cutout.parent_origin
             for i in group:
-                coord = SkyCoord(ra[i], dec[i], unit="deg")
-                checked = check_options(coord, opts["radius"], opts["annulus"],
-                                        opts["aperture_correction"],
-                                        opts["min_unmasked_fraction"])
-                row = measure_point(0, frame, *checked)
+                r = task["radii"][i] if task.get("radii") else float("nan")
+                radius = r * u.arcsec if np.isfinite(r) else opts["radius"]
+                _, radius, annulus, correction, fraction = check_options(
+                    SkyCoord(ra[i], dec[i], unit="deg"), radius, opts["annulus"],
+                    opts["aperture_correction"], opts["min_unmasked_fraction"])
+                row = measure_point(0, frame, float(ra[i]), float(dec[i]), radius, annulus,
+                                    correction, fraction)
                 row.update(id=task["ids"][i], ra=float(ra[i]), dec=float(dec[i]),
                            x=row["x"] + x0, y=row["y"] + y0, obs_id=cutout.obsid,
                            detector=cutout.detector)
