@@ -20,7 +20,7 @@ _EXPORTS = {
     "headers": ("PIPELINE_VERSION", "frame_headers"),
     "plan": ("observation_plan", "plan_by_key"),
     "psf": ("DETECTOR_FWHM", "psf_cube", "psf_header"),
-    "render": ("render_window", "source_pixels"),
+    "render": ("render_flags", "render_window", "source_pixels"),
     "sky": ("BANDS", "TARGETS", "SkyModel", "Source", "default_sky"),
     "spec": ("FrameSpec", "survey_target_id"),
 }
