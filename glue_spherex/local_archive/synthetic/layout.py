@@ -140,6 +140,7 @@ def frame_layout(spec):
 _band_lock = threading.Lock()
 _band_cache = OrderedDict()          # (spec, y0, y1) -> render_window output
 _MAX_BANDS = 6
+_MAX_BAND_ROWS = 256
 
 
 def _rows(spec, y0, y1):
@@ -152,6 +153,8 @@ def _rows(spec, y0, y1):
             _band_cache.move_to_end(key)
             return hit
     data = render_window(spec, 0, y0, NPIX, y1 - y0)
+    if y1 - y0 > _MAX_BAND_ROWS:
+        return data                 # a large read: not kept (16 bytes a pixel)
     with _band_lock:
         _band_cache[key] = data
         while len(_band_cache) > _MAX_BANDS:
