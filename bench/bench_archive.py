@@ -1,8 +1,10 @@
 """Measure the local archive: start time (a fresh process until it accepts connections and
 until it answers the tutorial TAP query), TAP latency, CONTAINS cost, cutout throughput,
-full-frame first request, and overlap of injected latency.
+full-frame first request, byte ranges of frames never rendered, and overlap of injected
+latency.
 
-Run: ``.venv/bin/python bench/bench_archive.py`` (about a minute; prints the figures).
+Run: ``.venv/bin/python bench/bench_archive.py`` (about a minute; prints the figures);
+``--ranges`` measures only the byte ranges of frames never rendered.
 """
 
 import statistics
@@ -60,6 +62,11 @@ def median_time(fn, n):
 
 
 def main():
+    if "--ranges" in sys.argv[1:]:
+        with LocalArchive() as arch:
+            arch.wait_ready()
+            _lazy_ranges(arch, arch.catalog.specs)
+        return
     runs = [start_times() for _ in range(N_STARTS)]
     print(f"server start, {N_STARTS} fresh processes (no disk cache exists); seconds since the "
           "process began importing, min / median / max")
@@ -137,6 +144,7 @@ def main():
         print(f"full frame ({size / 1e6:.1f} MB): first request {t_first:.2f} s (generated), "
               f"again {t_second:.2f} s (cached), 64 kB range {t_range * 1000:.1f} ms")
         _pipeline7(arch, specs)
+        _lazy_ranges(arch, specs)
 
     with LocalArchive() as arch:
         arch.wait_ready()
@@ -181,6 +189,71 @@ def _pipeline7(arch, specs):
     size = len(requests.get(arch.file_url(r7[-1])).content)
     print(f"QR3 full frame ({size / 1e6:.1f} MB, 2040 RICE_1 rows): first request "
           f"{time.perf_counter() - t0:.2f} s (generated)")
+
+
+def _lazy_ranges(arch, specs):
+    """A ranged GET of 100 IMAGE rows of a frame never requested (S3 path; assembled from the
+    frame's layout) against rendering the whole frame, and the archive's time per image for
+    the catalog client's reads (headers, rows 900-1030, PSF planes) with and without it."""
+    from glue_spherex.download.http import make_session
+    from glue_spherex.download.ranges import RangeReader
+    from glue_spherex.local_archive import files
+    from glue_spherex.local_archive.s3 import BUCKET
+    from glue_spherex.local_archive.synthetic import frame_bytes
+    from glue_spherex.local_archive.synthetic.layout import ROW_BYTES
+    from glue_spherex.products.partial import HEADER_CHUNK, PartialImage
+
+    near = [s for s in specs if abs(s.dec - M101[1]) < 2 and abs(s.ra - M101[0]) < 3]
+    a = 25920 + 900 * ROW_BYTES                           # rows 900-999 of IMAGE
+    b = a + 100 * ROW_BYTES
+    for label, group in (("QR2", [s for s in near if not s.pipeline7 and s.detector == 5]),
+                         ("QR3", [s for s in near if s.pipeline7 and s.detector == 5])):
+        if len(group) < 9:
+            continue
+
+        def rows(spec):
+            return requests.get(f"{arch.url}/{BUCKET}/{spec.key}",
+                                headers={"Range": f"bytes={a}-{b - 1}"})
+
+        rows(group[8])                  # the detector's templates and tables, made once
+        times = []
+        for spec in group[:3]:
+            t0 = time.perf_counter()
+            r = rows(spec)
+            times.append(time.perf_counter() - t0)
+        t_rows = statistics.median(times)
+        t0 = time.perf_counter()
+        full = frame_bytes(group[0])
+        t_full = time.perf_counter() - t0
+        assert r.status_code == 206 and r.content == frame_bytes(group[2])[a:b]
+        print(f"{label} frame never requested, ranged GET of 100 IMAGE rows (median of 3 frames): "
+              f"{t_rows * 1000:.0f} ms; full render {t_full:.2f} s; ratio 1:{t_full / t_rows:.0f}")
+        del full
+
+        def client(spec, session):
+            reader = RangeReader(f"{arch.url}/{BUCKET}/{spec.key}", session)
+            head = reader.read(0, HEADER_CHUNK)
+            partial = PartialImage(reader.read, reader.size, spec.key, head=head)
+            partial.load_rows([(900, 1030)])
+            partial.load_psf([1000.0, 1500.0], [950.0, 1000.0])
+            return reader
+
+        session = make_session((10, 120))
+        hows = {"lazy": "assembled from the layout", "full": "full render per frame (as before)",
+                "cached": "the same frames, now in the frame cache (the client's own time)"}
+        for how, batch in (("lazy", group[3:5]), ("full", group[5:7]), ("cached", group[5:7])):
+            saved = files.LAZY_MAX_ROWS
+            files.LAZY_MAX_ROWS = -1 if how == "full" else saved  # -1: any range renders all
+            try:
+                t0 = time.perf_counter()
+                readers = [client(s, session) for s in batch]
+                dt = (time.perf_counter() - t0) / len(batch)
+            finally:
+                files.LAZY_MAX_ROWS = saved
+            n = sum(rd.requests for rd in readers) / len(batch)
+            mb = sum(rd.bytes_read for rd in readers) / len(batch) / 1e6
+            print(f"  catalog client per {label} image ({n:.0f} ranged GETs, {mb:.1f} MB): "
+                  f"{dt:.2f} s, {hows[how]}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,10 @@
 
 Whole frames (70 MB) are generated on first request into a small per-process LRU directory
 and served with ``Accept-Ranges: bytes`` and single-range ``206`` answers, so
-``fits.open(url, use_fsspec=True)`` reads sections without downloading the file.
+``fits.open(url, use_fsspec=True)`` reads sections without downloading the file. A ranged GET
+of a frame not in that directory is assembled from the frame's layout
+(:mod:`.synthetic.layout`: the same bytes, only the rows asked for rendered), and a HEAD
+renders nothing.
 ``?center=..&size=..`` renders an IBE cutout per request (:mod:`glue_spherex.irsa.cutout_params`; no overlap is
 HTTP 400, partial overlap is clipped), plain FITS unless ``gzip=true``. Pipeline-7 cutouts keep
 the EPSF table whole, FLAGS compressed or plain (``cutout_flags``). Where IRSA's behaviour is
@@ -25,7 +28,8 @@ from ..fitsbytes.atomic import write_bytes
 from ..irsa.cutout_params import parse_cutout
 from .response import FileBody, Response, error_document
 
-__all__ = ["FrameCache", "serve_file", "frame_cache", "parse_range", "ranged", "QR2_FRAME_BYTES"]
+__all__ = ["FrameCache", "serve_file", "serve_frame", "frame_cache", "parse_range", "ranged",
+           "QR2_FRAME_BYTES", "LAZY_MAX_ROWS"]
 
 FITS_TYPE = "application/fits"
 
@@ -40,6 +44,15 @@ class FrameCache:
         self._files = OrderedDict()          # key -> path
         self._sizes = {}                     # key -> size of every frame ever generated
         self._key_locks = {}
+
+    def cached(self, spec):
+        """An open binary file with the frame's bytes if they are on disk, else None."""
+        with self._lock:
+            path = self._files.get(spec.key)
+            if path is None:
+                return None
+            self._files.move_to_end(spec.key)
+            return open(path, "rb")
 
     def open(self, spec):
         """An open binary file with the frame's bytes (generated if not cached)."""
@@ -155,18 +168,68 @@ def _flag(value, name):
     raise SpherexInputError(f"{name}={value!r}: use true or false")
 
 
-def serve_file(spec, params, range_header=None, gzip_default=False, cutout_flags="compressed"):
+#: A ranged GET of a frame not in the frame cache is assembled from the frame's layout
+#: (:mod:`.synthetic.layout`) when it needs at most this many rows of image planes; a larger
+#: span renders the whole frame into the cache, as a GET without ``Range`` does.
+LAZY_MAX_ROWS = 512
+
+
+class _LayoutFile:
+    """A full frame as a read-only file assembled from its layout (only what is read is made)."""
+
+    def __init__(self, spec):
+        self.spec, self.pos = spec, 0
+
+    def seek(self, pos):
+        self.pos = pos
+
+    def read(self, n):
+        from .synthetic.layout import frame_layout
+
+        data = frame_layout(self.spec).bytes_at(self.pos, self.pos + n)
+        self.pos += len(data)
+        return data
+
+    def close(self):
+        pass
+
+
+def serve_frame(spec, range_header, headers, method="GET"):
+    """Answer a GET/HEAD of a whole frame (``headers``: extra response headers).
+
+    A frame in the frame cache is served from disk. Otherwise a HEAD renders nothing, a
+    ranged GET of at most :data:`LAZY_MAX_ROWS` rows is assembled from the layout (the same
+    bytes), and any other GET renders the frame into the cache.
+    """
+    cache = frame_cache()
+    size = cache.size(spec)
+    f = cache.cached(spec)
+    if f is None:
+        span = parse_range(range_header, size)
+        if method == "HEAD":
+            f = _LayoutFile(spec)              # never read: the HTTP layer sends headers only
+        elif isinstance(span, tuple):
+            from .synthetic.layout import frame_layout
+
+            layout = frame_layout(spec)
+            if layout.rows_needed(*span) <= LAZY_MAX_ROWS:
+                return ranged(layout.bytes_at, layout.size, range_header, headers)
+        if f is None:
+            f = cache.open(spec)
+    response = ranged(lambda a, b: FileBody(f, a, b - a), size, range_header, headers)
+    if not isinstance(response.body, FileBody):
+        f.close()                              # else the HTTP layer closes it after sending
+    return response
+
+
+def serve_file(spec, params, range_header=None, gzip_default=False, cutout_flags="compressed",
+               method="GET"):
     """Answer a GET/HEAD for one file (``params``: lower-case name -> first value);
     ``cutout_flags`` says how FLAGS of a pipeline-7 cutout is written."""
     headers = [("Accept-Ranges", "bytes"),
                ("Content-Disposition", f'inline; filename="{spec.file_name}"')]
     if "center" not in params and "size" not in params:
-        f = frame_cache().open(spec)           # the HTTP layer closes it after sending
-        size = os.fstat(f.fileno()).st_size
-        response = ranged(lambda a, b: FileBody(f, a, b - a), size, range_header, headers)
-        if not isinstance(response.body, FileBody):
-            f.close()
-        return response
+        return serve_frame(spec, range_header, headers, method)
     try:
         cut = parse_cutout(params.get("center"), params.get("size"))
         use_gzip = _flag(params["gzip"], "gzip") if "gzip" in params else gzip_default

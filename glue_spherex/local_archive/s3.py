@@ -5,8 +5,9 @@ IRSA mirrors every SPHEREx file in the bucket ``nasa-irsa-spherex`` (key = the I
 path of its own — ``http://127.0.0.1:PORT/nasa-irsa-spherex/<key>`` — with the subset of the S3 REST
 API that s3fs/fsspec and boto3 use for anonymous reads, so both work with
 ``endpoint_url=archive.url``. Requests are never authenticated: signed ones are answered like
-anonymous ones. Full frames come from the same frame cache as the IBE file service, and the
-archive's latency and fault flags apply (as on ``/ibe/``).
+anonymous ones. Full frames are served as by the IBE file service (:func:`.files.serve_frame`:
+the frame cache, or the frame's layout for a byte range), and the archive's latency and fault
+flags apply (as on ``/ibe/``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from email.utils import format_datetime
 from urllib.parse import parse_qs, quote
 from xml.sax.saxutils import escape
 
-from .files import frame_cache, ranged
-from .response import FileBody, Response
+from .files import frame_cache, serve_frame
+from .response import Response
 
 __all__ = ["BUCKET", "dispatch"]
 
@@ -44,13 +45,8 @@ def dispatch(method, path, query, headers, catalog):
     spec = catalog.by_key.get(key)
     if spec is None:
         return _error(404, "NoSuchKey", "The specified key does not exist.", method)
-    f = frame_cache().open(spec)             # the HTTP layer closes it after sending
     size = frame_cache().size(spec)
-    response = ranged(lambda a, b: FileBody(f, a, b - a), size, headers.get("Range"),
-                      _object_headers(key, size))
-    if not isinstance(response.body, FileBody):
-        f.close()
-    return response
+    return serve_frame(spec, headers.get("Range"), _object_headers(key, size), method)
 
 
 def _object_headers(key, size):

@@ -589,7 +589,8 @@ class LocalArchive:
             if spec is None:
                 return text_response(404, f"Not found: {path}")
             params = {k.lower(): v[0] for k, v in _parse_qs(query).items()}
-            args = (spec, params, headers.get("Range"), self.gzip_cutouts, self.cutout_flags)
+            args = (spec, params, headers.get("Range"), self.gzip_cutouts, self.cutout_flags,
+                    method)
             if "center" not in params and "size" not in params:
                 return serve_file(*args)
             big = self._big_render if _is_big(params) else contextlib.nullcontext()

@@ -413,6 +413,18 @@ def test_render_window_is_window_independent_and_deterministic(d5_spec):
         assert np.array_equal(again[key], big[key], equal_nan=True)
 
 
+def test_render_flags_are_the_flags_of_render_window(d5_spec):
+    from glue_spherex.local_archive.synthetic import render_flags
+
+    x, y = (int(v) for v in source_pixels(d5_spec)["M101"])
+    window = (x - 50, y - 40, 100, 80)            # SOURCE discs, cut by the window's edges
+    flags = render_flags(d5_spec, *window)
+    assert flags.dtype == np.int32 and np.count_nonzero(flags & (1 << BITS["SOURCE"])) > 50
+    assert np.array_equal(flags, render_window(d5_spec, *window)["flags"])
+    with pytest.raises(SpherexInputError, match="not inside"):
+        render_flags(d5_spec, 2000, 0, 100, 10)
+
+
 def test_noise_matches_variance_and_bad_pixels_are_wrong(d5_file, d5_spec):
     y0, x0 = 300, 300
     d = render_window(d5_spec, x0, y0, 400, 400)

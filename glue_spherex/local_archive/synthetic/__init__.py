@@ -3,7 +3,8 @@
 :mod:`.spec` (the numbers that identify an exposure), :mod:`.sky` (sources, galaxy, zodi and
 their truth), :mod:`.geometry` (WCS, footprints, cutout windows), :mod:`.psf`, :mod:`.flags`,
 :mod:`.render` (PSF, FLAGS, pixels of a window), :mod:`.headers`, :mod:`.pipeline7` (the
-pipeline-7 layout), :mod:`.frames` (files and cutouts) and :mod:`.plan` (the observation plan).
+pipeline-7 layout), :mod:`.frames` (files and cutouts), :mod:`.layout` (byte spans of a full
+frame without rendering it) and :mod:`.plan` (the observation plan).
 The names below are imported from their module on first use, so the plan and the footprints
 (all the local archive needs for its tables) load without astropy or scipy. How the data are
 made: ``docs/archive.rst``.
@@ -18,9 +19,10 @@ _EXPORTS = {
     "geometry": ("NPIX", "OMEGA_PIX_SR", "PIXEL_SCALE_ARCSEC", "cutout_window", "footprint",
                  "footprints", "frame_wcs"),
     "headers": ("PIPELINE_VERSION", "frame_headers"),
+    "layout": ("FrameLayout", "frame_layout"),
     "plan": ("observation_plan", "plan_by_key"),
     "psf": ("DETECTOR_FWHM", "psf_cube", "psf_header"),
-    "render": ("render_window", "source_pixels"),
+    "render": ("render_flags", "render_window", "source_pixels"),
     "sky": ("BANDS", "TARGETS", "SkyModel", "Source", "default_sky"),
     "spec": ("FrameSpec", "survey_target_id"),
 }

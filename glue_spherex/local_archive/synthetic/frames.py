@@ -26,9 +26,10 @@ from .psf import psf_cube
 from .render import render_window
 
 __all__ = ["make_frame", "make_cutout", "frame_bytes", "cutout_bytes", "write_frame",
-           "clip_window", "CUTOUT_FLAGS"]
+           "clip_window", "CUTOUT_FLAGS", "DATA_KINDS", "primary_hdu_bytes", "psf_hdu_bytes"]
 
-_DATA_KINDS = (("IMAGE", "image"), ("FLAGS", "flags"), ("VARIANCE", "variance"), ("ZODI", "zodi"))
+#: The image HDUs of a frame, in file order: (EXTNAME, key of :func:`.render.render_window`).
+DATA_KINDS = (("IMAGE", "image"), ("FLAGS", "flags"), ("VARIANCE", "variance"), ("ZODI", "zodi"))
 #: How FLAGS of a pipeline-7 cutout is written.
 CUTOUT_FLAGS = ("compressed", "plain")
 
@@ -49,20 +50,22 @@ def clip_window(x0, y0, nx, ny):
 
 
 @cache
-def _primary_bytes(pipeline7=False):
+def primary_hdu_bytes(pipeline7=False):
+    """The PRIMARY HDU (a header only) of either layout, as bytes."""
     return header_bytes(primary_cards(pipeline7))
 
 
 @cache
-def _psf_bytes(detector):
+def psf_hdu_bytes(detector):
+    """The PSF cube extension of a pipeline < 7 frame (header and data), as bytes."""
     return header_bytes(psf_cards(detector)) + data_bytes(psf_cube(detector))
 
 
 def _window_cards(spec, x0, y0, nx, ny):
     if (x0, y0, nx, ny) == (0, 0, NPIX, NPIX):
         cards = frame_cards(spec)
-        return {kind: cards[kind] for kind, _ in _DATA_KINDS}
-    return {kind: cutout_cards(spec, kind, x0, y0, nx, ny) for kind, _ in _DATA_KINDS}
+        return {kind: cards[kind] for kind, _ in DATA_KINDS}
+    return {kind: cutout_cards(spec, kind, x0, y0, nx, ny) for kind, _ in DATA_KINDS}
 
 
 def _check_flags_mode(flags):
@@ -76,8 +79,8 @@ def _to_bytes(spec, x0, y0, nx, ny, flags="compressed"):
     cards = _window_cards(spec, x0, y0, nx, ny)
     data = render_window(spec, x0, y0, nx, ny)
     r7_layout = spec.pipeline7
-    parts = [_primary_bytes(r7_layout)]
-    for kind, name in _DATA_KINDS:
+    parts = [primary_hdu_bytes(r7_layout)]
+    for kind, name in DATA_KINDS:
         if kind == "FLAGS" and r7_layout and flags == "compressed":
             flags_at = len(parts)
             parts.append(r7.compressed_flags_bytes(cards[kind], data[name]))
@@ -90,7 +93,7 @@ def _to_bytes(spec, x0, y0, nx, ny, flags="compressed"):
             if extra >= 0:
                 parts[flags_at] = r7.pad_heap(parts[flags_at], extra)
     else:
-        parts += [_psf_bytes(det), wave_hdu_bytes(det)]
+        parts += [psf_hdu_bytes(det), wave_hdu_bytes(det)]
     return b"".join(parts)
 
 
