@@ -59,7 +59,7 @@ def make_catalog(path, n, field, seed=1):
     return len(known)
 
 
-def run_ours(url, catalog, out, workers, bandpass):
+def run_ours(url, catalog, out, workers, bandpass, time_range):
     from distributed import Client, LocalCluster
 
     from glue_spherex.catalog import extract_catalog
@@ -69,14 +69,15 @@ def run_ours(url, catalog, out, workers, bandpass):
                       dashboard_address=":0") as cluster, Client(cluster) as client:
         t0 = time.perf_counter()
         result = extract_catalog(catalog, out, scheduler=cluster.scheduler_address,
-                                 bandpass=bandpass, archive=SpherexClass(archive_url=url),
+                                 bandpass=bandpass, time_range=time_range,
+                                 archive=SpherexClass(archive_url=url),
                                  progress=False)
         seconds = time.perf_counter() - t0
         rss = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return result, seconds, max(rss.values())
 
 
-def run_per_source(url, catalog, sample, bandpass, tmp):
+def run_per_source(url, catalog, sample, bandpass, time_range, tmp):
     from astropy.coordinates import SkyCoord
     from astropy.table import Table
 
@@ -90,7 +91,8 @@ def run_per_source(url, catalog, sample, bandpass, tmp):
     for row in cat[:sample]:
         coord = SkyCoord(row["ra"], row["dec"], unit="deg")
         t0 = time.perf_counter()
-        images = archive.query_region(coord, size="0.1deg", bandpass=bandpass)
+        images = archive.query_region(coord, size="0.1deg", bandpass=bandpass,
+                                      time=time_range)
         path = os.path.join(tmp, f"{row['id']}.fits")
         summary = fetch_to_file(images, path, target=coord, size="0.1deg", workers=10)
         table = extract_spectrum(path, coord)
@@ -102,7 +104,7 @@ def run_per_source(url, catalog, sample, bandpass, tmp):
     return seconds, bytes_, requests, points
 
 
-def run_notebook(url, catalog, bandpass, tmp, cap):
+def run_notebook(url, catalog, bandpass, time_range, tmp, cap):
     """The tutorial's fetch for the first source (its photometry not counted)."""
     import multiprocessing as mp
 
@@ -113,7 +115,8 @@ def run_notebook(url, catalog, bandpass, tmp, cap):
 
     row = Table.read(catalog)[0]
     images = SpherexClass(archive_url=url).query_region(
-        SkyCoord(row["ra"], row["dec"], unit="deg"), size="0.1deg", bandpass=bandpass)
+        SkyCoord(row["ra"], row["dec"], unit="deg"), size="0.1deg", bandpass=bandpass,
+        time=time_range)
     plan = os.path.join(tmp, "nb_plan.ecsv")
     images.write(plan, format="ascii.ecsv", overwrite=True)
     proc = mp.get_context("spawn").Process(target=_notebook_child,
@@ -129,7 +132,12 @@ def run_notebook(url, catalog, bandpass, tmp, cap):
 
 
 def _notebook_child(plan, out):
+    import logging
+
+    import astropy  # noqa: F401  (before touching its logger)
     from bench_fetch import run_tutorial
+
+    logging.getLogger("astropy").setLevel(logging.ERROR)  # the tutorial silences SIP notes
 
     run_tutorial(plan, out, 10)
 
@@ -157,9 +165,12 @@ def main(argv=None):
     ap.add_argument("--latency", type=float, default=0.15)
     ap.add_argument("--bandwidth", type=float, default=2e6, help="bytes/s per response")
     ap.add_argument("--bandpass", default="D2")
+    ap.add_argument("--time", nargs=2, type=float, metavar=("MJD1", "MJD2"),
+                    help="only images overlapping this interval (fewer images, quicker)")
     ap.add_argument("--sample", type=int, default=3, help="sources fetched per source")
     ap.add_argument("--cap", type=float, default=120.0, help="seconds for the notebook")
     args = ap.parse_args(argv)
+    time_range = tuple(args.time) if args.time else None
 
     tmp = tempfile.mkdtemp(prefix="bench-catalog-")
     proc, url = start_archive(args.latency, bandwidth=args.bandwidth)
@@ -168,18 +179,19 @@ def main(argv=None):
         known = make_catalog(catalog, args.sources, args.field)
         print(f"{args.sources} sources ({known} of the synthetic universe) within "
               f"{args.field} deg of M101, {args.bandpass}; archive latency {args.latency} s, "
-              f"{args.bandwidth / 1e6:g} MB/s per response")
+              f"{args.bandwidth / 1e6:g} MB/s per response"
+              + (f", images in MJD {time_range[0]:g}-{time_range[1]:g}" if time_range else ""))
         ours = {}
         for workers in (1, 2):
             out = os.path.join(tmp, f"ours{workers}.parquet")
-            ours[workers] = run_ours(url, catalog, out, workers, args.bandpass)
+            ours[workers] = run_ours(url, catalog, out, workers, args.bandpass, time_range)
             shutil.rmtree(out)
         res, t1, rss1 = ours[1]
         _, t2, rss2 = ours[2]
         measurements = res.rows
-        cs, cb, cr, _ = run_per_source(url, catalog, args.sample, args.bandpass, tmp)
+        cs, cb, cr, _ = run_per_source(url, catalog, args.sample, args.bandpass, time_range, tmp)
         scale = args.sources / args.sample
-        nb_t, nb_n, capped = run_notebook(url, catalog, args.bandpass, tmp, args.cap)
+        nb_t, nb_n, capped = run_notebook(url, catalog, args.bandpass, time_range, tmp, args.cap)
         nb_total = nb_t * args.sources
         print(f"{res.images} images, {measurements} source x image measurements")
         print(f"{'method':44s} {'wall (s)':>10s} {'MB moved':>10s} {'requests':>9s} "
