@@ -5,8 +5,8 @@ written to files (:func:`add_cutouts` batch by batch, next to other data)."""
 
 import re
 
+from cutouts import survey
 from glue.core import Data, DataCollection
-from plugin_cutouts import survey
 
 from glue_spherex.plugin import add_cutouts, fetch_into, is_spherex_data, link_cutouts
 from glue_spherex.plugin.datasets import identity, product_to_data
