@@ -111,10 +111,11 @@ def test_it_agrees_with_per_source_spectrum(full_run, archive):
     assert compared >= 3 and len(ref) == len(mine)
 
 
-def test_a_killed_run_resumes_without_duplicates(full_run, archive, tmp_path):
+def test_a_killed_run_resumes_without_duplicates(full_run, make_archive, tmp_path):
+    arch = make_archive(latency=0.4)  # ~5 s an image: parts are written while others run
     out = tmp_path / "killed.parquet"
-    args = (str(full_run["sources"]), "-o", str(out), "--archive", archive.url, "--time",
-            *TIME, "--workers", "1", "--threads", "4", "--quiet")
+    args = (str(full_run["sources"]), "-o", str(out), "--archive", arch.url, "--time",
+            *TIME, "--workers", "1", "--threads", "2", "--quiet")
     p = _cli(*args, start_new_session=True)
     deadline = time.monotonic() + 300
     while not list(out.glob("part-*.parquet")) and time.monotonic() < deadline:
