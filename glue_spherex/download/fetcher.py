@@ -675,7 +675,11 @@ class _Run:
         self.rng = random.Random()
         self.threads = []
         # the EPSF and WCS-WAVE tables of this run's full downloads, for early stops
-        self.calibrations = CalibrationStore() if fetcher.early_stop else None
+        # (kept in the cache too, once per calibration, when there is a cache)
+        cache = fetcher.cache
+        self.calibrations = (CalibrationStore(None if cache is None else
+                                              cache.directory / "calibrations")
+                             if fetcher.early_stop else None)
 
     def start(self):
         for i in range(min(self.fetcher.workers, len(self.tasks))):
@@ -801,13 +805,17 @@ class _Run:
         """One request (and its redirects). ``nbytes`` of the outcome is what came off the
         network: the body bytes of every response as sent (before any Content-Encoding is
         undone), failed and cut-short transfers included; HTTP headers are not counted."""
-        responses = []
-        outcome = self._transfer(session, url, responses)
+        responses, watches = [], []
+        try:
+            outcome = self._transfer(session, url, responses, watches)
+        finally:
+            for watch in watches:  # after learning: bodies waiting for this one go on
+                watch.finish()
         outcome.nbytes = max(outcome.nbytes if not responses else 0,
                              sum(_wire_bytes(r) for r in responses))
         return outcome
 
-    def _transfer(self, session, url, responses):
+    def _transfer(self, session, url, responses, watches):
         try:
             for _ in range(MAX_REDIRECTS + 1):
                 with session.get(url, stream=True, allow_redirects=False) as resp:
@@ -825,7 +833,10 @@ class _Run:
                     if status != 200:
                         return _http_error(resp)
                     limit = plausible_size(url)
-                    body, tail = self._read(resp, limit, self._watch(resp))
+                    watch = self._watch(resp)
+                    if watch is not None:
+                        watches.append(watch)
+                    body, tail = self._read(resp, limit, watch)
                     if tail:  # stopped early: this connection must not be reused half-read
                         _drop_connection(resp)
                     break
@@ -866,7 +877,10 @@ class _Run:
                 or resp.headers.get("Content-Encoding", "identity").strip().lower()
                 != "identity"):
             return None
-        return BodyWatch(self.calibrations, int(length))
+        read_timeout = self.fetcher.timeout[1] if isinstance(self.fetcher.timeout,
+                                                             (tuple, list)) else self.fetcher.timeout
+        return BodyWatch(self.calibrations, int(length), max_wait=float(read_timeout or 60.0),
+                         stopped=self.stopping.is_set)
 
     @staticmethod
     def _read(resp, limit, watch=None):

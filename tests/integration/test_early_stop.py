@@ -97,6 +97,17 @@ def _hdus(path):
     return out
 
 
+def test_concurrent_bodies_of_one_calibration_wait_for_one_full_read(archive):
+    table = SpherexClass(archive.url).query_region((RA, DEC), size="20px", release="qr3",
+                                                   bandpass="D5")[:8]
+    assert len(table) == 8 and set(table["detector"]) == {5}
+    results = list(fetch_cutouts(table, workers=4))
+    assert all(r.ok and r.attempts == 1 for r in results)
+    full = [r for r in results if not r.bytes_saved]
+    assert len(full) == 1 and full[0].bytes == len(full[0].data)
+    assert all(r.bytes == _epsf_header_end(r.data) for r in results if r.bytes_saved)
+
+
 @pytest.mark.parametrize("cut_at", [0.02, 0.5])
 def test_faults_early_parts_are_retried_and_the_file_is_the_same(r7, tmp_path, cut_at):
     # cut_at=0.02 cuts a body before its EPSF header (inside the part an early stop reads):
@@ -224,3 +235,40 @@ def test_fetch_prints_the_bytes_early_stop_saved(archive, tmp_path, capsys):
     m = re.search(r"early stop saved (\d[\d,]*) bytes", line)
     assert m is not None, line
     assert int(m.group(1).replace(",", "")) > 0
+
+
+# -- the calibrations kept in the cache (issue #17 item 3, first part) --------------------------
+
+def test_a_later_run_with_the_cache_downloads_no_calibration_again(archive, tmp_path):
+    table = _table(archive.url, "qr3", 30)
+    seen = {}
+    rank = [seen.setdefault(int(d), []).append(1) or len(seen[int(d)]) for d in table["detector"]]
+    rank = np.array(rank)
+    first, later = table[rank % 2 == 1], table[rank % 2 == 0]  # other cutouts, same detectors
+    assert len(later) >= 6 and set(later["detector"]) <= set(first["detector"])
+    cache = tmp_path / "cache"
+    assert all(r.ok for r in fetch_cutouts(first, cache_dir=cache, workers=2))
+    kept = sorted(p.name.split("-")[0] for p in (cache / "calibrations").glob("*.bin"))
+    n_det = len(set(first["detector"]))
+    assert kept == ["epsf"] * n_det + ["spectral_wcs"] * n_det
+    full = {r.cutout_index: r.data for r in fetch_cutouts(later, workers=2, early_stop=False)}
+    results = list(fetch_cutouts(later, cache_dir=cache, workers=2))
+    assert all(r.ok and not r.from_cache for r in results)
+    for r in results:  # every one stopped at its EPSF header, from the first request on
+        assert r.bytes_saved > 0 and r.bytes == _epsf_header_end(r.data)
+        assert r.data == full[r.cutout_index]
+    # calibration files that do not check out are deleted and not used
+    for path in (cache / "calibrations").glob("epsf-*.bin"):
+        raw = bytearray(path.read_bytes())
+        raw[5000] ^= 1
+        path.write_bytes(bytes(raw))
+    store = CalibrationStore(cache / "calibrations")
+    body = full[int(later["cutout_index"][0])]
+    spans = scan_spectral_image(body)
+    ident = calibration_identity(body[spans[1].header_start:spans[1].data_start])
+    assert store.tail(ident, spans[5]) is None
+    assert len(list((cache / "calibrations").glob("epsf-*.bin"))) == n_det - 1
+    assert _watch(store, body) == (len(body), None)   # read in full
+    store.learn(body, spans)                           # ... and learnt again
+    assert store.tail(ident, spans[5]) == body[spans[5].data_start:]
+    assert len(list((cache / "calibrations").glob("epsf-*.bin"))) == n_det
