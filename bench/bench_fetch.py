@@ -268,9 +268,18 @@ def warm_up(plan, workers, headers_only=False):
         with requests.get(url, stream=True, timeout=(10, 120)) as resp:
             return resp.status_code
 
+    def once(url):
+        for attempt in range(3):  # a kept-alive connection the archive closed: try again
+            try:
+                return head(url) if headers_only else len(get(url))
+            except requests.ConnectionError:
+                if attempt == 2:
+                    raise
+        return None
+
     urls = sorted({url.split("&rep=")[0] for url in plan["cutout_url"]})
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(head if headers_only else (lambda url: len(get(url))), urls))
+        list(pool.map(once, urls))
     return len(urls)
 
 
