@@ -17,11 +17,20 @@ from ``wait4``:
   GETs appended to one file unchecked (what any method must at least do), and our fetcher
   without the MEF; and the CPU seconds of the client and the archive during each run.
 
+With ``--early-stop`` it measures instead what the early stop saves (issue #17): pipeline-7
+(QR3) cutouts, each fetched by ``fetch_to_file`` in full (``early_stop=False``) and with the
+early stop, on an archive at latency L without a bandwidth limit (N cutouts) and on one at
+latency L whose responses are each capped at ``--bandwidth-total / W`` bytes/s, so that W
+full downloads share the total, a remote user's line (``--bandwidth-n`` cutouts, fewer: a
+full download of 700 cutouts at 2 MB/s takes 24 minutes). It prints bytes downloaded per
+cutout and wall time of each, and the ratios full / early stop.
+
 Usage::
 
     python bench/bench_fetch.py              # N=700, W=10, L=0.15 s
     python bench/bench_fetch.py --n 100      # quick check
     python bench/bench_fetch.py --repeat 5   # ours five times: median and spread
+    python bench/bench_fetch.py --early-stop # pipeline 7: full vs early stop, 2 MB/s too
 """
 
 from __future__ import annotations
@@ -37,11 +46,14 @@ import time
 
 M101 = (210.80227, 54.34895)
 TARGETS = {"ours/limit": 1.15, "tutorial/ours": 2.0, "ours peak RSS (MB)": 600}
+#: issue #17: pipeline-7 bytes downloaded and wall time (under the bandwidth limit), full /
+#: early stop
+EARLY_TARGETS = {"bytes": 10.0, "time, bandwidth limit": 5.0}
 
 
 # -- the two methods (run in child processes) ---------------------------------------------------
 
-def run_ours(plan_path, out_path, workers):
+def run_ours(plan_path, out_path, workers, early_stop=True):
     from astropy.coordinates import SkyCoord
     from astropy.table import Table
 
@@ -55,10 +67,17 @@ def run_ours(plan_path, out_path, workers):
 
     t0 = time.perf_counter()
     summary = fetch_to_file(table, out_path, target=SkyCoord(*M101, unit="deg"),
-                            size=table.meta["size"], workers=workers, progress=progress)
+                            size=table.meta["size"], workers=workers, progress=progress,
+                            early_stop=early_stop)
     seconds = time.perf_counter() - t0
     return dict(seconds=seconds, ok=summary.ok, failed=summary.failed,
-                finishing=seconds - (last[0] - t0))
+                finishing=seconds - (last[0] - t0), downloaded=summary.bytes_downloaded,
+                saved=summary.bytes_saved)
+
+
+def run_ours_full(plan_path, out_path, workers):
+    """Ours with every body read in full (no early stop)."""
+    return run_ours(plan_path, out_path, workers, early_stop=False)
 
 
 def plain_get():
@@ -190,17 +209,20 @@ def child(method, plan_path, out_path, workers):
     import astropy  # noqa: F401  (import before touching its logger, see products doc §9)
 
     logging.getLogger("astropy").setLevel(logging.ERROR)  # the tutorial silences SIP notes
-    func = {"ours": run_ours, "fetch-only": run_fetch_only, "floor": run_floor,
+    func = {"ours": run_ours, "ours-full": run_ours_full, "fetch-only": run_fetch_only,
+            "floor": run_floor,
             "gets": run_gets, "tutorial": run_tutorial}[method]
     print(json.dumps(func(plan_path, out_path, workers)), flush=True)
 
 
 # -- the driver ---------------------------------------------------------------------------------
 
-def start_archive(latency):
-    """The local archive in its own process (``latency`` s per request): (process, URL)."""
+def start_archive(latency, bandwidth=None):
+    """The local archive in its own process (``latency`` s per request, each response capped
+    at ``bandwidth`` bytes/s if given): (process, URL)."""
+    extra = [] if bandwidth is None else ["--bandwidth", str(bandwidth)]
     proc = subprocess.Popen([sys.executable, "-m", "glue_spherex.local_archive", "--port", "0",
-                             "--latency", str(latency)],
+                             "--latency", str(latency), *extra],
                             stdout=subprocess.PIPE, text=True)
     url = proc.stdout.readline().strip()
     for line in proc.stdout:
@@ -211,12 +233,12 @@ def start_archive(latency):
     return proc, url
 
 
-def make_plan(url, n, size, path):
+def make_plan(url, n, size, path, release="qr2"):
     from astropy.table import Table, vstack
 
     from glue_spherex.irsa.core import SpherexClass
 
-    rows = SpherexClass(url).query_region(M101, size=size)
+    rows = SpherexClass(url).query_region(M101, size=size, release=release)
     distinct = len(rows)
     copies = []
     for k in range(-(-n // distinct)):
@@ -231,15 +253,33 @@ def make_plan(url, n, size, path):
     return plan, distinct
 
 
-def warm_up(plan, workers):
+def warm_up(plan, workers, headers_only=False):
     """Request every distinct cutout once, untimed: the archive's first render of a frame is
-    slower, and without this whichever method runs first would pay for it."""
+    slower, and without this whichever method runs first would pay for it. ``headers_only``:
+    close each response once its headers arrived (the archive renders a cutout before it
+    sends any of it), for an archive whose bandwidth limit would make the bodies slow."""
     from concurrent.futures import ThreadPoolExecutor
 
+    import requests
+
     get = plain_get()
+
+    def head(url):
+        with requests.get(url, stream=True, timeout=(10, 120)) as resp:
+            return resp.status_code
+
+    def once(url):
+        for attempt in range(3):  # a kept-alive connection the archive closed: try again
+            try:
+                return head(url) if headers_only else len(get(url))
+            except requests.ConnectionError:
+                if attempt == 2:
+                    raise
+        return None
+
     urls = sorted({url.split("&rep=")[0] for url in plan["cutout_url"]})
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda url: len(get(url)), urls))
+        list(pool.map(once, urls))
     return len(urls)
 
 
@@ -297,6 +337,71 @@ def compare_wavelengths(ours_path, tutorial_path):
     return len(diffs), float(np.max(diffs)) if diffs else float("nan")
 
 
+def early_stop_figures(args):
+    """Pipeline 7: full downloads vs early stop, without and with a bandwidth limit."""
+    tmp = tempfile.mkdtemp(prefix="bench_fetch_", dir=args.dir)
+    per_response = args.bandwidth_total / args.workers
+    settings = [("no bandwidth limit", None, args.n),
+                (f"{args.bandwidth_total / 1e6:g} MB/s ({per_response / 1e6:g} MB/s per "
+                 f"response)", per_response, args.bandwidth_n)]
+    rows = {}
+    print(f"pipeline-7 (qr3) cutouts of M101, all bands, {args.size}, {args.workers} workers, "
+          f"latency {args.latency * 1e3:.0f} ms per request; each run in its own process")
+    try:
+        for label, bandwidth, n in settings:
+            if n <= 0:
+                continue
+            archive, url = start_archive(args.latency, bandwidth)
+            try:
+                plan_path = os.path.join(tmp, f"plan-{n}.ecsv")
+                plan, distinct = make_plan(url, n, args.size, plan_path, release="qr3")
+                warmed = warm_up(plan, args.workers, headers_only=bandwidth is not None)
+                print(f"\n{label}: {n} cutouts ({distinct} distinct"
+                      f"{', repeated with &rep=k' if n > distinct else ''}; {warmed} rendered "
+                      f"once, untimed); latency limit N*L/W {n * args.latency / args.workers:.2f} s")
+                sizes = {}
+                for method in ("ours-full", "ours"):
+                    out = os.path.join(tmp, f"{method}.fits")
+                    result, rss = run_child(method, plan_path, out, args.workers)
+                    sizes[method] = os.path.getsize(out)
+                    os.unlink(out)
+                    rows[(label, method)] = result
+                    name = "full download" if method == "ours-full" else "early stop"
+                    print(f"  {name:14s} {result['seconds']:8.2f} s  "
+                          f"{result['downloaded'] / n / 1e6:7.3f} MB downloaded per cutout  "
+                          f"({result['saved'] / n / 1e6:.3f} MB filled in)  {result['ok']} ok, "
+                          f"{result['failed']} failed, peak RSS {rss:.0f} MB")
+                full, early = rows[(label, "ours-full")], rows[(label, "ours")]
+                same = "the same size" if len(set(sizes.values())) == 1 else "DIFFERENT sizes"
+                print(f"  full / early stop: bytes {full['downloaded'] / early['downloaded']:.1f}x"
+                      f", wall time {full['seconds'] / early['seconds']:.1f}x; the two files "
+                      f"have {same} ({sizes['ours'] / 1e6:.0f} MB)")
+            finally:
+                archive.terminate()
+                archive.wait()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print()
+    figures = {}
+    first = settings[0][0]
+    if (first, "ours") in rows:
+        f, e = rows[(first, "ours-full")], rows[(first, "ours")]
+        figures["bytes"] = f["downloaded"] / e["downloaded"]
+        figures["time, no limit"] = f["seconds"] / e["seconds"]
+        figures["early stop/limit, no limit"] = e["seconds"] / (args.n * args.latency
+                                                               / args.workers)
+    second = settings[1][0]
+    if (second, "ours") in rows:
+        f, e = rows[(second, "ours-full")], rows[(second, "ours")]
+        figures["bytes, bandwidth limit"] = f["downloaded"] / e["downloaded"]
+        figures["time, bandwidth limit"] = f["seconds"] / e["seconds"]
+    for name, value in figures.items():
+        target = EARLY_TARGETS.get(name)
+        verdict = "" if target is None else (f"   target >= {target:g}   "
+                                             f"{'met' if value >= target else 'NOT met'}")
+        print(f"full / early stop, {name:28s} {value:7.2f}{verdict}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=700, help="cutouts to fetch (default 700)")
@@ -312,7 +417,17 @@ def main(argv=None):
     parser.add_argument("--keep", action="store_true", help="keep the output files")
     parser.add_argument("--dir", default=None,
                         help="directory for the MEFs (default: the system temporary directory)")
+    parser.add_argument("--early-stop", action="store_true",
+                        help="pipeline 7: full downloads vs early stop (see the docstring)")
+    parser.add_argument("--bandwidth-total", type=float, default=2e6,
+                        help="with --early-stop: bytes/s shared by the W workers (2e6)")
+    parser.add_argument("--bandwidth-n", type=int, default=150,
+                        help="with --early-stop: cutouts fetched under the bandwidth limit "
+                             "(default 150; 0 skips it)")
     args = parser.parse_args(argv)
+    if args.early_stop:
+        early_stop_figures(args)
+        return
 
     tmp = tempfile.mkdtemp(prefix="bench_fetch_", dir=args.dir)
     archive, url = start_archive(args.latency)

@@ -54,6 +54,10 @@ def add_parser(subparsers):
                         help="full (default): every cutout's PSF extension, as IRSA sends "
                              "it; none: leave PSFn (EPSFn) out of FILE (aperture corrections "
                              "then use the header's PSF_FWHM)")
+    parser.add_argument("--full-download", action="store_true",
+                        help="read every cutout in full (by default a pipeline-7 cutout stops "
+                             "at its EPSF header when the run already holds its EPSF and "
+                             "WCS-WAVE tables; the file is the same either way)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -79,11 +83,12 @@ def run(args):
     return fetch_and_report(table, output, workers=cfg.workers, cache_dir=cfg.cache_dir,
                             max_retries=cfg.max_retries, overwrite=args.overwrite,
                             quicklook=args.quicklook, psf=args.psf,
-                            progress_bar=not args.no_progress and sys.stderr.isatty())
+                            progress_bar=not args.no_progress and sys.stderr.isatty(),
+                            early_stop=not args.full_download)
 
 
 def fetch_and_report(table, output, *, workers, cache_dir, overwrite, quicklook,
-                     progress_bar, max_retries=None, psf="full"):
+                     progress_bar, max_retries=None, psf="full", early_stop=True):
     """Fetch ``table`` into ``output`` (and a quick-look); print a summary; exit code.
 
     ``output`` is resumed when it holds an unfinished file of the same query (see
@@ -95,7 +100,7 @@ def fetch_and_report(table, output, *, workers, cache_dir, overwrite, quicklook,
     try:
         summary = fetch_to_file(table, output, overwrite=overwrite, workers=workers,
                                 cache_dir=cache_dir, max_retries=max_retries,
-                                tqdm=progress_bar, psf=psf)
+                                tqdm=progress_bar, psf=psf, early_stop=early_stop)
     except KeyboardInterrupt:
         ignore_interrupts()  # what follows is quick, and must be said whole
         print(f"glue-spherex: interrupted; {_where_they_are(output, before, cache_dir)}",
@@ -164,11 +169,17 @@ def _where_they_are(output, before, cache_dir):
 
 
 def _bytes_line(summary):
-    """The closing line on bytes: downloaded (off the network, not the cache) and saved."""
+    """The closing line on bytes: downloaded (off the network, not the cache) and saved (by
+    early stop, and by ``--psf none``)."""
     fetched = summary.ok - summary.resumed - summary.from_cache
-    line = (f"downloaded {summary.bytes:,} bytes ({summary.bytes / 1e6:.1f} MB) over the "
-            f"network for {fetched} cutouts; {summary.from_cache} came from the cache, "
-            f"{summary.resumed} from the unfinished file")
+    line = (f"downloaded {summary.bytes_downloaded:,} bytes "
+            f"({summary.bytes_downloaded / 1e6:.1f} MB) over the network for {fetched} "
+            f"cutouts; {summary.from_cache} came from the cache, {summary.resumed} from the "
+            "unfinished file")
+    if fetched > 0:
+        line += (f"; early stop saved {summary.bytes_saved:,} bytes "
+                 f"({summary.bytes_saved / 1e6:.1f} MB) of EPSF and WCS-WAVE tables the run "
+                 "already held")
     if summary.psf == "none":
         line += (f"; saved {summary.psf_bytes_saved:,} bytes "
                  f"({summary.psf_bytes_saved / 1e6:.1f} MB) of PSF extensions not written "

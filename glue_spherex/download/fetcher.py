@@ -5,7 +5,9 @@
 CombinedWriter`) so memory stays bounded however many cutouts there are. :class:`Fetcher`
 runs the batch: a pool of keep-alive workers, every body validated as a complete Level-2
 FITS file, transient failures retried with jittered back-off, an AIMD limit on 429/503,
-only trusted hosts and bounded bodies, an optional cache, prompt cancellation; every cutout
+only trusted hosts and bounded bodies, an optional cache, prompt cancellation, and an early
+stop: a pipeline-7 body is read only up to its EPSF header when the run already holds its EPSF
+and WCS-WAVE tables, the rest filled in from them byte for byte (:mod:`.earlystop`); every cutout
 ends ``'ok'``, ``'failed'`` (with the reason) or ``'cancelled'``. How a batch runs and which
 hosts are followed: ``docs/python.rst`` ("Downloading the cutouts into one file").
 """
@@ -33,6 +35,7 @@ from ..errors import SpherexError, SpherexFormatError, SpherexInputError
 from ..fitsbytes.scan import scan_spectral_image, unwrap
 from ..irsa.config import IRSA_URL, settings
 from .cache import CutoutCache
+from .earlystop import BodyWatch, CalibrationStore
 from .http import ConnectionTracker, make_session
 from .retry import (
     PUSHBACK_STATUSES,
@@ -81,6 +84,9 @@ class FetchResult:
     bytes : int
         Body bytes read off the network, as sent (compressed if they were), over every
         attempt, failed and cut-short ones included (0 from the cache).
+    bytes_saved : int
+        Bytes of the body not read off the network but filled in, byte for byte, from the
+        EPSF and WCS-WAVE tables the run already held (early stop; 0 for a full download).
     seconds : float
         Wall time from the first attempt to the outcome.
     from_cache : bool
@@ -99,6 +105,7 @@ class FetchResult:
     seconds: float = 0.0
     from_cache: bool = False
     data: bytes | None = field(default=None, repr=False)
+    bytes_saved: int = 0
     _product: object = field(default=None, repr=False, compare=False)
 
     @property
@@ -145,10 +152,18 @@ class FetchSummary:
     psf: str = "full"
     #: bytes of PSF extensions not written to the file (``psf='none'``)
     psf_bytes_saved: int = 0
+    #: bytes of cutouts not downloaded because the run already held their EPSF and WCS-WAVE
+    #: tables (early stop); the file has them all the same
+    bytes_saved: int = 0
 
     @property
     def complete(self):
         return self.ok == self.total
+
+    @property
+    def bytes_downloaded(self):
+        """Body bytes read off the network (the same as :attr:`bytes`)."""
+        return self.bytes
 
 
 @dataclass(eq=False)
@@ -158,6 +173,7 @@ class _Task:
     url: str
     attempts: int = 0
     bytes: int = 0
+    saved: int = 0
     started: float | None = None
     reason: str = ""
 
@@ -245,6 +261,7 @@ class _Outcome:
     status: int | None = None
     retry_after: float | None = None
     nbytes: int = 0
+    saved: int = 0
 
 
 class Fetcher:
@@ -266,10 +283,15 @@ class Fetcher:
     archive_url : str, optional
         The archive whose host rows of a query table may point at, when the table does not
         say (``table.meta['archive_url']``); default the configured archive.
+    early_stop : bool
+        Read a pipeline-7 body only up to its EPSF header when this run already holds its
+        EPSF and WCS-WAVE tables (same calibration UUIDs, detector and table layout), and fill
+        in the rest from them; the result is byte for byte the full body (default True).
+        False: every body is downloaded in full.
     """
 
     def __init__(self, *, workers=None, cache_dir=None, timeout=None, max_retries=None,
-                 retry=None, archive_url=None):
+                 retry=None, archive_url=None, early_stop=True):
         cfg = settings(workers=workers, cache_dir=cache_dir, timeout=timeout,
                        max_retries=max_retries, archive_url=archive_url)
         self.archive_url = cfg.archive_url
@@ -282,6 +304,7 @@ class Fetcher:
             policy = RetryPolicy(cfg.max_retries, policy.backoff_base, policy.backoff_cap,
                                  policy.retry_after_cap)
         self.retry = policy
+        self.early_stop = bool(early_stop)
 
     def fetch(self, items, *, progress=None, tqdm=False, cancel=None):
         """Yield a :class:`FetchResult` for every item of ``items`` as it completes.
@@ -327,14 +350,15 @@ class Fetcher:
 
 def fetch_cutouts(table_or_urls, *, workers=None, cache_dir=None, timeout=None,
                   max_retries=None, progress=None, tqdm=False, cancel=None, retry=None,
-                  archive_url=None):
+                  archive_url=None, early_stop=True):
     """Download cutouts concurrently; yields :class:`FetchResult` as each completes.
 
     See :class:`Fetcher` for the parameters and :meth:`Fetcher.fetch` for ``table_or_urls``,
     ``progress``, ``tqdm`` and ``cancel``.
     """
     fetcher = Fetcher(workers=workers, cache_dir=cache_dir, timeout=timeout,
-                      max_retries=max_retries, retry=retry, archive_url=archive_url)
+                      max_retries=max_retries, retry=retry, archive_url=archive_url,
+                      early_stop=early_stop)
     return fetcher.fetch(table_or_urls, progress=progress, tqdm=tqdm, cancel=cancel)
 
 
@@ -580,6 +604,7 @@ def _tally(summary, result):
     else:
         summary.cancelled += 1
     summary.bytes += result.bytes
+    summary.bytes_saved += result.bytes_saved
 
 
 def _tasks(items):
@@ -649,6 +674,12 @@ class _Run:
         self.closed = threading.Event()    # the consumer is gone: emit nothing more
         self.rng = random.Random()
         self.threads = []
+        # the EPSF and WCS-WAVE tables of this run's full downloads, for early stops
+        # (kept in the cache too, once per calibration, when there is a cache)
+        cache = fetcher.cache
+        self.calibrations = (CalibrationStore(None if cache is None else
+                                              cache.directory / "calibrations")
+                             if fetcher.early_stop else None)
 
     def start(self):
         for i in range(min(self.fetcher.workers, len(self.tasks))):
@@ -708,7 +739,9 @@ class _Run:
     def _result(self, task, status, reason="", **kw):
         seconds = time.monotonic() - task.started if task.started is not None else 0.0
         return FetchResult(task.cutout_index, task.url, status, reason=reason,
-                           attempts=task.attempts, bytes=task.bytes, seconds=seconds, **kw)
+                           attempts=task.attempts, bytes=task.bytes, seconds=seconds,
+                           bytes_saved=task.saved if status == OK and not kw.get("from_cache")
+                           else 0, **kw)
 
     def _step(self, task, session):
         """One attempt at ``task``: a FetchResult when it is decided, None if re-queued."""
@@ -732,6 +765,7 @@ class _Run:
         outcome = self._attempt(session, task.url)
         self.limit.release(started, outcome.status in PUSHBACK_STATUSES)
         task.bytes += outcome.nbytes
+        task.saved = outcome.saved
         if outcome.kind == "ok":
             path, note = None, ""
             if cache is not None:
@@ -771,13 +805,17 @@ class _Run:
         """One request (and its redirects). ``nbytes`` of the outcome is what came off the
         network: the body bytes of every response as sent (before any Content-Encoding is
         undone), failed and cut-short transfers included; HTTP headers are not counted."""
-        responses = []
-        outcome = self._transfer(session, url, responses)
+        responses, watches = [], []
+        try:
+            outcome = self._transfer(session, url, responses, watches)
+        finally:
+            for watch in watches:  # after learning: bodies waiting for this one go on
+                watch.finish()
         outcome.nbytes = max(outcome.nbytes if not responses else 0,
                              sum(_wire_bytes(r) for r in responses))
         return outcome
 
-    def _transfer(self, session, url, responses):
+    def _transfer(self, session, url, responses, watches):
         try:
             for _ in range(MAX_REDIRECTS + 1):
                 with session.get(url, stream=True, allow_redirects=False) as resp:
@@ -795,7 +833,12 @@ class _Run:
                     if status != 200:
                         return _http_error(resp)
                     limit = plausible_size(url)
-                    body = self._read(resp, limit)
+                    watch = self._watch(resp)
+                    if watch is not None:
+                        watches.append(watch)
+                    body, tail = self._read(resp, limit, watch)
+                    if tail:  # stopped early: this connection must not be reused half-read
+                        _drop_connection(resp)
                     break
             else:
                 return _Outcome("fail", f"more than {MAX_REDIRECTS} redirects")
@@ -806,10 +849,12 @@ class _Run:
             kind, reason = transfer_error_decision(exc)
             return _Outcome(kind, reason)
         nbytes = len(body)
+        if tail:
+            body += tail   # the bytes a full download gives; the checks below apply as ever
         length = resp.headers.get("Content-Length")
         if (length is not None and length.isdigit() and "Content-Encoding" not in resp.headers
-                and int(length) != nbytes):
-            return _Outcome("retry", f"truncated body: {nbytes} of {length} bytes",
+                and int(length) != len(body)):
+            return _Outcome("retry", f"truncated body: {len(body)} of {length} bytes",
                             nbytes=nbytes)
         try:
             data = unwrap(body, label="response", max_size=limit)
@@ -817,27 +862,53 @@ class _Run:
             return _Outcome(body_error_decision(exc), f"invalid body with HTTP 200: {exc}", nbytes=nbytes)
         del body
         try:
-            scan_spectral_image(data, label="response")
+            spans = scan_spectral_image(data, label="response")
         except SpherexFormatError as exc:
             return _Outcome("retry", f"invalid body with HTTP 200: {exc}", nbytes=nbytes)
-        return _Outcome("ok", data=data, status=200, nbytes=nbytes)
+        if self.calibrations is not None and not tail:
+            self.calibrations.learn(data, spans)
+        return _Outcome("ok", data=data, status=200, nbytes=nbytes, saved=len(tail))
+
+    def _watch(self, resp):
+        """A :class:`~.earlystop.BodyWatch` for ``resp``, or None when no early stop may be
+        tried: early stop off, no Content-Length, or a Content-Encoding."""
+        length = resp.headers.get("Content-Length", "").strip()
+        if (self.calibrations is None or not length.isdigit()
+                or resp.headers.get("Content-Encoding", "identity").strip().lower()
+                != "identity"):
+            return None
+        read_timeout = self.fetcher.timeout[1] if isinstance(self.fetcher.timeout,
+                                                             (tuple, list)) else self.fetcher.timeout
+        return BodyWatch(self.calibrations, int(length), max_wait=float(read_timeout or 60.0),
+                         stopped=self.stopping.is_set)
 
     @staticmethod
-    def _read(resp, limit):
-        """The body, read in chunks into one buffer, refused past ``limit`` bytes (announced
-        or found). Cancellation does not need the chunks: ConnectionTracker.abort_all()
-        shuts the socket and the read returns."""
+    def _read(resp, limit, watch=None):
+        """``(body, tail)``: the body read in chunks into one buffer, refused past ``limit``
+        bytes (announced or found), and the bytes ``watch`` filled in if it stopped the read
+        early (else b""). Cancellation does not need the chunks:
+        ConnectionTracker.abort_all() shuts the socket and the read returns."""
         length = resp.headers.get("Content-Length", "").strip()
         if length.isdigit() and int(length) > limit:
             raise _TooLarge(f"the server announced a body of {int(length):,} bytes, more than "
                             f"this cutout can be ({limit:,})", 0)
         buf = bytearray()
-        while chunk := resp.raw.read(_READ_CHUNK, decode_content=True):
+        while True:
+            size = watch.next_read(len(buf), _READ_CHUNK) if watch is not None else _READ_CHUNK
+            chunk = resp.raw.read(size, decode_content=True)
+            if not chunk:
+                break
             buf += chunk
             if len(buf) > limit:
                 raise _TooLarge(f"the body is larger than this cutout can be ({limit:,} "
                                 "bytes); the rest was not read", len(buf))
-        return bytes(buf)
+            if watch is not None:
+                tail = watch.update(buf)
+                if tail is not None:
+                    return bytes(buf), tail
+                if not watch.active:
+                    watch = None
+        return bytes(buf), b""
 
 
 def plausible_size(url):
@@ -855,6 +926,17 @@ def plausible_size(url):
         return MAX_BODY_BYTES
     estimate = _BYTES_PER_PIXEL * cut.width_px * cut.height_px + _FIXED_BYTES
     return min(MAX_BODY_BYTES, 2 * estimate + _FIXED_BYTES)
+
+
+def _drop_connection(resp):
+    """Close the connection of a response read only in part (it is not reused)."""
+    raw = getattr(resp, "raw", None)
+    connection = getattr(raw, "connection", None)
+    with contextlib.suppress(Exception):
+        raw.close()
+    if connection is not None:
+        with contextlib.suppress(Exception):
+            connection.close()
 
 
 def _wire_bytes(resp):

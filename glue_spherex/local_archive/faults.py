@@ -93,6 +93,9 @@ class FaultConfig:
         Seconds sent in ``Retry-After`` with 429 and 503.
     stall_seconds : float
         Length of the pause of a ``stall``.
+    cut_at : float
+        Fraction of the body a ``reset``, ``truncate`` or ``stall`` sends before it strikes
+        (default 0.5, half; 0.02 strikes a pipeline-7 cutout before its EPSF header).
     routes : str
         ``'data'`` (the ``/ibe/`` file and cutout routes, the default), ``'all'``, or a
         comma-separated subset of ``data,tap,sia``.
@@ -110,6 +113,7 @@ class FaultConfig:
     p_html200: float = 0.0
     retry_after: int = 1
     stall_seconds: float = 5.0
+    cut_at: float = 0.5
     routes: str = "data"
 
     def __post_init__(self):
@@ -125,6 +129,8 @@ class FaultConfig:
                                     f"got {self.bandwidth!r}")
         if self.stall_seconds < 0 or self.retry_after < 0:
             raise SpherexInputError("stall_seconds and retry_after must be >= 0")
+        if not 0.0 <= self.cut_at < 1.0:
+            raise SpherexInputError(f"cut_at must lie in [0, 1), got {self.cut_at!r}")
         object.__setattr__(self, "_routes", self._parse_routes(self.routes))
 
     @staticmethod

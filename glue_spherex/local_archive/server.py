@@ -194,7 +194,8 @@ class _Handler(BaseHTTPRequestHandler):
             fault = None               # nothing to truncate or stall in a HEAD answer
         bandwidth = faults.bandwidth if faults.applies_to(kind) else None
         record = LogRecord(started, method, path, url.query, response.status, 0, fault)
-        self._send(response, method, fault, bandwidth, faults.stall_seconds, record)
+        self._send(response, method, fault, bandwidth, faults.stall_seconds, record,
+                   faults.cut_at)
 
     def _content_length(self):
         """The declared body length (0 if none); _BadRequest if malformed or chunked."""
@@ -279,7 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self.connection.settimeout(old)
 
-    def _send(self, response, method, fault, bandwidth, stall_seconds, record):
+    def _send(self, response, method, fault, bandwidth, stall_seconds, record, cut_at=0.5):
         """Send the response, applying a body fault, and log it.
 
         The request is logged just before its last byte (or the injected failure) reaches the
@@ -311,7 +312,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.end_headers()
                 return
             self.end_headers()
-            cut = total // 2 if fault in ("reset", "truncate", "stall") else total
+            cut = int(total * cut_at) if fault in ("reset", "truncate", "stall") else total
             if fault == "stall":
                 self._write(body, 0, cut, bandwidth)
                 time.sleep(stall_seconds)

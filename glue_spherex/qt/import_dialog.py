@@ -614,7 +614,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
             cache_dir=Path(cache).expanduser() if cache else None)
         self._to_fetch = table
         psf = self.psf_combo.currentData() or "full"
-        self._bytes = {"downloaded": 0, "saved": 0, "psf": psf}
+        self._bytes = {"downloaded": 0, "saved": 0, "psf": psf, "early": 0}
         self._rows = {int(r["cutout_index"]): (str(r["obs_id"]), str(r["bandpass"]))
                       for r in table}
         self.failures = []
@@ -672,6 +672,7 @@ class SpherexImportDialog(QtWidgets.QDialog):
                                          data=None)
             data = None
         self._bytes["downloaded"] += result.bytes
+        self._bytes["early"] += result.bytes_saved
         if result.status == "ok" and not isinstance(data, str):
             self._bytes["saved"] += data.meta.pop("psf_bytes_saved", 0)
         if result.status == "ok" and not isinstance(data, str):
@@ -732,11 +733,15 @@ class SpherexImportDialog(QtWidgets.QDialog):
                        f"{self.bytes_note()}", _GREEN)
 
     def bytes_note(self):
-        """``'Downloaded 12.3 MB (2 from the cache).'``, plus the PSF bytes left out."""
+        """``'Downloaded 12.3 MB'``, plus the bytes an early stop did not need to download
+        and the PSF bytes left out."""
         counts = getattr(self, "_bytes", None)
         if not counts:
             return ""
         note = f"Downloaded {format_bytes(counts['downloaded'])}"
+        if counts.get("early"):
+            note += (f"; {format_bytes(counts['early'])} of EPSF and WCS-WAVE tables already "
+                     "held not downloaded again")
         if counts["psf"] == "none":
             note += f"; {format_bytes(counts['saved'])} of PSF left out"
         return note + "."

@@ -217,4 +217,5 @@ def test_pipeline7_cutouts_lose_their_epsf_table(archive, tmp_path):
         assert np.array_equal(p.flags, q.flags)
         p.close()
         q.close()
-    assert full.bytes == none.bytes
+    # the EPSF comes either way (downloaded, or filled in by an early stop); it is not written
+    assert full.bytes_downloaded + full.bytes_saved == none.bytes_downloaded + none.bytes_saved
