@@ -142,23 +142,9 @@ def _notebook_child(plan, out):
     run_tutorial(plan, out, 10)
 
 
-def start_archive(latency, bandwidth):
-    """The local archive in its own process: (process, URL)."""
-    import subprocess
-
-    proc = subprocess.Popen([sys.executable, "-m", "glue_spherex.local_archive", "--port", "0",
-                             "--latency", str(latency), "--bandwidth", str(int(bandwidth))],
-                            stdout=subprocess.PIPE, text=True)
-    url = proc.stdout.readline().strip()
-    for line in proc.stdout:
-        if "ready" in line:
-            break
-    else:
-        raise SystemExit("the archive did not start")
-    return proc, url
-
-
 def main(argv=None):
+    from bench_fetch import start_archive
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sources", type=int, default=1000)
     ap.add_argument("--field", type=float, default=0.25, help="radius of the field (deg)")
@@ -173,7 +159,7 @@ def main(argv=None):
     time_range = tuple(args.time) if args.time else None
 
     tmp = tempfile.mkdtemp(prefix="bench-catalog-")
-    proc, url = start_archive(args.latency, bandwidth=args.bandwidth)
+    proc, url = start_archive(args.latency, bandwidth=int(args.bandwidth))
     try:
         catalog = os.path.join(tmp, "catalog.ecsv")
         known = make_catalog(catalog, args.sources, args.field)
