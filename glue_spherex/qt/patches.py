@@ -81,7 +81,8 @@ PATCHES = [
         versions=">=0.3,<1",
         changes="glue_qt.core.data_collection_model.DataCollectionModel is "
                 "BatchedDataCollectionModel: one tree rebuild per batch of SPHEREx datasets "
-                "or subsets (other data: glue's immediate rebuild)",
+                "or subsets and of the live spectrum's table (other data: glue's immediate "
+                "rebuild); row icons made once per marker and colour",
         why="glue-qt rebuilds and re-expands the whole tree per dataset and per subset: "
             "O(N^2); adding 700 cutouts took 5.5-8.6 s and one subset group 12-18 s",
         verified_by="tests/qt/test_qt_collection_model.py (refresh counts, what the tree shows, "
