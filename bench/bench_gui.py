@@ -14,7 +14,8 @@ Actions: the compare grid (Plugins menu), the first live spectrum of a sky circl
 update after moving it, the export of every cutout to one MEF, saving the session and
 restoring it in a fresh process (zoom, viewer titles and active subset checked).
 
-    python bench/bench_gui.py [--n 274] [--workdir DIR]
+    python bench/bench_gui.py [--n 274] [--workdir DIR] [--only spectrum,restore]
+                              [--keep-session PATH]
 
 ``glue-spherex spectrum`` on 546 cutouts is timed by ``bench/bench_spectrum_cli.py``.
 """
@@ -36,6 +37,7 @@ TARGET = (210.80227, 54.34895)  # M101
 SIZE = "3arcmin"
 TARGETS = {"compare": 2.0, "spectrum_first": 1.0, "spectrum_update": 0.3, "export": 5.0,
            "restore": 5.0}
+ACTIONS = ("compare", "spectrum", "export", "restore")
 
 
 def cutout_files(workdir, n):
@@ -116,11 +118,11 @@ def make_app(paths):
     return app, datasets, time.perf_counter() - t0
 
 
-def bench_window(paths, workdir):
+def bench_window(paths, workdir, only=ACTIONS):
     from glue_qt.viewers.scatter import ScatterViewer
 
     from glue_spherex.plugin import SkyCircleSubsetState, sky_subset
-    from glue_spherex.qt import COMPARE_LABEL, EXPORT_LABEL, spectrum_action
+    from glue_spherex.qt import COMPARE_LABEL, spectrum_action
     from glue_spherex.qt import compare as compare_module
 
     app, datasets, load = make_app(paths)
@@ -142,7 +144,11 @@ def bench_window(paths, workdir):
                 and not getattr(app, "_spherex_grid_pending", False))
 
     _watch_draws(app)
-    out["compare"] = measure(action.trigger, grid_ready)
+    if {"compare", "restore"} & set(only):  # the restored session has the grid
+        out["compare"] = measure(action.trigger, grid_ready)
+    if not {"spectrum", "export", "restore"} & set(only):
+        app.close()
+        return out, None, None
 
     # -- live spectrum ------------------------------------------------------------------
     ra, dec = TARGET
@@ -166,27 +172,24 @@ def bench_window(paths, workdir):
                     and getattr(viewer, "_spherex_drawn", False))
         return ready
 
-    out["spectrum_first"] = measure(lambda: spectrum_action._action(group, app.data_collection),
-                                    spectrum_ready(1))
-    viewer = spectrum_viewer()
-    viewer._spherex_drawn = False
-    out["spectrum_update"] = measure(
-        lambda: setattr(group, "subset_state", SkyCircleSubsetState(ra + 20 / 3600, dec,
-                                                                    6 / 3600)),
-        spectrum_ready(2))
+    if not {"spectrum", "restore"} & set(only):
+        viewer = None
+    else:
+        out["spectrum_first"] = measure(
+            lambda: spectrum_action._action(group, app.data_collection), spectrum_ready(1))
+        viewer = spectrum_viewer()
+        viewer._spherex_drawn = False
+        out["spectrum_update"] = measure(
+            lambda: setattr(group, "subset_state", SkyCircleSubsetState(ra + 20 / 3600, dec,
+                                                                        6 / 3600)),
+            spectrum_ready(2))
 
     # -- export -------------------------------------------------------------------------
-    export_path = os.path.join(workdir, "export.fits")
-    if os.path.exists(export_path):
-        os.unlink(export_path)
-    action = next(a for a in app._actions["plugins"] if a.text() == EXPORT_LABEL)
-    action.trigger()
-    dialog = app._spherex_export_dialog
-    dialog.path_edit.setText(export_path)
-    out["export"] = measure(dialog.export, lambda: dialog.written is not None, timeout=300)
-    out["export_mb"] = os.path.getsize(export_path) / 1e6
-    dialog.close()
-    os.unlink(export_path)
+    if "export" in only:
+        out["export"], out["export_mb"] = bench_export(app, workdir)
+    if "restore" not in only:
+        app.close()
+        return out, None, None
 
     # -- save the session, with a zoom, a title and an active subset to come back --------
     session_path = os.path.join(workdir, "session.glu")
@@ -203,6 +206,24 @@ def bench_window(paths, workdir):
               "title": viewer.state.title, "subset": group.label}
     app.close()
     return out, session_path, expect
+
+
+def bench_export(app, workdir):
+    """(ready, gap) of exporting every cutout to one MEF, and its size in MB."""
+    from glue_spherex.qt import EXPORT_LABEL
+
+    export_path = os.path.join(workdir, "export.fits")
+    if os.path.exists(export_path):
+        os.unlink(export_path)
+    action = next(a for a in app._actions["plugins"] if a.text() == EXPORT_LABEL)
+    action.trigger()
+    dialog = app._spherex_export_dialog
+    dialog.path_edit.setText(export_path)
+    took = measure(dialog.export, lambda: dialog.written is not None, timeout=300)
+    size = os.path.getsize(export_path) / 1e6
+    dialog.close()
+    os.unlink(export_path)
+    return took, size
 
 
 def _watch_draws(app):
@@ -273,7 +294,15 @@ def main():
     parser.add_argument("--n", type=int, default=274)
     parser.add_argument("--workdir", help="keep the fetched cutouts here (default: temporary)")
     parser.add_argument("--restore", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--only", default=",".join(ACTIONS),
+                        help="comma-separated actions to run, of " + ", ".join(ACTIONS)
+                        + " (default: all; 'restore' saves a session first)")
+    parser.add_argument("--keep-session", metavar="PATH",
+                        help="keep the saved session at PATH (e.g. to profile its restore)")
     args = parser.parse_args()
+    only = set(args.only.split(","))
+    if not only <= set(ACTIONS):
+        parser.error(f"--only: unknown action(s) {', '.join(sorted(only - set(ACTIONS)))}")
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     if args.restore:
         bench_restore(args.restore[0], json.loads(args.restore[1]))
@@ -284,27 +313,36 @@ def main():
         paths = cutout_files(workdir, args.n)
         from qtpy import QtWidgets
         QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
-        out, session_path, expect = bench_window(paths, workdir)
-        done = subprocess.run([sys.executable, __file__, "--restore", session_path,
-                               json.dumps(expect)], capture_output=True, text=True)
-        lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
-        if done.returncode or not lines:
-            sys.stderr.write(done.stderr[-3000:])
-            raise SystemExit("restoring the session failed")
-        restored = json.loads(lines[-1])
-        out["restore"] = restored["restore"]
-        os.unlink(session_path)
-    print(f"\n{out['n']} cutouts ({out['load']:.1f} s to load and link); "
-          f"session {out['session_mb']:.0f} MB saved in {out['save']:.1f} s; "
-          f"export {out['export_mb']:.0f} MB")
+        out, session_path, expect = bench_window(paths, workdir, only)
+        restored = None
+        if session_path is not None:
+            done = subprocess.run([sys.executable, __file__, "--restore", session_path,
+                                   json.dumps(expect)], capture_output=True, text=True)
+            lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+            if done.returncode or not lines:
+                sys.stderr.write(done.stderr[-3000:])
+                raise SystemExit("restoring the session failed")
+            restored = json.loads(lines[-1])
+            out["restore"] = restored["restore"]
+            if args.keep_session:
+                os.replace(session_path, args.keep_session)
+            else:
+                os.unlink(session_path)
+    print(f"\n{out['n']} cutouts ({out['load']:.1f} s to load and link)"
+          + (f"; session {out['session_mb']:.0f} MB saved in {out['save']:.1f} s"
+             if "save" in out else "")
+          + (f"; export {out['export_mb']:.0f} MB" if "export_mb" in out else ""))
     print(f"{'action':<18} {'ready (s)':>10} {'max gap (s)':>12} {'target (s)':>11}")
     for name, target in TARGETS.items():
+        if name not in out:
+            continue
         ready, gap = out[name]
         flag = "" if ready <= target and gap <= 0.25 else "  <-- over"
         print(f"{name:<18} {ready:>10.2f} {gap:>12.2f} {target:>11.1f}{flag}")
-    print("restored: " + ", ".join(f"{k} {'ok' if v else 'LOST'}"
-                                   for k, v in restored["checks"].items()))
-
+    if restored is not None:
+        print("restored: " + ", ".join(f"{k} {'ok' if v else 'LOST'}"
+                                       for k, v in restored["checks"].items()))
+    print(f"load average: {os.getloadavg()[0]:.2f}")
 
 if __name__ == "__main__":
     main()

@@ -13,6 +13,7 @@ profile and timings in ``docs/performance.rst``.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 
 from glue.core.component import DerivedComponent
@@ -23,7 +24,8 @@ from glue.core.message import ExternallyDerivableComponentsChangedMessage
 
 from .datasets import is_spherex_data
 
-__all__ = ["IndexedLinkManager", "LazyDerivableComponents", "use_indexed_link_manager"]
+__all__ = ["IndexedLinkManager", "LazyDerivableComponents", "use_indexed_link_manager",
+           "adding_unlinked"]
 
 #: Depth up to which a component is looked up by iterative deepening before the full
 #: closure of the dataset is computed instead.  Star-linked cutouts need at most 3
@@ -272,6 +274,9 @@ def _own_components(data):
 class IndexedLinkManager(LinkManager):
     """glue's LinkManager with indexed, lazy derivation (see the module docstring)."""
 
+    #: datasets being appended by :func:`adding_unlinked` (a class default: no state added)
+    _unlinked_additions = ()
+
     @staticmethod
     def applies_to(data_collection):
         """Whether to use the indexed algorithm for ``data_collection``."""
@@ -282,6 +287,8 @@ class IndexedLinkManager(LinkManager):
         if collection is None or not self.applies_to(collection):
             return super().update_externally_derivable_components(data)
 
+        if self._unlinked_additions and self._only_unlinked_added():
+            return
         datasets = [d for d in collection if isinstance(d, BaseCartesianData)]
         links = self._links
         links |= {link.inverse for link in links if link.inverse is not None}
@@ -366,6 +373,16 @@ class IndexedLinkManager(LinkManager):
         if remove:
             self._remove_links(remove)
 
+    def _only_unlinked_added(self):
+        """True if the update is for the datasets of :func:`adding_unlinked` only: the link
+        list is the one of the block's start and none of its links uses them."""
+        expected, added = self._unlinked_additions
+        if len(self._external_links) != expected:
+            return False
+        added = [d for d in added if d in self.data_collection]
+        cids = {cid for d in added for cid in d.components}
+        return not any(_uses_any(link, cids) for link in self._external_links)
+
     def _indexed(self):
         return self.data_collection is not None and self.applies_to(self.data_collection)
 
@@ -410,6 +427,30 @@ def _uses_any(link, cids):
         if sub.get_to_id() in cids or any(f in cids for f in sub.get_from_ids()):
             return True
     return False
+
+
+@contextlib.contextmanager
+def adding_unlinked(data_collection, *datasets):
+    """``with adding_unlinked(dc, table): dc.append(table)`` -- ``datasets`` join with no
+    link, so the full link update that ``append`` triggers is skipped.
+
+    A dataset no link uses can derive nothing from the others and adds nothing they can
+    derive: its own empty derivable components (what glue gives a new ``Data``) and those of
+    every other dataset are already what the update would compute. The skip applies only
+    while the collection's link list is the one the block started with and no link uses
+    one of ``datasets`` (otherwise the update runs as usual); with glue's own manager
+    nothing changes. Adding the live spectrum's table to 274 linked cutouts cost 0.15 s
+    of the GUI thread in that update.
+    """
+    manager = data_collection._link_manager
+    if not isinstance(manager, IndexedLinkManager):
+        yield
+        return
+    manager._unlinked_additions = (len(manager._external_links), datasets)
+    try:
+        yield
+    finally:
+        del manager._unlinked_additions
 
 
 def use_indexed_link_manager(data_collection):

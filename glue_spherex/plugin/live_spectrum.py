@@ -35,6 +35,7 @@ from ..analysis.spectrum import Frame, measure_frames
 from ..errors import SpherexInputError
 from ..products.flags import DEFAULT_BAD_FLAGS, DEFAULT_BITS, mask_from_names
 from .datasets import cutouts_in, is_spherex_data
+from .linkmanager import adding_unlinked
 
 __all__ = [
     "SkyCircle",
@@ -495,7 +496,8 @@ class LiveSpectrum(HubListener):
                 self.spectrum = existing[0]
             else:
                 self.spectrum = new
-                self.data_collection.append(new)
+                with adding_unlinked(self.data_collection, new):  # no link-graph update
+                    self.data_collection.append(new)
                 return
         self.spectrum.update_values_from_data(new)
         self.spectrum.meta.update(new.meta)

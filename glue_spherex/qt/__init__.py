@@ -14,7 +14,10 @@ from __future__ import annotations
 
 __all__ = ["setup", "teardown", "IMPORT_LABEL", "EXPORT_LABEL", "EXPORT_SELECTED_LABEL", "COMPARE_LABEL",
            "COMPARE_SELECTED_LABEL", "import_cutouts", "export_session_cutouts",
-           "export_selected_cutouts", "compare_session_cutouts", "compare_selected_cutouts", "error_notice"]
+           "export_selected_cutouts", "compare_session_cutouts", "compare_selected_cutouts", "error_notice",
+           "finish_restore", "restore_pending"]
+
+from .session_restore import finish_restore, restore_pending
 
 IMPORT_LABEL = "SPHEREx cutouts…"
 EXPORT_LABEL = "Export SPHEREx cutouts as MEF…"

@@ -7,7 +7,10 @@ cutouts or one selection on them costs O(N²) (the figures are in ``docs/perform
 for SPHEREx datasets and their subsets, defers the rebuild to a zero-delay single-shot timer:
 one rebuild shows everything added before Qt next processes events, then selects the last
 item as glue does; a selection made from code first completes a pending rebuild. Other data
-(and deletions) keep glue's immediate refresh. A SPHEREx dataset's tooltip adds its full
+(and deletions) keep glue's immediate refresh; the live spectrum's table (``meta
+['spherex_spectrum']``) and its subsets join the batch like a cutout. Row icons are made once
+per marker and colour (glue makes one per row at every rebuild and repaint: 0.3 s of the GUI
+thread per rebuild at 274 cutouts). A SPHEREx dataset's tooltip adds its full
 identity (observation id, processing version, source file) to the short label. Installed by
 the ``batched-tree`` patch (:mod:`glue_spherex.qt.patches`).
 """
@@ -22,6 +25,15 @@ from ..plugin.datasets import identity, is_spherex_data
 __all__ = ["BatchedDataCollectionModel"]
 
 _GlueModel = _dcm.DataCollectionModel
+#: the tree items whose icon is glue's ``layer_icon`` of their layer (a function of the
+#: layer's marker and colour only)
+_ICON_ITEMS = (_dcm.DataItem, _dcm.SubsetGroupItem, _dcm.SubsetItem)
+
+
+def _batched(data):
+    """Whether the tree refresh for ``data`` (or a subset of it) waits for the batch: SPHEREx
+    cutouts and the live spectrum's table."""
+    return is_spherex_data(data) or bool(getattr(data, "meta", {}).get("spherex_spectrum"))
 
 
 class BatchedDataCollectionModel(_GlueModel):
@@ -36,16 +48,30 @@ class BatchedDataCollectionModel(_GlueModel):
         self._refresh_timer.timeout.connect(self.flush)
 
     def _on_add_data(self, message):
-        if not is_spherex_data(message.data):
+        if not _batched(message.data):
             self.flush()
             return super()._on_add_data(message)
         self._defer("data")
 
     def _on_add_subset(self, message):
-        if not is_spherex_data(getattr(message.subset, "data", None)):
+        if not _batched(getattr(message.subset, "data", None)):
             self.flush()
             return super()._on_add_subset(message)
         self._defer("subset")
+
+    def _icon_data(self, index):
+        # glue builds a new icon (file lookup, bitmap, tint) for every row at every repaint
+        # and rebuild: 0.3 s of the GUI thread per rebuild of a tree of 274 cutouts
+        item = self._get_item(index)
+        style = getattr(item, "style", None)
+        if style is None or not isinstance(item, _ICON_ITEMS):
+            return super()._icon_data(index)
+        key = (style.marker, str(style.color))
+        cache = self.__dict__.setdefault("_spherex_icons", {})
+        icon = cache.get(key)
+        if icon is None:
+            icon = cache[key] = super()._icon_data(index)
+        return icon
 
     def _defer(self, kind):
         self._pending = kind

@@ -22,6 +22,7 @@ from .session import central_wavelength
 
 __all__ = ["choose_across_wavelength", "grid_shape", "open_wavelength_grid", "SharedView",
            "reattach_wavelength_grids", "view_record", "restore_view", "restore_view_when_shown",
+           "saved_limits", "apply_limits",
            "MAX_PANELS", "TAB_NAME", "VIEW_KEY"]
 
 MAX_PANELS = 9
@@ -201,19 +202,44 @@ def view_record(app):
     return {"limits": limits, "active_subsets": active}
 
 
+def saved_limits(record, tab, index):
+    """The limits :data:`VIEW_KEY` ``record`` saved for viewer ``index`` of tab ``tab``
+    (None if it saved none)."""
+    try:
+        return record.get("limits", [])[tab][index]
+    except (IndexError, TypeError):
+        return None
+
+
+def apply_limits(viewer, values):
+    """Give ``viewer`` the limits ``values`` (x_min, x_max, y_min, y_max), if all numbers;
+    values it has already cause no change (and no redraw)."""
+    if not values or not all(isinstance(v, (int, float)) for v in values):
+        return
+    state = viewer.state
+    if all(getattr(state, name, None) == value for name, value in zip(_LIMITS, values)):
+        return
+    with delay_callback(state, *_LIMITS):
+        for name, value in zip(_LIMITS, values):
+            setattr(state, name, value)
+
+
 def restore_view(app, record):
     """Give the viewers of a restored ``app`` their saved limits and make the saved active
     subsets active again (``record`` as saved under :data:`VIEW_KEY`)."""
     for tab, saved in zip(app.viewers, record.get("limits", [])):
         for viewer, values in zip(tab, saved):
-            if all(isinstance(v, (int, float)) for v in values):
-                with delay_callback(viewer.state, *_LIMITS):
-                    for name, value in zip(_LIMITS, values):
-                        setattr(viewer.state, name, value)
+            apply_limits(viewer, values)
     labels = record.get("active_subsets") or []
     groups = [g for g in app.data_collection.subset_groups if g.label in labels]
     mode = getattr(app.session, "edit_subset_mode", None)
     if groups and mode is not None:
+        # glue makes the subsets selected in the data-collection tree the active ones (at
+        # every selection change and tree rebuild): select them there too
+        tree = getattr(getattr(getattr(app, "_layer_widget", None), "ui", None), "layerTree",
+                       None)
+        if tree is not None:
+            tree.set_selected_layers(groups)
         mode.edit_subset = groups
 
 

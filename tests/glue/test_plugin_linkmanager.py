@@ -167,3 +167,28 @@ def test_change_messages_reach_the_linked_datasets_only(products, monkeypatch):
     seen.clear()
     dc._link_manager.update_externally_derivable_components()  # nothing changed
     assert seen == []
+
+
+def test_adding_unlinked_skips_the_update_and_derives_the_same(products, monkeypatch):
+    from glue_spherex.plugin.linkmanager import adding_unlinked
+
+    skipped, full = session(products, False, monkeypatch), session(products, False, monkeypatch)
+    calls = []
+    manager = skipped._link_manager
+    monkeypatch.setattr(manager, "_update_pixel_alignment",
+                        lambda *args: calls.append(args))  # runs only in a full update
+    table = Data(x=np.arange(3.0), label="table")
+    with adding_unlinked(skipped, table):
+        skipped.append(table)
+    assert calls == [] and table in skipped
+    full.append(Data(x=np.arange(3.0), label="table"))
+    assert derivations(skipped) == derivations(full)
+    assert derivations(skipped)[0]["table"] == {}
+
+    # a link made inside the block (or one using the new dataset) gets the full update
+    other = Data(y=np.arange(3.0), label="other")
+    with adding_unlinked(skipped, other):
+        skipped.append(other)
+        skipped.add_link(LinkSame(other.id["y"], table.id["x"]))
+    assert calls  # updated
+    assert ("table", "x") in {name(c) for c in other._externally_derivable_components}

@@ -299,6 +299,10 @@ def test_compare_grid_restored_from_a_session_still_moves_together(session, qtbo
     restored.resize(1400, 900)
     restored.show()
     qtbot.waitExposed(restored)
+    from glue_spherex.qt import restore_pending
+
+    assert restore_pending(restored)  # the viewers are made one per event-loop turn
+    qtbot.waitUntil(lambda: not restore_pending(restored), timeout=60_000)
     tab = restored.tab_names.index(TAB_NAME)
     panels = restored.viewers[tab]
     assert len(panels) == 4

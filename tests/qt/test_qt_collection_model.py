@@ -97,3 +97,40 @@ def test_other_data_refresh_at_once_as_in_glue(glue_app, qtbot):
     glue_app.add_data(plain)
     assert not model.pending and len(refreshes) == 1
     assert view.selected_layers() == [plain]
+
+
+def test_icons_are_made_once_per_style_and_follow_a_colour_change(glue_app, products, qtbot,
+                                                                   monkeypatch):
+    from glue_qt.core import data_collection_model as glue_model
+
+    view, model = _tree(glue_app)
+    made = []
+    glue_layer_icon = glue_model.layer_icon
+    monkeypatch.setattr(glue_model, "layer_icon",
+                        lambda layer: made.append(layer) or glue_layer_icon(layer))
+    datasets = [product_to_data(products[i % len(products)]) for i in range(40)]
+    for d in datasets:
+        d.style.color = "#123456"
+    glue_app.add_data(*datasets)
+    qtbot.waitUntil(lambda: not model.pending)
+    icons = [model.data(model.data_index(i), glue_model.Qt.DecorationRole) for i in range(40)]
+    assert len(made) == 1  # glue's model: one per row at every rebuild and repaint
+    assert all(icon is icons[0] for icon in icons) and not icons[0].isNull()
+    datasets[5].style.color = "#ff0000"  # a new colour: its own icon
+    other = model.data(model.data_index(5), glue_model.Qt.DecorationRole)
+    assert len(made) == 2 and other is not icons[0]
+    colour = other.pixmap(16, 16).toImage().pixelColor(8, 8)
+    assert (colour.red(), colour.green()) == (255, 0)
+
+
+def test_the_spectrum_table_joins_the_batched_refresh(glue_app, qtbot):
+    import numpy as np
+
+    view, model = _tree(glue_app)
+    table = Data(x=np.arange(4.0), label="SPHEREx spectrum: s")
+    table.meta["spherex_spectrum"] = True
+    glue_app.data_collection.append(table)
+    assert model.pending  # drawn in the next turn of the event loop, with its subsets
+    qtbot.waitUntil(lambda: not model.pending)
+    assert _labels(model, model.data_index()) == [table.label]
+    assert view.selected_layers() == [table]
